@@ -1,0 +1,30 @@
+# The two set-up commands (README): `make quickstart` and `make test`. Both create .venv/ on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip --disable-pip-version-check -q
+# Threads for benchmarks and the quickstart; tests use the default.
+THREADS ?= 2
+
+.PHONY: setup quickstart test bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	# torch first and pinned: an unpinned torch pulls a multi-GB CUDA build.
+	$(PIP) install torch==2.13.0
+	$(PIP) install -e '.[test]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+quickstart: setup
+	OMP_NUM_THREADS=$(THREADS) $(PY) scripts/quickstart.py
+
+test: setup
+	$(PY) -m pytest -q
+
+bench: setup
+	OMP_NUM_THREADS=$(THREADS) $(PY) benchmarks/bench_tokenizer.py
+
+clean:
+	rm -rf $(VENV) .cache build src/*.egg-info

