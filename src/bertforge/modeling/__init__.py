@@ -1,0 +1,19 @@
+"""BERT/NEZHA models: config, encoder, heads, CRF and checkpoint loading/saving."""
+
+from bertforge.modeling.bert import BertModel, BertOutput
+from bertforge.modeling.config import PRESETS, BertConfig
+from bertforge.modeling.crf import CRF
+from bertforge.modeling.heads import (
+    BertForPreTraining,
+    BertForQuestionAnswering,
+    BertForSequenceClassification,
+    BertForTokenClassification,
+    ClassifierOutput,
+    PreTrainingOutput,
+    SpanOutput,
+)
+
+__all__ = [
+    "PRESETS", "CRF", "BertConfig", "BertForPreTraining", "BertForQuestionAnswering", "BertForSequenceClassification",
+    "BertForTokenClassification", "BertModel", "BertOutput", "ClassifierOutput", "PreTrainingOutput", "SpanOutput",
+]

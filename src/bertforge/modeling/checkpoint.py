@@ -1,0 +1,297 @@
+"""Load and save weights: bertforge/Hugging Face directories and MindSpore model-zoo `.ckpt` files.
+
+Every source is first normalised to Hugging Face's full-model names (`bert.` prefix on the encoder,
+`cls.`/`classifier.`/`qa_outputs.` for heads); a model then takes what it owns and every mismatch is
+reported by name. Nothing is unpickled: safetensors, or `torch.load(weights_only=True)`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import re
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from bertforge.errors import BertforgeError
+from bertforge.fileio import atomic_path, atomic_write_text
+from bertforge.modeling.config import BertConfig
+
+log = logging.getLogger("bertforge")
+
+# Weights of task heads: absent ones are initialised fresh, present-but-unused ones are reported, not errors.
+HEAD_PREFIXES = ("cls.", "classifier.", "qa_outputs.", "crf.", "lstm.")
+_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+_CONFIG_FILES = ("config.json", "config.yaml", "pretrain_config.yaml")
+
+# ------------------------------------------------------------------------------------- MindSpore model zoo names
+# (model zoo name after the encoder's prefix, Hugging Face name after `bert.`); {n} is a layer number.
+_LAYER = "bert_encoder.layers.{n}."
+_HF_LAYER = "encoder.layer.{n}."
+
+
+def _dense(zoo: str, hf: str) -> list[tuple[str, str]]:
+    return [(f"{zoo}.weight", f"{hf}.weight"), (f"{zoo}.bias", f"{hf}.bias")]
+
+
+def _norm(zoo: str, hf: str) -> list[tuple[str, str]]:
+    return [(f"{zoo}.gamma", f"{hf}.weight"), (f"{zoo}.beta", f"{hf}.bias")]
+
+
+_ZOO_ENCODER = [
+    ("bert_embedding_lookup.embedding_table", "embeddings.word_embeddings.weight"),
+    ("bert_embedding_postprocessor.token_type_embedding.embedding_table", "embeddings.token_type_embeddings.weight"),
+    ("bert_embedding_postprocessor.full_position_embedding.embedding_table", "embeddings.position_embeddings.weight"),
+    *_norm("bert_embedding_postprocessor.layernorm", "embeddings.LayerNorm"),
+    *(pair for p in ("query", "key", "value")
+      for pair in _dense(f"{_LAYER}attention.attention.{p}_layer", f"{_HF_LAYER}attention.self.{p}")),
+    (f"{_LAYER}attention.attention._generate_relative_positions_embeddings.embeddings_table",
+     f"{_HF_LAYER}attention.self.relative_positions_embeddings.weight"),
+    *_dense(f"{_LAYER}attention.output.dense", f"{_HF_LAYER}attention.output.dense"),
+    *_norm(f"{_LAYER}attention.output.layernorm", f"{_HF_LAYER}attention.output.LayerNorm"),
+    *_dense(f"{_LAYER}intermediate", f"{_HF_LAYER}intermediate.dense"),
+    *_dense(f"{_LAYER}output.dense", f"{_HF_LAYER}output.dense"),
+    *_norm(f"{_LAYER}output.layernorm", f"{_HF_LAYER}output.LayerNorm"),
+    *_dense("dense", "pooler.dense"),
+]
+# Pretraining heads live beside the encoder: `bert.cls1` (MLM) and `bert.cls2` (NSP) next to `bert.bert`.
+_ZOO_HEADS = [
+    *_dense("cls1.dense", "cls.predictions.transform.dense"),
+    *_norm("cls1.layernorm", "cls.predictions.transform.LayerNorm"),
+    ("cls1.output_bias", "cls.predictions.bias"),
+    *_dense("cls2.dense", "cls.seq_relationship"),
+]
+# Training state the model zoo saves beside the weights (optimizer moments, step counters, loss scale).
+_ZOO_TRAINING_STATE = re.compile(
+    r"^(moments|moment1|moment2|adam_m|adam_v|accu_grads|accumulation|global_step|learning_rate|beta1_power|"
+    r"beta2_power|loss_scale|scale_sense|current_iterator_step|last_overflow_iterator_step|epoch_num|step_num)\b"
+)
+
+
+def _template_regex(template: str) -> re.Pattern[str]:
+    return re.compile(re.escape(template).replace(re.escape("{n}"), r"(?P<n>\d+)") + "$")
+
+
+_FROM_ZOO = [(_template_regex(zoo), hf) for zoo, hf in _ZOO_ENCODER]
+_FROM_ZOO_HEADS = [(_template_regex(zoo), hf) for zoo, hf in _ZOO_HEADS]
+_TO_ZOO = [(_template_regex(hf), zoo) for zoo, hf in _ZOO_ENCODER]
+_TO_ZOO_HEADS = [(_template_regex(hf), zoo) for zoo, hf in _ZOO_HEADS]
+
+
+def _rename(name: str, table: list[tuple[re.Pattern[str], str]]) -> str | None:
+    for pattern, template in table:
+        m = pattern.match(name)
+        if m:
+            return template.format(**m.groupdict())
+    return None
+
+
+def from_model_zoo_names(tensors: dict[str, np.ndarray], source: str) -> dict[str, torch.Tensor]:
+    """Model zoo names -> Hugging Face full-model names. Unmappable encoder names are errors."""
+    lookup = [k for k in tensors if k.endswith("bert_embedding_lookup.embedding_table")]
+    if len(lookup) != 1:
+        raise BertforgeError(f"{source}: not a model zoo BERT checkpoint (no single '*bert_embedding_lookup.embedding_table')")
+    encoder = lookup[0][: -len("bert_embedding_lookup.embedding_table")]  # e.g. "bert.bert."
+    outer = encoder[: encoder.rstrip(".").rfind(".") + 1] if encoder.count(".") > 1 else ""  # e.g. "bert."
+    out: dict[str, torch.Tensor] = {}
+    unknown, unused, state = [], [], 0
+    for name, value in tensors.items():
+        if name.startswith(encoder):
+            hf = _rename(name[len(encoder):], _FROM_ZOO)
+            if hf is None:
+                unknown.append(name)
+                continue
+            out["bert." + hf] = torch.from_numpy(np.ascontiguousarray(value))
+        elif name.startswith(outer) and (hf := _rename(name[len(outer):], _FROM_ZOO_HEADS)):
+            out[hf] = torch.from_numpy(np.ascontiguousarray(value))
+        elif _ZOO_TRAINING_STATE.match(name):
+            state += 1
+        else:
+            unused.append(name)
+    if unknown:
+        raise BertforgeError(f"{source}: encoder tensors with no known mapping: {', '.join(unknown)}")
+    if state:
+        log.info("%s: skipped %d optimizer/training-state entries", source, state)
+    if unused:
+        log.info("%s: not used (other heads): %s", source, ", ".join(unused))
+    return out
+
+
+def to_model_zoo_names(state: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    """Hugging Face full-model names -> the model zoo's pretraining-network names (`bert.bert.*`, `bert.cls1.*`)."""
+    out = {}
+    for name, value in state.items():
+        zoo = _rename(name[len("bert."):], _TO_ZOO) if name.startswith("bert.") else None
+        zoo = "bert.bert." + zoo if zoo else (("bert." + z) if (z := _rename(name, _TO_ZOO_HEADS)) else None)
+        if zoo is None:
+            raise BertforgeError(f"{name} has no MindSpore model zoo equivalent")
+        out[zoo] = value.detach().cpu().float().numpy()
+    return out
+
+
+# ------------------------------------------------------------------------------------ Hugging Face names
+def normalize_hf_names(state: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
+    """Bring a Hugging Face state dict to full-model names: add the `bert.` prefix to a bare encoder, turn
+    TF-era `gamma`/`beta` into `weight`/`bias`, and drop derived entries (position ids, the decoder tied to
+    the word embeddings, NEZHA's fixed sinusoid buffers)."""
+    out = {}
+    for name, value in state.items():
+        if name.startswith(("embeddings.", "encoder.", "pooler.")):
+            name = "bert." + name
+        name = re.sub(r"LayerNorm\.gamma$", "LayerNorm.weight", name)
+        name = re.sub(r"LayerNorm\.beta$", "LayerNorm.bias", name)
+        if name.endswith(("embeddings.position_ids", "relative_positions_encoding.positions_encoding")):
+            continue
+        out[name] = value
+    decoder = out.pop("cls.predictions.decoder.weight", None)
+    words = out.get("bert.embeddings.word_embeddings.weight")
+    if decoder is not None and words is not None and not torch.equal(decoder, words):
+        raise BertforgeError(f"{source}: the MLM decoder is not tied to the word embeddings; bertforge ties them")
+    decoder_bias = out.pop("cls.predictions.decoder.bias", None)
+    if decoder_bias is not None:
+        out.setdefault("cls.predictions.bias", decoder_bias)
+    return out
+
+
+# --------------------------------------------------------------------------------------------- files
+def locate(path: str | Path) -> tuple[Path, Path | None]:
+    """(weights file, config file or None) for a checkpoint directory or a weights file."""
+    path = Path(path)
+    if path.is_dir():
+        found = [path / f for f in _WEIGHT_FILES if (path / f).is_file()] or sorted(path.glob("*.ckpt"))
+        if not found:
+            raise BertforgeError(f"{path}: no weights found (expected one of {', '.join(_WEIGHT_FILES)} or a .ckpt file)")
+        if len(found) > 1 and found[0].suffix == ".ckpt":
+            raise BertforgeError(f"{path}: several .ckpt files ({', '.join(f.name for f in found)}); name one")
+        weights, folder = found[0], path
+    elif path.is_file():
+        weights, folder = path, path.parent
+    else:
+        raise BertforgeError(f"checkpoint {path} does not exist")
+    config = next((folder / f for f in _CONFIG_FILES if (folder / f).is_file()), None)
+    return weights, config
+
+
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """Read a weights file into Hugging Face full-model names."""
+    if path.suffix == ".ckpt":
+        from bertforge.modeling.mindspore_ckpt import read_mindspore_checkpoint
+
+        return from_model_zoo_names(read_mindspore_checkpoint(path), str(path))
+    if path.suffix == ".safetensors":
+        state = load_file(path)
+    elif path.suffix in (".bin", ".pt", ".pth"):
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - torch raises many types for bad/unsafe pickles
+            raise BertforgeError(f"{path}: cannot be read safely as PyTorch weights ({exc.__class__.__name__}: {exc})") from None
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise BertforgeError(f"{path}: expected a state dict of tensors")
+    else:
+        raise BertforgeError(f"{path}: unknown weights format (expected .safetensors, .bin or .ckpt)")
+    return normalize_hf_names(state, str(path))
+
+
+def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Copy `state` (full-model names) into `model`, naming every missing, unknown or mis-shaped tensor."""
+    own_prefix = "" if hasattr(model, "bert") else "bert."  # a bare BertModel owns the `bert.` names
+    target = {own_prefix + k: v for k, v in model.state_dict().items()}
+    # Source tensors a model may legitimately not have: other heads, the pooler (token-level heads have
+    # none), and absolute positions (the model zoo's NEZHA saves a table it never uses).
+    optional = HEAD_PREFIXES + ("bert.pooler.", "bert.embeddings.position_embeddings.")
+    missing = [k for k in target if k not in state and not k.startswith(HEAD_PREFIXES)]
+    fresh = [k for k in target if k not in state and k.startswith(HEAD_PREFIXES)]
+    unknown = [k for k in state if k not in target and not k.startswith(optional)]
+    unused = [k for k in state if k not in target and k.startswith(optional)]
+    misshaped = [
+        f"{k} {tuple(state[k].shape)} (model expects {tuple(v.shape)})"
+        for k, v in target.items() if k in state and state[k].shape != v.shape
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing: {', '.join(missing)}")
+    if unknown:
+        problems.append(f"unexpected: {', '.join(unknown)}")
+    if misshaped:
+        problems.append(f"wrong shape: {'; '.join(misshaped)}")
+    if problems:
+        raise BertforgeError(f"{source} does not fit {type(model).__name__}: " + " | ".join(problems))
+    with torch.no_grad():
+        for k, v in target.items():
+            if k in state:
+                v.copy_(state[k])
+    if fresh:
+        log.warning("%s: newly initialised (not in the checkpoint): %s", source, ", ".join(fresh))
+    if unused:
+        log.info("%s: not used by %s: %s", source, type(model).__name__, ", ".join(unused))
+
+
+def full_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The model's tensors under Hugging Face's names for its class (no prefix for a bare encoder)."""
+    return {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+
+
+T = TypeVar("T", bound="PretrainedMixin")
+
+
+class PretrainedMixin:
+    """`from_pretrained` / `save_pretrained` for the encoder and every head class."""
+
+    config: BertConfig
+
+    @classmethod
+    def from_pretrained(cls: type[T], path: str | Path, config: BertConfig | str | Path | None = None, **overrides: Any) -> T:
+        """Load a bertforge or Hugging Face directory, a weights file, or a MindSpore `.ckpt`.
+
+        `config` (a BertConfig, preset name or file) is needed only when no config file lies beside the
+        weights (a `.ckpt` carries none); `overrides` set config fields, e.g. `num_labels=3`.
+        """
+        weights, found = locate(path)
+        if config is not None:
+            cfg = BertConfig.resolve(config)
+        elif found is not None:
+            cfg = BertConfig.from_file(found)
+        else:
+            raise BertforgeError(
+                f"{weights}: no config file beside the weights ({', '.join(_CONFIG_FILES)}); pass config= "
+                "(a preset name, a config file, or the model zoo's pretrain_config.yaml)"
+            )
+        if overrides:
+            cfg = dataclasses.replace(cfg, **overrides)
+        if weights.suffix == ".ckpt" and (cfg.layer_norm_eps != 1e-7 or cfg.hidden_act != "gelu_tanh"):
+            log.warning("%s: model zoo weights with layer_norm_eps=%g, hidden_act=%s (the model zoo trains with 1e-7, "
+                        "gelu_tanh)", weights, cfg.layer_norm_eps, cfg.hidden_act)
+        model = cls(cfg)
+        load_weights(model, read_weights(weights), str(weights))
+        return model
+
+    def save_pretrained(self, directory: str | Path, overwrite: bool = False) -> Path:
+        """Write `config.json` + `model.safetensors` (Hugging Face's layout), each file atomically."""
+        directory = Path(directory)
+        files = [directory / "config.json", directory / "model.safetensors"]
+        existing = [str(f) for f in files if f.exists()]
+        if existing and not overwrite:
+            raise BertforgeError(f"{', '.join(existing)} already exist; pass overwrite=True (--overwrite) to replace")
+        config = self.config.to_hf_dict() | {"architectures": [type(self).__name__]}
+        with atomic_path(files[1]) as tmp:
+            save_file(full_state_dict(self), str(tmp), metadata={"format": "pt"})
+        atomic_write_text(files[0], json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+        return directory
+
+    def save_mindspore(self, path: str | Path, overwrite: bool = False) -> Path:
+        """Write a MindSpore model zoo `.ckpt` (pretraining-network names) that MindSpore's loader reads."""
+        from bertforge.modeling.mindspore_ckpt import write_mindspore_checkpoint
+
+        path = Path(path)
+        if path.exists() and not overwrite:
+            raise BertforgeError(f"{path} already exists; pass overwrite=True (--overwrite) to replace")
+        state = full_state_dict(self)
+        if not hasattr(self, "bert"):
+            state = {"bert." + k: v for k, v in state.items()}
+        write_mindspore_checkpoint(path, to_model_zoo_names(state))
+        return path

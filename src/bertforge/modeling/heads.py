@@ -1,0 +1,247 @@
+"""Task heads on the encoder: pretraining (MLM + NSP), sequence classification/regression, token
+classification (softmax, CRF, optional BiLSTM) and span extraction. Names follow Hugging Face's heads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bertforge.modeling.bert import BertModel, activation, init_weights
+from bertforge.modeling.checkpoint import PretrainedMixin
+from bertforge.modeling.config import BertConfig
+from bertforge.modeling.crf import CRF
+
+IGNORE_INDEX = -100  # label value that contributes no loss
+
+
+@dataclass
+class PreTrainingOutput:
+    loss: torch.Tensor | None  # mlm_loss + nsp_loss
+    mlm_loss: torch.Tensor | None
+    nsp_loss: torch.Tensor | None
+    mlm_logits: torch.Tensor  # (B, P, V) at the masked positions (or (B, S, V) when no positions are given)
+    nsp_logits: torch.Tensor  # (B, 2); class 1 = "B is a random sentence"
+
+
+@dataclass
+class ClassifierOutput:
+    loss: torch.Tensor | None
+    logits: torch.Tensor  # (B, num_labels), or (B, S, num_labels) for token classification
+
+
+@dataclass
+class SpanOutput:
+    loss: torch.Tensor | None
+    start_logits: torch.Tensor  # (B, S)
+    end_logits: torch.Tensor  # (B, S)
+
+
+class _Head(PretrainedMixin, nn.Module):
+    """An encoder (`self.bert`) plus head modules; initialises the head like the encoder."""
+
+    def __init__(self, config: BertConfig, add_pooling_layer: bool = True):
+        super().__init__()
+        self.config = config
+        self.bert = BertModel(config, add_pooling_layer=add_pooling_layer)
+
+    def _init_head(self) -> None:
+        for name, module in self.named_children():
+            if name != "bert":
+                module.apply(lambda m: init_weights(m, self.config))
+
+    def _dropout(self) -> nn.Dropout:
+        p = self.config.classifier_dropout
+        return nn.Dropout(self.config.hidden_dropout_prob if p is None else p)
+
+
+class BertPredictionTransform(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.act = activation(config.hidden_act)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(self.act(self.dense(hidden)))
+
+
+class BertLMPredictionHead(nn.Module):
+    """transform (dense, act, LayerNorm), then the decoder tied to the word embeddings, plus a bias."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.transform = BertPredictionTransform(config)
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+
+    def forward(self, hidden: torch.Tensor, word_embeddings: torch.Tensor) -> torch.Tensor:
+        """hidden (..., H), word_embeddings (V, H) -> logits (..., V)."""
+        return F.linear(self.transform(hidden), word_embeddings, self.bias)
+
+
+class BertPreTrainingHeads(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.predictions = BertLMPredictionHead(config)
+        self.seq_relationship = nn.Linear(config.hidden_size, 2)
+
+
+class BertForPreTraining(_Head):
+    """Masked LM + next-sentence prediction. The MLM head runs only at the masked positions."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__(config)
+        self.cls = BertPreTrainingHeads(config)
+        self._init_head()
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        masked_lm_positions: torch.Tensor | None = None,
+        masked_lm_ids: torch.Tensor | None = None,
+        masked_lm_weights: torch.Tensor | None = None,
+        next_sentence_labels: torch.Tensor | None = None,
+    ) -> PreTrainingOutput:
+        """masked_lm_positions/ids/weights (B, P) as written by Google's create_pretraining_data (weight 0 =
+        padding); next_sentence_labels (B,). Without positions, logits cover every position (B, S, V).
+
+        loss = sum(w * NLL at masked positions) / sum(w) + mean NSP NLL.
+        """
+        out = self.bert(input_ids, token_type_ids, attention_mask)
+        hidden = out.last_hidden_state  # (B, S, H)
+        if masked_lm_positions is not None:
+            index = masked_lm_positions.long()[..., None].expand(-1, -1, hidden.shape[-1])
+            hidden = torch.gather(hidden, 1, index)  # (B, P, H)
+        mlm_logits = self.cls.predictions(hidden, self.bert.embeddings.word_embeddings.weight)
+        nsp_logits = self.cls.seq_relationship(out.pooler_output)
+        mlm_loss = nsp_loss = loss = None
+        if masked_lm_ids is not None:
+            nll = F.cross_entropy(
+                mlm_logits.flatten(0, 1).float(), masked_lm_ids.flatten().long(), reduction="none",
+                ignore_index=IGNORE_INDEX,
+            )
+            if masked_lm_weights is None:
+                masked_lm_weights = (masked_lm_ids != IGNORE_INDEX).float()
+            weights = masked_lm_weights.flatten().float()
+            mlm_loss = (nll * weights).sum() / weights.sum().clamp(min=1e-5)
+            loss = mlm_loss
+        if next_sentence_labels is not None:
+            nsp_loss = F.cross_entropy(nsp_logits.float(), next_sentence_labels.flatten().long())
+            loss = nsp_loss if loss is None else loss + nsp_loss
+        return PreTrainingOutput(loss, mlm_loss, nsp_loss, mlm_logits, nsp_logits)
+
+
+class BertForSequenceClassification(_Head):
+    """Pooled [CLS] -> dropout -> linear. num_labels == 1 is regression (MSE), else cross-entropy."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__(config)
+        self.dropout = self._dropout()
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self._init_head()
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+    ) -> ClassifierOutput:
+        """labels (B,): class ids, or float targets when regressing -> logits (B, num_labels)."""
+        pooled = self.bert(input_ids, token_type_ids, attention_mask).pooler_output
+        logits = self.classifier(self.dropout(pooled))
+        loss = None
+        if labels is not None:
+            if self.config.num_labels == 1:
+                loss = F.mse_loss(logits.squeeze(-1).float(), labels.float())
+            else:
+                loss = F.cross_entropy(logits.float(), labels.long())
+        return ClassifierOutput(loss, logits)
+
+
+class BertForTokenClassification(_Head):
+    """Per-token emissions (optionally through a BiLSTM), scored by softmax or by a CRF.
+
+    With a CRF the tag sequence is the positions where `labels != -100` (or `label_mask`), in order: the
+    usual NER setting of scoring only each word's first piece, never [CLS], [SEP] or padding.
+    """
+
+    def __init__(self, config: BertConfig):
+        super().__init__(config, add_pooling_layer=False)
+        self.dropout = self._dropout()
+        features = config.hidden_size
+        if config.lstm_hidden_size > 0:
+            self.lstm = nn.LSTM(config.hidden_size, config.lstm_hidden_size, batch_first=True, bidirectional=True)
+            features = 2 * config.lstm_hidden_size
+        self.classifier = nn.Linear(features, config.num_labels)
+        self.crf = CRF(config.num_labels) if config.use_crf else None
+        self._init_head()
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+    ) -> ClassifierOutput:
+        """labels (B, S) with -100 at positions to ignore -> logits (B, S, num_labels)."""
+        hidden = self.dropout(self.bert(input_ids, token_type_ids, attention_mask).last_hidden_state)
+        if hasattr(self, "lstm"):
+            hidden = self._bilstm(hidden, attention_mask)
+        logits = self.classifier(hidden)
+        loss = None
+        if labels is not None:
+            if self.crf is not None:
+                loss = -self.crf(logits, labels, labels != IGNORE_INDEX, reduction="mean")
+            else:
+                loss = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten().long(), ignore_index=IGNORE_INDEX)
+        return ClassifierOutput(loss, logits)
+
+    def decode(self, logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Best tags (B, S) at `mask` positions (Viterbi with a CRF, else argmax); -100 elsewhere."""
+        if self.crf is not None:
+            return self.crf.decode(logits, mask.bool())
+        return logits.argmax(-1).masked_fill(~mask.bool(), IGNORE_INDEX)
+
+    def _bilstm(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        """Run the BiLSTM over each sequence's real tokens only (the backward pass must not start in padding)."""
+        if attention_mask is None:
+            return self.lstm(hidden)[0]
+        lengths = attention_mask.sum(-1).clamp(min=1).cpu()
+        packed = nn.utils.rnn.pack_padded_sequence(hidden, lengths, batch_first=True, enforce_sorted=False)
+        out, _ = self.lstm(packed)
+        return nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=hidden.shape[1])[0]
+
+
+class BertForQuestionAnswering(_Head):
+    """Start/end logits over the sequence for extractive QA (SQuAD)."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__(config, add_pooling_layer=False)
+        self.qa_outputs = nn.Linear(config.hidden_size, 2)
+        self._init_head()
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        start_positions: torch.Tensor | None = None,
+        end_positions: torch.Tensor | None = None,
+    ) -> SpanOutput:
+        """start/end_positions (B,) token indices of the answer (0 = [CLS] for no answer)."""
+        hidden = self.bert(input_ids, token_type_ids, attention_mask).last_hidden_state
+        start_logits, end_logits = self.qa_outputs(hidden).float().unbind(-1)  # (B, S) each
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            S = start_logits.shape[1]
+            # Positions outside the window (answer truncated away) are ignored, as in Hugging Face.
+            start = start_positions.long().clamp(0, S)
+            end = end_positions.long().clamp(0, S)
+            loss = (F.cross_entropy(start_logits, start, ignore_index=S) + F.cross_entropy(end_logits, end, ignore_index=S)) / 2
+        return SpanOutput(loss, start_logits, end_logits)
