@@ -28,7 +28,7 @@ _ACTIVATION_ALIASES = {
 
 # Hugging Face config.json keys that say nothing about the network's shape.
 _HF_IGNORED = {
-    "architectures", "model_type", "transformers_version", "_name_or_path", "use_cache", "gradient_checkpointing",
+    "model_type", "transformers_version", "_name_or_path", "use_cache", "gradient_checkpointing",
     "position_embedding_type", "torch_dtype", "dtype", "label2id", "directionality", "pooler_fc_size",
     "pooler_num_attention_heads", "pooler_num_fc_layers", "pooler_size_per_head", "pooler_type", "output_past",
     "bos_token_id", "eos_token_id", "problem_type", "tie_word_embeddings", "is_decoder", "add_cross_attention",

@@ -1,0 +1,47 @@
+"""Pick the model class a checkpoint was saved from, for tools (convert, inspect) that take any checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bertforge.modeling.bert import BertModel
+from bertforge.modeling.checkpoint import PretrainedMixin, locate, read_weights
+from bertforge.modeling.config import BertConfig
+from bertforge.modeling.heads import (
+    BertForPreTraining,
+    BertForQuestionAnswering,
+    BertForSequenceClassification,
+    BertForTokenClassification,
+)
+
+MODEL_CLASSES: dict[str, type[PretrainedMixin]] = {
+    "encoder": BertModel,
+    "pretraining": BertForPreTraining,
+    "sequence-classification": BertForSequenceClassification,
+    "token-classification": BertForTokenClassification,
+    "question-answering": BertForQuestionAnswering,
+}
+
+
+def detect_head(path: str | Path, config: BertConfig | None = None) -> str:
+    """The head whose weights the checkpoint holds ('encoder' when it holds none)."""
+    names = read_weights(locate(path)[0]).keys()
+    if any(n.startswith("cls.") for n in names):
+        return "pretraining"
+    if any(n.startswith("qa_outputs.") for n in names):
+        return "question-answering"
+    if any(n.startswith(("crf.", "lstm.")) for n in names):
+        return "token-classification"
+    if any(n.startswith("classifier.") for n in names):
+        architectures = (config.extra.get("architectures") if config else None) or []
+        return "token-classification" if "BertForTokenClassification" in architectures else "sequence-classification"
+    return "encoder"
+
+
+def load_model(path: str | Path, config: BertConfig | str | Path | None = None, head: str = "auto") -> PretrainedMixin:
+    """Load any checkpoint into the class matching its head (or the one named by `head`)."""
+    if head == "auto":
+        found = locate(path)[1]
+        cfg = BertConfig.resolve(config) if config is not None else (BertConfig.from_file(found) if found else None)
+        head = detect_head(path, cfg)
+    return MODEL_CLASSES[head].from_pretrained(path, config=config)
