@@ -68,7 +68,7 @@ _ZOO_HEADS = [
 ]
 # Training state the model zoo saves beside the weights (optimizer moments, step counters, loss scale).
 _ZOO_TRAINING_STATE = re.compile(
-    r"^(moments|moment1|moment2|adam_m|adam_v|accu_grads|accumulation|global_step|learning_rate|beta1_power|"
+    r"^(moments|moment1|moment2|adam_m|adam_v|lamb_m|lamb_v|accu_grads|accumulation|global_step|learning_rate|beta1_power|"
     r"beta2_power|loss_scale|scale_sense|current_iterator_step|last_overflow_iterator_step|epoch_num|step_num)\b"
 )
 
