@@ -1,0 +1,1 @@
+"""Loaders for third-party reference implementations the tests compare against (never shipped)."""
