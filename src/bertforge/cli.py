@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -36,6 +37,51 @@ def cmd_tokenize(args: argparse.Namespace) -> None:
             print(" ".join(tokens))
 
 
+def cmd_create_pretraining_data(args: argparse.Namespace) -> None:
+    from bertforge.data.create import CreateOptions, create_pretraining_data
+
+    options = CreateOptions(
+        max_seq_length=args.max_seq_length, max_predictions_per_seq=args.max_predictions_per_seq,
+        masked_lm_prob=args.masked_lm_prob, dupe_factor=args.dupe_factor, short_seq_prob=args.short_seq_prob,
+        random_seed=args.random_seed, do_lower_case=args.do_lower_case, whole_word_mask=args.whole_word_mask,
+        dynamic_masking=args.dynamic_masking, chunk_mb=args.chunk_mb, shard_mb=args.shard_mb,
+    )
+    report = create_pretraining_data(args.input, args.vocab, args.output, options, workers=args.workers,
+                                     resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
+    print(f"{args.output}: {report.summary()}")
+
+
+def cmd_inspect(args: argparse.Namespace) -> None:
+    from bertforge.data.dataset import PretrainingDataset
+    from bertforge.data.inspect import dataset_statistics, format_record
+
+    dataset = PretrainingDataset(args.path if len(args.path) > 1 else args.path[0])
+    vocab = args.vocab or _recorded_vocab(dataset)
+    if vocab is not None:
+        from bertforge.tokenization import FullTokenizer
+
+        dataset.check_vocab(len(FullTokenizer(vocab)), vocab)
+        to_tokens = FullTokenizer(vocab).convert_ids_to_tokens
+    else:
+        to_tokens = lambda ids: [str(i) for i in ids]  # noqa: E731
+    records = [dataset[i] for i in range(min(args.limit, len(dataset)))]
+    stats = dataset_statistics(dataset, limit=args.stats_limit)
+    if args.json:
+        print(json.dumps({"records": [{k: v.tolist() for k, v in r.items()} for r in records], "statistics": stats},
+                         ensure_ascii=False))
+        return
+    for i, record in enumerate(records):
+        print(f"[{i}] {format_record(record, to_tokens)}")
+    print(json.dumps(stats, indent=2))
+
+
+def _recorded_vocab(dataset) -> str | None:
+    """The vocab file the dataset was made with, if it is still where it was."""
+    params = (dataset.schema or {}).get("parameters", {})
+    path = params.get("vocab", {}).get("path")
+    return path if path and Path(path).is_file() else None
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log details (unused tensors, ...)")
@@ -62,6 +108,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ids", action="store_true", help="print JSON with tokens and ids")
     p.add_argument("text", nargs="*")
     p.set_defaults(func=cmd_tokenize)
+    p = sub.add_parser("create-pretraining-data", parents=[common],
+                       help="sentence-per-line text -> MLM/NSP instances in shards (Google's algorithm)")
+    p.add_argument("--input", nargs="+", required=True, help="text files or directories (blank line between documents)")
+    p.add_argument("--vocab", required=True, help="vocab.txt")
+    p.add_argument("--output", required=True, help="output dataset directory")
+    p.add_argument("--max-seq-length", type=int, default=128)
+    p.add_argument("--max-predictions-per-seq", type=int, default=20)
+    p.add_argument("--masked-lm-prob", type=float, default=0.15)
+    p.add_argument("--dupe-factor", type=int, default=10, help="passes over the data with different masks/splits "
+                   "(with --dynamic-masking, 1 suffices)")
+    p.add_argument("--short-seq-prob", type=float, default=0.1)
+    p.add_argument("--random-seed", type=int, default=12345)
+    p.add_argument("--do-lower-case", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--whole-word-mask", action="store_true",
+                   help="mask whole words: WordPiece words, and jieba words in Chinese text")
+    p.add_argument("--dynamic-masking", action="store_true", help="store unmasked instances; draw masks at load time")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--chunk-mb", type=float, default=1.0, help="text per unit of work (default 1)")
+    p.add_argument("--shard-mb", type=float, default=64.0, help="text per output shard (default 64)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --output")
+    p.add_argument("--overwrite", action="store_true", help="replace a dataset already in --output")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_create_pretraining_data)
+
+    p = sub.add_parser("inspect", parents=[common], help="print pretraining records and dataset statistics")
+    p.add_argument("path", nargs="+", help="a bertforge dataset directory or TFRecord file(s)")
+    p.add_argument("--limit", type=int, default=5, help="records to print (default 5)")
+    p.add_argument("--stats-limit", type=int, default=None, help="compute statistics on the first N instances only")
+    p.add_argument("--vocab", help="vocab.txt (default: the one the dataset was made with, if still there)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_inspect)
     return parser
 
 

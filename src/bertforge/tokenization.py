@@ -293,6 +293,14 @@ class FullTokenizer:
         itos = self.ids_to_tokens  # the fast path skips token strings and offsets; ids are enough
         return [[itos[i] for i in e.ids] for e in self._encode(texts, with_offsets=False)]
 
+    def ids_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids of each text (no special tokens): `convert_tokens_to_ids(tokenize(t))`, without strings."""
+        return [e.ids for e in self._encode(texts, with_offsets=False)]
+
+    def ids_and_offsets_batch(self, texts: Sequence[str]) -> list[tuple[list[int], list[tuple[int, int]]]]:
+        """Token ids of each text with each token's character span in that text."""
+        return [(e.ids, e.offsets) for e in self._encode(texts, with_offsets=True)]
+
     def convert_tokens_to_ids(self, tokens: Iterable[str]) -> list[int]:
         try:
             return [self.vocab[t] for t in tokens]

@@ -1,0 +1,291 @@
+"""`create-pretraining-data`: raw text -> MLM/NSP instances in shards, in parallel, resumable.
+
+Work is planned as chunks of whole documents (~`chunk_mb` of text each, from file sizes alone) grouped
+into output shards (~`shard_mb`). Each chunk is processed independently with its own seeded random streams
+(random-next sentences are drawn from the chunk's documents), so the output is identical for any number of
+workers, memory is bounded by a shard, and a killed run resumes at the first unfinished shard.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from bertforge.data import corpus, shards
+from bertforge.data.documents import tokenize_documents
+from bertforge.data.instances import assemble, create_instances
+from bertforge.data.masking import MaskingConfig, mask_instances
+from bertforge.errors import BertforgeError
+from bertforge.fileio import atomic_write_text
+from bertforge.tokenization import FullTokenizer
+
+SPECIAL_TOKENS = ("[CLS]", "[SEP]", "[MASK]", "[UNK]")
+
+
+@dataclass
+class CreateOptions:
+    """Google's create_pretraining_data.py flags and defaults, plus our own."""
+
+    max_seq_length: int = 128
+    max_predictions_per_seq: int = 20
+    masked_lm_prob: float = 0.15
+    dupe_factor: int = 10
+    short_seq_prob: float = 0.1
+    random_seed: int = 12345
+    do_lower_case: bool = True
+    whole_word_mask: bool = False
+    dynamic_masking: bool = False  # store unmasked instances; masks are drawn at load time, fresh every epoch
+    chunk_mb: float = 1.0  # unit of work (and the pool random-next sentences come from)
+    shard_mb: float = 64.0  # text per output shard: bounds memory
+
+    def validate(self) -> None:
+        if self.max_seq_length < 5:
+            raise BertforgeError(f"max_seq_length {self.max_seq_length} is too small (needs room for [CLS] A [SEP] B [SEP])")
+        if not 0 < self.masked_lm_prob < 1:
+            raise BertforgeError(f"masked_lm_prob must be in (0, 1), got {self.masked_lm_prob}")
+        if self.max_predictions_per_seq < 1 or self.dupe_factor < 1:
+            raise BertforgeError("max_predictions_per_seq and dupe_factor must be at least 1")
+        if not 0 <= self.short_seq_prob <= 1:
+            raise BertforgeError(f"short_seq_prob must be in [0, 1], got {self.short_seq_prob}")
+
+
+@dataclass
+class CreateReport:
+    instances: int = 0
+    tokens: int = 0
+    shards: int = 0
+    shards_reused: int = 0
+    read: corpus.ReadReport = field(default_factory=corpus.ReadReport)
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        r = self.read
+        text = (f"{self.instances} instances ({self.tokens} tokens) in {self.shards} shards from {r.documents} documents, "
+                f"{r.lines} lines in {self.seconds:.1f}s")
+        if self.shards_reused:
+            text += f"; {self.shards_reused} shards kept from the interrupted run"
+        if r.invalid_utf8 or r.too_long:
+            text += f"; skipped {r.invalid_utf8} lines of invalid UTF-8 and {r.too_long} over-long lines"
+            text += "".join(f"\n  e.g. {e}" for e in r.examples)
+        return text
+
+
+@dataclass
+class _Job:
+    """What a worker needs besides the chunk (inherited through fork, or rebuilt after spawn)."""
+
+    vocab_file: str
+    options: CreateOptions
+    tokenizer: FullTokenizer | None = None
+
+
+_JOB: _Job | None = None  # set once per worker process by _init_worker; never changed afterwards
+
+
+def _init_worker(job: _Job, single_threaded: bool) -> None:
+    global _JOB
+    if single_threaded:  # one process per core: Rust's thread pool would only oversubscribe
+        os.environ["TOKENIZERS_PARALLELISM"] = "false"
+        os.environ["RAYON_NUM_THREADS"] = "1"
+    if job.tokenizer is None:
+        job.tokenizer = FullTokenizer(job.vocab_file, do_lower_case=job.options.do_lower_case)
+    _JOB = job
+
+
+def process_chunk(chunk: corpus.Chunk) -> tuple[dict[str, np.ndarray], corpus.ReadReport]:
+    """Read, tokenize, build and (unless dynamic) mask the instances of one chunk."""
+    job = _JOB
+    opts, tok = job.options, job.tokenizer
+    dtype = shards.id_dtype(len(tok))
+    documents, report = corpus.read_documents(chunk)
+    docs = tokenize_documents(documents, tok, dtype, whole_words=opts.whole_word_mask)
+    if docs.num_documents == 0:
+        return {}, report
+    rng = random.Random(f"{opts.random_seed}:{chunk.index}")  # str seeds are stable across runs and platforms
+    spans = create_instances(docs, opts.max_seq_length, opts.short_seq_prob, opts.dupe_factor, rng)
+    ids, offsets, word_starts = assemble(docs, spans, tok.vocab["[CLS]"], tok.vocab["[SEP]"])
+    columns = {
+        "input_ids": ids,
+        "lengths": np.diff(offsets).astype(np.uint16),
+        "a_lengths": spans.a_len.astype(np.uint16),
+        "next_sentence_labels": spans.is_random_next.astype(np.uint8),
+    }
+    if opts.dynamic_masking:
+        if word_starts is not None:
+            columns["word_starts"] = word_starts
+    else:
+        masked = mask_instances(ids, offsets, spans.a_len, masking_config(opts, tok),
+                                np.random.default_rng([opts.random_seed, chunk.index]), word_starts)
+        columns["input_ids"] = masked.ids
+        columns["masked_lm_positions"] = masked.positions.astype(np.uint16)
+        columns["masked_lm_ids"] = masked.labels.astype(dtype)
+        columns["masked_lm_counts"] = masked.counts.astype(np.uint8)
+    return columns, report
+
+
+def masking_config(opts: CreateOptions, tokenizer: FullTokenizer) -> MaskingConfig:
+    return MaskingConfig(opts.max_predictions_per_seq, opts.masked_lm_prob, tokenizer.vocab["[MASK]"], len(tokenizer),
+                         opts.whole_word_mask)
+
+
+def _concat(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    parts = [p for p in parts if p]
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else {}
+
+
+def create_pretraining_data(
+    inputs: list[str | Path],
+    vocab_file: str | Path,
+    output: str | Path,
+    options: CreateOptions | None = None,
+    workers: int = 1,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> CreateReport:
+    """Build a sharded pretraining dataset in `output` from sentence-per-line text files or directories."""
+    start = time.perf_counter()
+    opts = options or CreateOptions()
+    opts.validate()
+    files = corpus.find_input_files(inputs)
+    tokenizer = FullTokenizer(vocab_file, do_lower_case=opts.do_lower_case)
+    missing = [t for t in SPECIAL_TOKENS if t not in tokenizer.vocab]
+    if missing:
+        raise BertforgeError(f"{vocab_file}: vocab lacks {', '.join(missing)} (needed to build instances)")
+    out = Path(output)
+    params = {
+        "options": asdict(opts),
+        "vocab": shards.vocab_fingerprint(vocab_file) | {"size": len(tokenizer), "path": str(Path(vocab_file).resolve())},
+        "inputs": [{"path": str(p), "bytes": p.stat().st_size} for p in files],
+    }
+    _prepare_output(out, params, resume, overwrite)
+
+    chunks = corpus.plan_chunks(files, max(1, int(opts.chunk_mb * 2**20)))
+    groups = _group(chunks, opts.shard_mb * 2**20)
+    report = CreateReport(shards=len(groups))
+    todo = []
+    for index, group in enumerate(groups):
+        if resume and shards.read_shard_meta(out, index) is not None:
+            report.shards_reused += 1
+        else:
+            todo.append((index, group))
+    job = _Job(str(vocab_file), opts, tokenizer)
+    bar = tqdm(total=sum(c.end - c.start for _, g in todo for c in g), unit="B", unit_scale=True,
+               desc="create-pretraining-data", disable=not progress)
+    work = [c for _, g in todo for c in g]
+    with _pool(job, workers) as results:
+        stream = results(work)
+        for index, group in todo:
+            parts = []
+            shard_read = corpus.ReadReport()
+            for chunk in group:
+                columns, read = next(stream)
+                parts.append(columns)
+                shard_read.merge(read)
+                bar.update(chunk.end - chunk.start)
+            columns = _concat(parts)
+            count = len(columns.get("lengths", ()))
+            meta = {"instances": count, "tokens": int(columns["lengths"].sum()) if count else 0,
+                    "chunks": [group[0].index, group[-1].index], "read": asdict(shard_read)}
+            shards.write_shard(out, index, columns, meta)
+            bar.set_postfix(instances=report.instances + count)
+    bar.close()
+    schema = _write_schema(out, len(groups), params, tokenizer)
+    report.instances, report.tokens = schema["instances"], schema["tokens"]
+    for meta in schema["shards"]:
+        report.read.merge(corpus.ReadReport(**meta["read"]))
+    report.seconds = time.perf_counter() - start
+    if report.instances == 0:
+        raise BertforgeError(f"no instances were created: the input has no usable text ({report.summary()})")
+    return report
+
+
+def _prepare_output(out: Path, params: dict[str, Any], resume: bool, overwrite: bool) -> None:
+    params_file = out / "params.json"
+    if resume and params_file.is_file():
+        before = json.loads(params_file.read_text())
+        if before != json.loads(json.dumps(params)):
+            changed = [k for k in params if before.get(k) != json.loads(json.dumps(params[k]))]
+            raise BertforgeError(f"{out}: --resume with different {', '.join(changed)} than the interrupted run; "
+                                 "use the same inputs and options, or --overwrite to start again")
+        return
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise BertforgeError(f"{out} is not empty; pass --resume to continue an interrupted run or --overwrite")
+        shards.clear_dataset(out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(params_file, json.dumps(params, indent=1) + "\n")
+
+
+def _group(chunks: list[corpus.Chunk], shard_bytes: float) -> list[list[corpus.Chunk]]:
+    groups: list[list[corpus.Chunk]] = [[]]
+    size = 0
+    for chunk in chunks:
+        if groups[-1] and size >= shard_bytes:
+            groups.append([])
+            size = 0
+        groups[-1].append(chunk)
+        size += chunk.end - chunk.start
+    return groups if groups[0] else []
+
+
+class _pool:
+    """`with _pool(job, workers) as results: for r in results(chunks)` — ordered results, in-process for 1."""
+
+    def __init__(self, job: _Job, workers: int):
+        self.job, self.workers, self.pool = job, max(1, workers), None
+
+    def __enter__(self):
+        if self.workers == 1:
+            _init_worker(self.job, single_threaded=False)
+            return lambda chunks: map(process_chunk, chunks)
+        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+        job = self.job if method == "fork" else _Job(self.job.vocab_file, self.job.options)
+        self.pool = multiprocessing.get_context(method).Pool(self.workers, _init_worker, (job, True))
+        return lambda chunks: self.pool.imap(process_chunk, chunks)
+
+    def __exit__(self, *exc) -> None:
+        if self.pool is not None:
+            self.pool.terminate() if exc[0] else self.pool.close()
+            self.pool.join()
+
+
+def _write_schema(out: Path, num_shards: int, params: dict[str, Any], tokenizer: FullTokenizer) -> dict[str, Any]:
+    metas = [shards.read_shard_meta(out, i) for i in range(num_shards)]
+    opts = params["options"]
+    dtype = shards.id_dtype(len(tokenizer))
+    columns = {"input_ids": {"dtype": dtype.name, "ragged": True}, "lengths": {"dtype": "uint16"},
+               "a_lengths": {"dtype": "uint16"}, "next_sentence_labels": {"dtype": "uint8"}}
+    if opts["dynamic_masking"]:
+        if opts["whole_word_mask"]:
+            columns["word_starts"] = {"dtype": "bool", "ragged": True}
+    else:
+        P = opts["max_predictions_per_seq"]
+        columns |= {"masked_lm_positions": {"dtype": "uint16", "shape": [P]},
+                    "masked_lm_ids": {"dtype": dtype.name, "shape": [P]}, "masked_lm_counts": {"dtype": "uint8"}}
+    schema = {
+        "format": shards.FORMAT,
+        "version": shards.VERSION,
+        "instances": sum(m["instances"] for m in metas),
+        "tokens": sum(m["tokens"] for m in metas),
+        "max_seq_length": opts["max_seq_length"],
+        "max_predictions_per_seq": opts["max_predictions_per_seq"],
+        "dynamic_masking": opts["dynamic_masking"],
+        "masking": asdict(masking_config(CreateOptions(**opts), tokenizer)),
+        "vocab": params["vocab"],
+        "special_ids": {t: tokenizer.vocab[t] for t in SPECIAL_TOKENS},
+        "columns": columns,
+        "shards": [{"name": shards.shard_name(i)} | m for i, m in enumerate(metas)],
+        "parameters": params,
+    }
+    atomic_write_text(out / "schema.json", json.dumps(schema, indent=1) + "\n")
+    return schema

@@ -1,0 +1,127 @@
+"""Next-sentence-prediction instances from tokenized documents: Google's `create_instances_from_document`.
+
+Documents are tokenized once and kept as one flat id array; an instance is only a few integers (where
+segment A and segment B start in that array and how long they are), so `dupe_factor` passes reuse the
+tokens and the control flow below touches sentences, never tokens. Google's token-by-token random
+truncation ("pop the longer side, front or back with probability 1/2") is drawn in one go: the number of
+tokens cut from each side is fixed by the lengths, and how many of them come off the front is
+Binomial(cut, 1/2) — the same distribution.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import numpy as np
+
+from bertforge.data.documents import TokenizedDocuments
+from bertforge.data.masking import ragged_arange
+from bertforge.tokenization import truncated_lengths
+
+
+@dataclass
+class InstanceSpans:
+    """Instances as spans of the flat id array: [CLS] A [SEP] B [SEP]."""
+
+    a_start: np.ndarray
+    a_len: np.ndarray
+    b_start: np.ndarray
+    b_len: np.ndarray
+    is_random_next: np.ndarray  # NSP label: 1 = B is from a random document
+
+
+def create_instances(
+    docs: TokenizedDocuments, max_seq_length: int, short_seq_prob: float, dupe_factor: int, rng: random.Random
+) -> InstanceSpans:
+    """All instances of `dupe_factor` passes over the documents (document order shuffled once, instance
+    order shuffled at the end, as in Google's `create_training_instances`)."""
+    max_num_tokens = max_seq_length - 3  # [CLS], [SEP], [SEP]
+    sent_len = np.diff(docs.sentence_bounds).tolist()
+    sent_start = docs.sentence_bounds[:-1].tolist()
+    doc_bounds = docs.doc_bounds.tolist()
+    order = list(range(docs.num_documents))
+    rng.shuffle(order)
+    documents = [list(range(doc_bounds[d], doc_bounds[d + 1])) for d in order]  # sentence ids per document
+    out: list[tuple[int, int, int, int, int]] = []
+    for _ in range(dupe_factor):
+        for index in range(len(documents)):
+            _document_instances(documents, index, max_num_tokens, short_seq_prob, sent_len, sent_start, rng, out)
+    rng.shuffle(out)
+    arr = np.asarray(out, dtype=np.int64).reshape(-1, 5)
+    spans = InstanceSpans(*(arr[:, i].copy() for i in range(5)))
+    return _truncate(spans, max_num_tokens, np.random.default_rng(rng.getrandbits(64)))
+
+
+def _document_instances(documents, index, max_num_tokens, short_seq_prob, sent_len, sent_start, rng, out) -> None:
+    """Google's loop over one document's sentences, recording spans (before truncation)."""
+    document = documents[index]
+    target = max_num_tokens
+    if rng.random() < short_seq_prob:
+        target = rng.randint(2, max_num_tokens)
+    chunk: list[int] = []
+    length = 0
+    i = 0
+    while i < len(document):
+        chunk.append(document[i])
+        length += sent_len[document[i]]
+        if i == len(document) - 1 or length >= target:
+            a_end = rng.randint(1, len(chunk) - 1) if len(chunk) >= 2 else 1
+            a_first, a_last = chunk[0], chunk[a_end - 1]
+            a_len = sent_start[a_last] + sent_len[a_last] - sent_start[a_first]
+            if len(chunk) == 1 or rng.random() < 0.5:
+                random_next = 1
+                target_b = target - a_len
+                for _ in range(10):
+                    other = rng.randint(0, len(documents) - 1)
+                    if other != index:
+                        break
+                pool = documents[other]
+                first = rng.randint(0, len(pool) - 1)
+                b_len = 0
+                for s in pool[first:]:
+                    b_len += sent_len[s]
+                    if b_len >= target_b:
+                        break
+                b_start = sent_start[pool[first]]
+                i -= len(chunk) - a_end  # put the unused sentences back
+            else:
+                random_next = 0
+                b_start = sent_start[chunk[a_end]]
+                b_len = sent_start[chunk[-1]] + sent_len[chunk[-1]] - b_start
+            out.append((sent_start[a_first], a_len, b_start, b_len, random_next))
+            chunk = []
+            length = 0
+        i += 1
+
+
+def _truncate(spans: InstanceSpans, max_num_tokens: int, rng: np.random.Generator) -> InstanceSpans:
+    """Cut each pair to max_num_tokens: lengths as Google's loop leaves them, front/back split at random."""
+    kept = [truncated_lengths(a, b, max_num_tokens) for a, b in zip(spans.a_len.tolist(), spans.b_len.tolist())]
+    keep_a, keep_b = (np.asarray(x, dtype=np.int64).reshape(-1) for x in zip(*kept)) if kept else (spans.a_len, spans.b_len)
+    cut_a, cut_b = spans.a_len - keep_a, spans.b_len - keep_b
+    spans.a_start = spans.a_start + rng.binomial(cut_a, 0.5)
+    spans.b_start = spans.b_start + rng.binomial(cut_b, 0.5)
+    spans.a_len, spans.b_len = keep_a, keep_b
+    return spans
+
+
+def assemble(docs: TokenizedDocuments, spans: InstanceSpans, cls_id: int, sep_id: int):
+    """Flat ids of `[CLS] A [SEP] B [SEP]` per instance, their offsets, and the matching flat word starts."""
+    lengths = spans.a_len + spans.b_len + 3
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    ids = np.empty(offsets[-1], dtype=docs.ids.dtype)
+    starts = offsets[:-1]
+    ids[starts] = cls_id
+    ids[starts + spans.a_len + 1] = sep_id
+    ids[offsets[1:] - 1] = sep_id
+    word_starts = np.ones(offsets[-1], dtype=bool) if docs.word_starts is not None else None
+    for src_start, n, dst_start in ((spans.a_start, spans.a_len, starts + 1), (spans.b_start, spans.b_len, starts + spans.a_len + 2)):
+        step = ragged_arange(n)
+        src = np.repeat(src_start, n) + step
+        dst = np.repeat(dst_start, n) + step
+        ids[dst] = docs.ids[src]
+        if word_starts is not None:
+            # A segment's first token always starts a word, even when truncation cut into the word.
+            word_starts[dst] = docs.word_starts[src] | (step == 0)
+    return ids, offsets, word_starts

@@ -1,0 +1,95 @@
+"""The on-disk format of pretraining instances: a directory of shards of memory-mapped `.npy` columns.
+
+    DIR/schema.json            columns, dtypes, counts per shard, creation parameters, vocab hash
+    DIR/params.json            the creation parameters (written first; `--resume` checks them)
+    DIR/shard-00000/*.npy      one file per column; ragged token columns are flat with an `offsets` column
+    DIR/shard-00000/meta.json  this shard's counts and read report
+
+Instances are stored unpadded (`input_ids` flat + `offsets`), in the smallest dtype that holds the vocab;
+the reader pads them to max_seq_length. A shard directory appears only when complete (atomic rename).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bertforge.errors import BertforgeError
+from bertforge.fileio import atomic_write_text
+
+FORMAT = "bertforge-pretraining"
+VERSION = 1
+SHARD_PREFIX = "shard-"
+
+
+def id_dtype(vocab_size: int) -> np.dtype:
+    return np.dtype(np.uint16) if vocab_size <= np.iinfo(np.uint16).max + 1 else np.dtype(np.int32)
+
+
+def vocab_fingerprint(vocab_file: str | Path) -> dict[str, Any]:
+    data = Path(vocab_file).read_bytes()
+    return {"sha256": hashlib.sha256(data).hexdigest(), "file": Path(vocab_file).name}
+
+
+def shard_name(index: int) -> str:
+    return f"{SHARD_PREFIX}{index:05d}"
+
+
+def write_shard(directory: Path, index: int, columns: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+    """Write one shard's columns into a temporary directory, then rename it into place."""
+    final = directory / shard_name(index)
+    tmp = directory / f".{shard_name(index)}.{uuid.uuid4().hex[:8]}.tmp"
+    tmp.mkdir()
+    try:
+        for name, array in columns.items():
+            np.save(tmp / f"{name}.npy", array, allow_pickle=False)
+        atomic_write_text(tmp / "meta.json", json.dumps(meta, indent=1) + "\n")
+        if final.exists():  # a stale shard from an overwritten run
+            shutil.rmtree(final)
+        tmp.rename(final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+def read_shard_meta(directory: Path, index: int) -> dict[str, Any] | None:
+    path = directory / shard_name(index) / "meta.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def open_shard(directory: Path, name: str, columns: list[str]) -> dict[str, np.ndarray]:
+    """Memory-map a shard's columns (nothing is read until used)."""
+    out = {}
+    for column in columns:
+        path = directory / name / f"{column}.npy"
+        if not path.is_file():
+            raise BertforgeError(f"{path}: missing column file (dataset incomplete or damaged)")
+        out[column] = np.load(path, mmap_mode="r", allow_pickle=False)
+    return out
+
+
+def read_schema(directory: Path) -> dict[str, Any]:
+    path = directory / "schema.json"
+    if not path.is_file():
+        hint = " (creation was interrupted: rerun with --resume)" if (directory / "params.json").is_file() else ""
+        raise BertforgeError(f"{directory}: no schema.json, not a bertforge pretraining dataset{hint}")
+    schema = json.loads(path.read_text())
+    if schema.get("format") != FORMAT or schema.get("version") != VERSION:
+        raise BertforgeError(f"{path}: format {schema.get('format')} v{schema.get('version')}, expected {FORMAT} v{VERSION}")
+    return schema
+
+
+def clear_dataset(directory: Path) -> None:
+    """Remove what a previous run wrote (only our own files) before an --overwrite run."""
+    for path in directory.glob(f"{SHARD_PREFIX}*"):
+        shutil.rmtree(path)
+    for path in directory.glob(f".{SHARD_PREFIX}*.tmp"):
+        shutil.rmtree(path)
+    for name in ("schema.json", "params.json"):
+        (directory / name).unlink(missing_ok=True)
