@@ -1,0 +1,248 @@
+"""create-pretraining-data against Google's create_pretraining_data.py on real text, and its guarantees."""
+
+import json
+import math
+import random
+import re
+import shutil
+
+import numpy as np
+import pytest
+
+from bertforge.cli import main as cli
+from bertforge.data.create import CreateOptions, create_pretraining_data
+from bertforge.data.dataset import PretrainingDataset
+from bertforge.data.documents import tokenize_documents
+from bertforge.data.instances import assemble, create_instances
+from bertforge.data.inspect import dataset_statistics, statistics
+from bertforge.data.masking import MaskingConfig, candidate_mask, mask_instances
+from bertforge.data.sentences import split_sentences
+from bertforge.errors import BertforgeError
+from bertforge.tokenization import FullTokenizer
+from tests.reference.google_bert import load_google_module
+
+
+@pytest.fixture(scope="module")
+def chinese_text(sample, tmp_path_factory):
+    """People's Daily, tags stripped, one paragraph = one document, split into sentences."""
+    path = tmp_path_factory.mktemp("zh") / "peoples_daily.txt"
+    lines = sample("peoples-daily").read_text(encoding="utf-8").splitlines()[:1500]
+    with open(path, "w", encoding="utf-8") as f:
+        for line in lines:
+            text = re.sub(r" +", "", re.sub(r"/[A-Za-z]+", "", line)).strip()
+            if text:
+                f.write("\n".join(split_sentences(text)) + "\n\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def english_text(sample, tmp_path_factory):
+    """lee_background news articles (one per line) split into sentences, a blank line between articles."""
+    path = tmp_path_factory.mktemp("en") / "lee.txt"
+    with open(path, "w", encoding="utf-8") as f:
+        for line in sample("lee-background").read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                f.write("\n".join(split_sentences(line)) + "\n\n")
+    return path
+
+
+def google_statistics(text, vocab, dupe_factor, seed=12345):
+    cpd = load_google_module("create_pretraining_data")
+    tokenizer = load_google_module("tokenization").FullTokenizer(str(vocab), do_lower_case=True)
+    instances = cpd.create_training_instances([str(text)], tokenizer, 128, dupe_factor, 0.1, 0.15, 20, random.Random(seed))
+
+    def items():
+        for inst in instances:
+            ids = tokenizer.convert_tokens_to_ids(inst.tokens)
+            n, k = len(ids), len(inst.masked_lm_positions)
+            item = {name: np.zeros(128, dtype=np.int64) for name in ("input_ids", "input_mask", "segment_ids")}
+            item["input_ids"][:n], item["input_mask"][:n], item["segment_ids"][:n] = ids, 1, inst.segment_ids
+            item["masked_lm_positions"] = np.zeros(20, dtype=np.int64)
+            item["masked_lm_positions"][:k] = inst.masked_lm_positions
+            item["masked_lm_ids"] = np.zeros(20, dtype=np.int64)
+            item["masked_lm_ids"][:k] = tokenizer.convert_tokens_to_ids(inst.masked_lm_labels)
+            item["masked_lm_weights"] = (np.arange(20) < k).astype(np.float32)
+            item["next_sentence_labels"] = np.int64(inst.is_random_next)
+            yield item
+
+    return statistics(items(), 128, tokenizer.vocab["[MASK]"])
+
+
+def assert_same_distribution(ours, google):
+    """Equal within sampling noise (4 standard errors of a fraction, a few % for counts and means)."""
+    n = min(ours["instances"], google["instances"])
+
+    def close_fraction(a, b):
+        p = (a + b) / 2
+        return abs(a - b) <= 4 * math.sqrt(max(p * (1 - p), 1e-4) / n) + 0.005
+
+    assert abs(ours["instances"] - google["instances"]) <= 0.05 * google["instances"]
+    assert abs(ours["mean_tokens"] - google["mean_tokens"]) <= 0.03 * google["mean_tokens"]
+    assert abs(ours["masked_per_instance"] - google["masked_per_instance"]) <= 0.03 * google["masked_per_instance"]
+    for key in ("short_fraction", "nsp_random_fraction", "masked_token_fraction", "padding_fraction"):
+        assert close_fraction(ours[key], google[key]), (key, ours[key], google[key])
+    for part in ("mask", "kept", "random"):
+        assert close_fraction(ours["mask_split"][part], google["mask_split"][part]), part
+
+
+def assert_well_formed(dataset, vocab_size, cls_id, sep_id):
+    for i in range(len(dataset)):
+        item = dataset[i]
+        ids, mask, seg = item["input_ids"], item["input_mask"], item["segment_ids"]
+        n = int(mask.sum())
+        assert mask[:n].all() and not mask[n:].any() and (ids[n:] == 0).all()
+        assert (ids < vocab_size).all() and (ids >= 0).all()
+        assert ids[0] == cls_id and ids[n - 1] == sep_id
+        a_end = int(np.argmax(seg)) - 1  # the first [SEP]
+        assert ids[a_end] == sep_id and (seg[: a_end + 1] == 0).all() and (seg[a_end + 1 : n] == 1).all()
+        k = int(item["masked_lm_weights"].sum())
+        assert (item["masked_lm_weights"][:k] == 1).all() and (item["masked_lm_weights"][k:] == 0).all()
+        pos = item["masked_lm_positions"][:k]
+        assert k >= 1 and (np.diff(pos) > 0).all() and (pos > 0).all() and (pos < n - 1).all() and (pos != a_end).all()
+        assert (item["masked_lm_positions"][k:] == 0).all() and (item["masked_lm_ids"][k:] == 0).all()
+        assert item["next_sentence_labels"] in (0, 1)
+
+
+@pytest.mark.parametrize("language", ["english", "chinese"])
+def test_statistics_match_googles_script(request, sample, tmp_path, language):
+    text = request.getfixturevalue(f"{language}_text")
+    vocab = sample("vocab-en" if language == "english" else "vocab-zh")
+    google = google_statistics(text, vocab, dupe_factor=2)
+    create_pretraining_data([text], vocab, tmp_path / "out", CreateOptions(dupe_factor=2), progress=False)
+    dataset = PretrainingDataset(tmp_path / "out")
+    ours = dataset_statistics(dataset)
+    assert_same_distribution(ours, google)
+    tok = FullTokenizer(vocab)
+    assert_well_formed(dataset, len(tok), tok.vocab["[CLS]"], tok.vocab["[SEP]"])
+
+
+def test_same_output_for_any_number_of_workers(english_text, sample, tmp_path):
+    opts = CreateOptions(dupe_factor=2, chunk_mb=0.05, shard_mb=0.15)
+    for workers in (1, 2):
+        create_pretraining_data([english_text], sample("vocab-en"), tmp_path / f"w{workers}", opts, workers=workers,
+                                progress=False)
+    one, two = sorted((tmp_path / "w1").rglob("*.npy")), sorted((tmp_path / "w2").rglob("*.npy"))
+    assert len(one) == len(two) > 4  # several shards
+    for a, b in zip(one, two):
+        assert a.relative_to(tmp_path / "w1") == b.relative_to(tmp_path / "w2")
+        assert a.read_bytes() == b.read_bytes(), a
+
+
+def test_resume_after_interruption_gives_the_same_dataset(english_text, sample, tmp_path):
+    opts = CreateOptions(dupe_factor=1, chunk_mb=0.05, shard_mb=0.1)
+    vocab = sample("vocab-en")
+    create_pretraining_data([english_text], vocab, tmp_path / "full", opts, progress=False)
+    create_pretraining_data([english_text], vocab, tmp_path / "cut", opts, progress=False)
+    # A kill leaves complete shards and no schema: remove the schema and the last two shards.
+    (tmp_path / "cut" / "schema.json").unlink()
+    for shard in sorted((tmp_path / "cut").glob("shard-*"))[-2:]:
+        shutil.rmtree(shard)
+    with pytest.raises(BertforgeError, match="rerun with --resume"):
+        PretrainingDataset(tmp_path / "cut")
+    with pytest.raises(BertforgeError, match="not empty; pass --resume"):
+        create_pretraining_data([english_text], vocab, tmp_path / "cut", opts, progress=False)
+    report = create_pretraining_data([english_text], vocab, tmp_path / "cut", opts, resume=True, progress=False)
+    assert report.shards_reused == report.shards - 2
+    for a in sorted((tmp_path / "full").rglob("*.npy")):
+        assert a.read_bytes() == (tmp_path / "cut" / a.relative_to(tmp_path / "full")).read_bytes()
+    with pytest.raises(BertforgeError, match="different options"):
+        create_pretraining_data([english_text], vocab, tmp_path / "cut", CreateOptions(dupe_factor=3, chunk_mb=0.05,
+                                shard_mb=0.1), resume=True, progress=False)
+
+
+def test_dynamic_masking_is_seeded_fresh_per_epoch_and_well_formed(english_text, sample, tmp_path):
+    vocab = sample("vocab-en")
+    create_pretraining_data([english_text], vocab, tmp_path / "d", CreateOptions(dupe_factor=1, dynamic_masking=True),
+                            progress=False)
+    schema = json.loads((tmp_path / "d" / "schema.json").read_text())
+    assert "masked_lm_positions" not in schema["columns"]
+    first, again = PretrainingDataset(tmp_path / "d", seed=7), PretrainingDataset(tmp_path / "d", seed=7)
+    a, b = first[3], again[3]
+    assert all(np.array_equal(a[k], b[k]) for k in a)  # reproducible
+    first.set_epoch(1)
+    assert not np.array_equal(first[3]["masked_lm_positions"], a["masked_lm_positions"])  # fresh each epoch
+    tok = FullTokenizer(vocab)
+    assert_well_formed(first, len(tok), tok.vocab["[CLS]"], tok.vocab["[SEP]"])
+    stats = dataset_statistics(first)
+    assert abs(stats["mask_split"]["mask"] - 0.8) < 0.03 and abs(stats["masked_token_fraction"] - 0.15) < 0.01
+
+
+def _masked_words_are_whole(item, word_of_position):
+    k = int(item["masked_lm_weights"].sum())
+    masked = set(item["masked_lm_positions"][:k].tolist())
+    for p in masked:
+        assert word_of_position(p) <= masked, p
+
+
+@pytest.mark.parametrize("dynamic", [False, True])
+def test_whole_word_masking_english(english_text, sample, tmp_path, dynamic):
+    vocab = sample("vocab-en")
+    tok = FullTokenizer(vocab)
+    opts = CreateOptions(dupe_factor=1, whole_word_mask=True, dynamic_masking=dynamic)
+    create_pretraining_data([english_text], vocab, tmp_path / "w", opts, progress=False)
+    dataset = PretrainingDataset(tmp_path / "w")
+    pieces = 0
+    for i in range(300):
+        item = dataset[i]
+        n = int(item["input_mask"].sum())
+        k = int(item["masked_lm_weights"].sum())
+        original = item["input_ids"].copy()
+        original[item["masked_lm_positions"][:k]] = item["masked_lm_ids"][:k]
+        tokens = tok.convert_ids_to_tokens(original[:n])
+        a_end = int(np.argmax(item["segment_ids"])) - 1
+
+        def word(p, tokens=tokens, a_end=a_end):
+            start = p
+            while tokens[start].startswith("##") and start - 1 not in (0, a_end):
+                start -= 1
+            end = p + 1
+            while end < len(tokens) and tokens[end].startswith("##"):
+                end += 1
+            return set(range(start, end))
+
+        _masked_words_are_whole(item, word)
+        pieces += sum(tokens[p].startswith("##") for p in item["masked_lm_positions"][:k])
+    assert pieces > 20  # multi-piece words were masked, so the check above had something to check
+
+
+def test_chinese_word_starts_follow_jieba(sample):
+    import jieba
+
+    tok = FullTokenizer(sample("vocab-zh"))
+    sentences = ["我们在北京大学学习自然语言处理。", "他用BERT模型做命名实体识别，效果很好！"]
+    docs = tokenize_documents([sentences], tok, np.dtype(np.int32), whole_words=True)
+    got = np.split(docs.word_starts, docs.sentence_bounds[1:-1])
+    for sentence, starts in zip(sentences, got):
+        boundaries, position = {0}, 0
+        for word in jieba.cut(sentence):
+            position += len(word)
+            boundaries.add(position)
+        offsets = tok.ids_and_offsets_batch([sentence])[0][1]
+        expected = [begin in boundaries for begin, _ in offsets]
+        assert starts.tolist() == expected
+        assert not all(expected)  # some characters continue a word
+    # "BERT" is one jieba word; its second WordPiece continues it
+    tokens = tok.tokenize(sentences[1])
+    assert tokens[2:4] == ["be", "##rt"] and got[1][2:4].tolist() == [True, False]
+
+
+def test_whole_word_masking_chinese_masks_whole_jieba_words(chinese_text, sample):
+    tok = FullTokenizer(sample("vocab-zh"))
+    documents = [d.split("\n") for d in chinese_text.read_text(encoding="utf-8").strip().split("\n\n")][:300]
+    docs = tokenize_documents(documents, tok, np.dtype(np.int32), whole_words=True)
+    spans = create_instances(docs, 128, 0.1, 1, random.Random(1))
+    ids, offsets, word_starts = assemble(docs, spans, tok.vocab["[CLS]"], tok.vocab["[SEP]"])
+    config = MaskingConfig(20, 0.15, tok.vocab["[MASK]"], len(tok), whole_word_mask=True)
+    masked = mask_instances(ids, offsets, spans.a_len, config, np.random.default_rng(0), word_starts)
+    special = ~candidate_mask(offsets, spans.a_len)
+    word_id = np.cumsum(word_starts | special)  # a new group at every word start and at every special token
+    multi = 0
+    for i in range(len(spans.a_len)):
+        k = masked.counts[i]
+        chosen = set((offsets[i] + masked.positions[i, :k]).tolist())
+        assert 1 <= k <= 20
+        for p in chosen:
+            group = set(np.nonzero(word_id == word_id[p])[0].tolist())
+            assert group <= chosen, (i, p)
+            multi += len(group) > 1
+    assert multi > 500  # many multi-character words were masked whole
