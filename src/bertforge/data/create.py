@@ -73,9 +73,10 @@ class CreateReport:
                 f"{r.lines} lines in {self.seconds:.1f}s")
         if self.shards_reused:
             text += f"; {self.shards_reused} shards kept from the interrupted run"
-        if r.invalid_utf8 or r.too_long:
-            text += f"; skipped {r.invalid_utf8} lines of invalid UTF-8 and {r.too_long} over-long lines"
-            text += "".join(f"\n  e.g. {e}" for e in r.examples)
+        skipped = [f"{n} {what}" for n, what in ((r.invalid_utf8, "lines of invalid UTF-8"),
+                                                  (r.too_long, "over-long lines")) if n]
+        if skipped:
+            text += f"; skipped {' and '.join(skipped)}" + "".join(f"\n  e.g. {e}" for e in r.examples)
         return text
 
 
