@@ -1,0 +1,206 @@
+"""extract_wiki on a real (shortened) English Wikipedia dump, and the inputs it must refuse."""
+
+import bz2
+import gzip
+import os
+import re
+
+import pytest
+
+from bertforge.data.wiki import WikiReport, clean_article, extract_wiki
+from bertforge.errors import BertforgeError
+
+SITEINFO = """<mediawiki xmlns="http://www.mediawiki.org/xml/export-0.10/" version="0.10" xml:lang="en">
+  <siteinfo>
+    <sitename>Wikipedia</sitename>
+    <base>https://en.wikipedia.org/wiki/Main_Page</base>
+    <namespaces>
+      <namespace key="0" case="first-letter" />
+      <namespace key="10" case="first-letter">Template</namespace>
+    </namespaces>
+  </siteinfo>
+"""
+
+
+def page(title: str, text: str, ns: int = 0, page_id: int = 1, redirect: str = "") -> str:
+    redirect = f'    <redirect title="{redirect}" />\n' if redirect else ""
+    return (f"  <page>\n    <title>{title}</title>\n    <ns>{ns}</ns>\n    <id>{page_id}</id>\n{redirect}"
+            f"    <revision>\n      <id>{page_id + 100}</id>\n"
+            f'      <text xml:space="preserve">{text}</text>\n    </revision>\n  </page>\n')
+
+
+@pytest.fixture(scope="module")
+def extracted(sample, tmp_path_factory):
+    """The sample dump extracted once with the defaults (1 process: CI machines are small)."""
+    out = tmp_path_factory.mktemp("wiki")
+    report = extract_wiki(sample("enwiki-dump"), out, processes=1, progress=False)
+    return report, out
+
+
+def test_report(extracted):
+    report, out = extracted
+    assert isinstance(report, WikiReport)
+    assert report.articles == 106  # what wikiextractor 3.1.0 returns for this sample
+    assert set(report.skipped) <= {"empty", "short"}
+    assert report.documents + sum(report.skipped.values()) == report.articles
+    assert report.documents >= 100
+    assert 15_000 < report.sentences < 30_000
+    assert report.characters > 2_000_000
+    assert report.shards == [out / "wiki_00000.txt"]
+    assert sorted(os.listdir(out)) == ["wiki_00000.txt"]  # no temporary files left
+    assert "106 articles" in report.summary()
+
+
+def test_output_format(extracted):
+    report, out = extracted
+    text = (out / "wiki_00000.txt").read_text(encoding="utf-8")
+    assert text.endswith("\n\n") and "\n\n\n" not in text
+    documents = text[:-2].split("\n\n")
+    assert len(documents) == report.documents
+    lines = text.split("\n")
+    assert sum(1 for line in lines if line) == report.sentences
+    assert sum(len(line) for line in lines) == report.characters
+    assert all(line == line.strip() for line in lines)
+    for markup in ("[[", "]]", "{{", "}}", "<ref", "</", "&amp;", "&lt;", "&nbsp;", "()"):
+        assert markup not in text, markup
+    # Titles are dropped by default: the first document starts with its first sentence.
+    assert documents[0].startswith("Anarchism is a political philosophy that advocates self-governed societies")
+
+
+def test_sentence_spot_checks(extracted):
+    _, out = extracted
+    lines = set((out / "wiki_00000.txt").read_text(encoding="utf-8").split("\n"))
+    for sentence in [
+        "Anarchism considers the state to be undesirable, unnecessary, and harmful.",
+        "R. S. P. Beekes has suggested a Pre-Greek origin of the name.",  # initials
+        "The process used to extract the bitumen from the sand is a hot water process originally developed by "
+        "Dr. Karl Clark of the University of Alberta during the 1920s.",
+        "St. Stephens, now abandoned, served as the territorial capital from 1817 to 1819.",
+    ]:
+        assert sentence in lines, sentence
+    assert any("Maj. Gen. Leonidas Polk and Brig. Gen. Gideon J. Pillow." in line for line in lines)
+    for line in lines:  # no split right after a title
+        assert not re.search(r"(?:^|\s)(?:Mr|Mrs|Dr|St|Gen|Brig|Maj|Lt|Col)\.$", line), line
+
+
+def test_titles_shards_and_overwrite(sample, tmp_path, extracted, capsys):
+    report, first = extracted
+    (tmp_path / "wiki_00000.txt").write_text("old\n")
+    (tmp_path / "wiki_99.txt").write_text("old\n")
+    (tmp_path / "notes.txt").write_text("mine\n")
+    with pytest.raises(BertforgeError, match=r"already holds 2 wiki_\*\.txt.*overwrite"):
+        extract_wiki(sample("enwiki-dump"), tmp_path, progress=False)
+    again = extract_wiki(sample("enwiki-dump"), tmp_path, shard_size_mb=0.5, keep_titles=True,
+                         overwrite=True, processes=1)
+    assert "articles=106" in capsys.readouterr().err  # the progress bar
+    assert (again.articles, again.documents, again.sentences) == (report.articles, report.documents,
+                                                                 report.sentences)
+    assert len(again.shards) >= 4
+    assert [p.name for p in again.shards] == [f"wiki_{i:02d}.txt" for i in range(len(again.shards))]
+    assert not (tmp_path / "wiki_99.txt").exists()  # stale shard of the old run removed
+    assert (tmp_path / "notes.txt").read_text() == "mine\n"
+    texts = [p.read_text(encoding="utf-8") for p in again.shards]
+    for text in texts[:-1]:
+        assert len(text.encode()) >= 0.5 * 1024 * 1024
+    assert all(t.endswith("\n\n") and not t.startswith("\n") for t in texts)
+    # Same documents, each now headed by its title.
+    documents = [d for t in texts for d in t[:-2].split("\n\n")]
+    assert documents[0].split("\n")[:2] == ["Anarchism", "Anarchism is a political philosophy that advocates "
+                                            "self-governed societies based on voluntary institutions."]
+    assert ["\n".join(d.split("\n")[1:]) for d in documents] == (
+        (first / "wiki_00000.txt").read_text(encoding="utf-8")[:-2].split("\n\n"))
+
+
+def test_clean_article():
+    text = ("&lt;onlyinclude&gt;\nAyn Rand ()  was born.\xa0It {{eqm}} works &amp; runs (;, ).\n\n  \n"
+            "{{a|{{b}}}}")
+    assert clean_article(text) == ["Ayn Rand was born. It works & runs."]
+    assert clean_article("") == []
+
+
+def _bz2(path, text):
+    path.write_bytes(bz2.compress(text.encode()))
+    return path
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("dump.xml", b"", "the file is empty"),
+    ("dump.xml", b"Just some plain text.\nNot a dump.\n", "does not start with <mediawiki"),
+    ("dump.xml", bytes(range(256)) * 8, "is not UTF-8 text"),
+    ("dump.xml.bz2", bytes(range(256)) * 8, "the content is not compressed but the name says bz2"),
+    ("dump.xml.bz2", b"BZh9" + bytes(range(256)) * 8, "bzip2 stream is truncated"),
+    ("page.html", b"<!DOCTYPE html>\n<html><body>404 Not Found</body></html>\n", "HTML page"),
+    ("dump.xml", bz2.compress(SITEINFO.encode()), "content is bz2 but the name says plain XML.*xml.bz2"),
+    ("dump.xml", (SITEINFO + page("A", "B " * 500)).encode(), "does not end with </mediawiki>"),
+])
+def test_bad_files(tmp_path, name, content, message):
+    dump = tmp_path / name
+    dump.write_bytes(content)
+    with pytest.raises(BertforgeError, match=message) as info:
+        extract_wiki(dump, tmp_path / "out", progress=False)
+    assert str(dump) in str(info.value)
+    assert not (tmp_path / "out").exists()  # checked before anything is created
+
+
+def test_missing_file_and_bad_output(tmp_path):
+    with pytest.raises(BertforgeError, match="no such file") as info:
+        extract_wiki(tmp_path / "nope.xml.bz2", tmp_path / "out")
+    assert "nope.xml.bz2" in str(info.value)
+    dump = _bz2(tmp_path / "d.xml.bz2", SITEINFO + page("A", "Text. " * 50) + "</mediawiki>\n")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(BertforgeError, match="not a directory"):
+        extract_wiki(dump, tmp_path / "file")
+
+
+def test_truncated_real_dump(sample, tmp_path):
+    dump = tmp_path / "enwiki.xml.bz2"
+    dump.write_bytes(sample("enwiki-dump").read_bytes()[:900_000])
+    with pytest.raises(BertforgeError, match="truncated") as info:
+        extract_wiki(dump, tmp_path / "out")
+    assert str(dump) in str(info.value)
+
+
+def test_no_articles(tmp_path):
+    dump = _bz2(tmp_path / "d.xml.bz2", SITEINFO + page("Template:X", "{{{1}}}", ns=10)
+                + page("Redirected", "#REDIRECT [[Elsewhere]]", page_id=2, redirect="Elsewhere") + "</mediawiki>\n")
+    with pytest.raises(BertforgeError, match="no articles") as info:
+        extract_wiki(dump, tmp_path / "out", processes=1, progress=False)
+    assert str(dump) in str(info.value)
+    assert not list((tmp_path / "out").iterdir())
+    empty = _bz2(tmp_path / "e.xml.bz2", SITEINFO + page("Empty", "{{Infobox}}") + "</mediawiki>\n")
+    with pytest.raises(BertforgeError, match=r"all 1 articles were skipped \(\{'empty': 1\}\)$"):
+        extract_wiki(empty, tmp_path / "out", processes=1, progress=False)
+
+
+def test_all_articles_too_short(tmp_path):
+    dump = _bz2(tmp_path / "d.xml.bz2", SITEINFO + page("Stub", "A stub.") + "</mediawiki>\n")
+    with pytest.raises(BertforgeError, match=r"all 1 articles were skipped.*short.*min_chars"):
+        extract_wiki(dump, tmp_path / "out", processes=1, progress=False)
+    report = extract_wiki(dump, tmp_path / "out", min_chars=1, processes=1, progress=False)
+    assert (tmp_path / "out" / "wiki_00000.txt").read_text() == "A stub.\n\n"
+    assert (report.documents, report.sentences) == (1, 1)
+
+
+def test_wikiextractor_crash_is_reported_not_hung(tmp_path):
+    """A gzip stream cut short only fails once wikiextractor is extracting; its processes then wait on
+    each other forever, so the run must be stopped and the error reported."""
+    xml = SITEINFO + "".join(page(f"T{i}", "Some text here. " * 200, page_id=i) for i in range(1, 200))
+    dump = tmp_path / "d.xml.gz"
+    dump.write_bytes(gzip.compress((xml + "</mediawiki>\n").encode())[:-30])
+    with pytest.raises(BertforgeError, match=r"wikiextractor failed.*EOFError") as info:
+        extract_wiki(dump, tmp_path / "out", templates=False, processes=1, progress=False)
+    assert str(dump) in str(info.value)
+    assert not list((tmp_path / "out").glob("wiki_*"))
+
+
+def test_chinese_and_markup_end_to_end(tmp_path):
+    zh = ("'''北京'''是[[中华人民共和国|中国]]的首都。{{Infobox city|name=北京}}"
+          "他说：“好。”然后走了。&lt;ref&gt;来源&lt;/ref&gt;\n\n== 历史 ==\n北京有三千多年的历史！真的吗？")
+    en = "'''AT&amp;T''' is a [[company]].&lt;ref name=\"a\"&gt;x&lt;/ref&gt; Mr. Smith runs it. It is big."
+    dump = _bz2(tmp_path / "d.xml.bz2", SITEINFO + page("北京", zh) + page("AT&amp;T", en, page_id=2)
+                + "</mediawiki>\n")
+    report = extract_wiki(dump, tmp_path / "out", min_chars=10, keep_titles=True, processes=1, progress=False)
+    assert (tmp_path / "out" / "wiki_00000.txt").read_text(encoding="utf-8") == (
+        "北京\n北京是中国的首都。\n他说：“好。”\n然后走了。\n历史.\n北京有三千多年的历史！\n真的吗？\n\n"
+        "AT&T\nAT&T is a company.\nMr. Smith runs it.\nIt is big.\n\n")
+    assert (report.articles, report.documents, report.sentences) == (2, 2, 9)
