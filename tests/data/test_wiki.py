@@ -96,7 +96,7 @@ def test_titles_shards_and_overwrite(sample, tmp_path, extracted, capsys):
     assert (again.articles, again.documents, again.sentences) == (report.articles, report.documents,
                                                                  report.sentences)
     assert len(again.shards) >= 4
-    assert [p.name for p in again.shards] == [f"wiki_{i:02d}.txt" for i in range(len(again.shards))]
+    assert [p.name for p in again.shards] == [f"wiki_{i:05d}.txt" for i in range(len(again.shards))]
     assert not (tmp_path / "wiki_99.txt").exists()  # stale shard of the old run removed
     assert (tmp_path / "notes.txt").read_text() == "mine\n"
     texts = [p.read_text(encoding="utf-8") for p in again.shards]
