@@ -17,6 +17,7 @@ from bertforge.data.instances import assemble, create_instances
 from bertforge.data.inspect import dataset_statistics, statistics
 from bertforge.data.masking import MaskingConfig, candidate_mask, mask_instances
 from bertforge.data.sentences import split_sentences
+from bertforge.data.wiki import extract_wiki
 from bertforge.errors import BertforgeError
 from bertforge.tokenization import FullTokenizer
 from tests.reference.google_bert import load_google_module
@@ -46,6 +47,13 @@ def english_text(sample, tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="module")
+def wiki_text(sample, tmp_path_factory):
+    """The real English Wikipedia dump sample, through extract-wiki."""
+    out = tmp_path_factory.mktemp("wiki")
+    return extract_wiki(sample("enwiki-dump"), out, progress=False).shards[0]
+
+
 def google_statistics(text, vocab, dupe_factor, seed=12345):
     cpd = load_google_module("create_pretraining_data")
     tokenizer = load_google_module("tokenization").FullTokenizer(str(vocab), do_lower_case=True)
@@ -68,21 +76,20 @@ def google_statistics(text, vocab, dupe_factor, seed=12345):
     return statistics(items(), 128, tokenizer.vocab["[MASK]"])
 
 
-def assert_same_distribution(ours, google):
-    """Equal within sampling noise (4 standard errors of a fraction, a few % for counts and means)."""
-    n = min(ours["instances"], google["instances"])
+def assert_same_distribution(ours_runs, google):
+    """Google's statistics lie within the spread of ours over several seeds (mean ± 4 std, with a floor).
 
-    def close_fraction(a, b):
-        p = (a + b) / 2
-        return abs(a - b) <= 4 * math.sqrt(max(p * (1 - p), 1e-4) / n) + 0.005
-
-    assert abs(ours["instances"] - google["instances"]) <= 0.05 * google["instances"]
-    assert abs(ours["mean_tokens"] - google["mean_tokens"]) <= 0.03 * google["mean_tokens"]
-    assert abs(ours["masked_per_instance"] - google["masked_per_instance"]) <= 0.03 * google["masked_per_instance"]
-    for key in ("short_fraction", "nsp_random_fraction", "masked_token_fraction", "padding_fraction"):
-        assert close_fraction(ours[key], google[key]), (key, ours[key], google[key])
+    The spread must be measured: target lengths are drawn once per document, so with a hundred long
+    articles the instance count moves by ±10% from seed to seed."""
+    keys = ["instances", "mean_tokens", "masked_per_instance", "short_fraction", "nsp_random_fraction",
+            "masked_token_fraction", "padding_fraction"]
+    values = {k: np.array([r[k] for r in ours_runs]) for k in keys}
     for part in ("mask", "kept", "random"):
-        assert close_fraction(ours["mask_split"][part], google["mask_split"][part]), part
+        values[part] = np.array([r["mask_split"][part] for r in ours_runs])
+        google[part] = google["mask_split"][part]
+    for key, ours in values.items():
+        floor = 0.005 * abs(ours.mean()) + (0.002 if key not in ("instances", "mean_tokens") else 0)
+        assert abs(google[key] - ours.mean()) <= 4 * ours.std(ddof=1) + floor, (key, google[key], ours.tolist())
 
 
 def assert_well_formed(dataset, vocab_size, cls_id, sep_id):
@@ -103,17 +110,19 @@ def assert_well_formed(dataset, vocab_size, cls_id, sep_id):
         assert item["next_sentence_labels"] in (0, 1)
 
 
-@pytest.mark.parametrize("language", ["english", "chinese"])
-def test_statistics_match_googles_script(request, sample, tmp_path, language):
-    text = request.getfixturevalue(f"{language}_text")
-    vocab = sample("vocab-en" if language == "english" else "vocab-zh")
-    google = google_statistics(text, vocab, dupe_factor=2)
-    create_pretraining_data([text], vocab, tmp_path / "out", CreateOptions(dupe_factor=2), progress=False)
-    dataset = PretrainingDataset(tmp_path / "out")
-    ours = dataset_statistics(dataset)
-    assert_same_distribution(ours, google)
+@pytest.mark.parametrize("corpus,vocab", [("wiki_text", "vocab-en"), ("chinese_text", "vocab-zh")])
+def test_statistics_match_googles_script(request, sample, tmp_path, corpus, vocab):
+    text = request.getfixturevalue(corpus)
+    vocab = sample(vocab)
+    google = google_statistics(text, vocab, dupe_factor=3)
+    runs = []
+    for seed in range(6):
+        out = tmp_path / f"seed{seed}"
+        create_pretraining_data([text], vocab, out, CreateOptions(dupe_factor=3, random_seed=seed), progress=False)
+        runs.append(dataset_statistics(PretrainingDataset(out)))
+    assert_same_distribution(runs, google)
     tok = FullTokenizer(vocab)
-    assert_well_formed(dataset, len(tok), tok.vocab["[CLS]"], tok.vocab["[SEP]"])
+    assert_well_formed(PretrainingDataset(out), len(tok), tok.vocab["[CLS]"], tok.vocab["[SEP]"])
 
 
 def test_same_output_for_any_number_of_workers(english_text, sample, tmp_path):
