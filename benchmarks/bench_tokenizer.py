@@ -28,7 +28,9 @@ from tests.reference.google_bert import load_google_module  # noqa: E402
 def hf_slow_tokenizer(vocab_file: Path):
     """transformers' pure-Python BertTokenizer (named BertTokenizerLegacy since transformers 5)."""
     try:
-        from transformers.models.bert.tokenization_bert_legacy import BertTokenizerLegacy as Slow
+        from transformers.models.bert.tokenization_bert_legacy import (
+            BertTokenizerLegacy as Slow,
+        )
     except ImportError:
         from transformers import BertTokenizer as Slow
     return Slow(vocab_file=str(vocab_file), do_lower_case=True)

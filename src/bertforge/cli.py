@@ -60,6 +60,14 @@ def cmd_create_pretraining_data(args: argparse.Namespace) -> None:
     print(f"{args.output}: {report.summary()}")
 
 
+def cmd_convert_data(args: argparse.Namespace) -> None:
+    from bertforge.data.convert import convert_tfrecords
+
+    schema = convert_tfrecords(args.input, args.output, vocab_file=args.vocab, overwrite=args.overwrite)
+    print(f"{args.output}: {schema['instances']} instances ({schema['tokens']} tokens) in {len(schema['shards'])} "
+          f"shard(s) in {schema['seconds']:.1f}s")
+
+
 def cmd_inspect(args: argparse.Namespace) -> None:
     from bertforge.data.dataset import PretrainingDataset
     from bertforge.data.inspect import dataset_statistics, format_record
@@ -154,6 +162,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace a dataset already in --output")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_create_pretraining_data)
+
+    p = sub.add_parser("convert-data", parents=[common], help="Google/NVIDIA pretraining TFRecords -> bertforge shards")
+    p.add_argument("--input", nargs="+", required=True, help="TFRecord files (plain, gzip or zlib)")
+    p.add_argument("--output", required=True, help="output dataset directory")
+    p.add_argument("--vocab", help="the vocab the records were made with (checked, and its hash recorded)")
+    p.add_argument("--overwrite", action="store_true", help="replace a dataset already in --output")
+    p.set_defaults(func=cmd_convert_data)
 
     p = sub.add_parser("inspect", parents=[common], help="print pretraining records and dataset statistics")
     p.add_argument("path", nargs="+", help="a bertforge dataset directory or TFRecord file(s)")

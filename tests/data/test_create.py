@@ -1,7 +1,6 @@
 """create-pretraining-data against Google's create_pretraining_data.py on real text, and its guarantees."""
 
 import json
-import math
 import random
 import re
 import shutil
@@ -9,12 +8,11 @@ import shutil
 import numpy as np
 import pytest
 
-from bertforge.cli import main as cli
 from bertforge.data.create import CreateOptions, create_pretraining_data
 from bertforge.data.dataset import PretrainingDataset
 from bertforge.data.documents import tokenize_documents
-from bertforge.data.instances import assemble, create_instances
 from bertforge.data.inspect import dataset_statistics, statistics
+from bertforge.data.instances import assemble, create_instances
 from bertforge.data.masking import MaskingConfig, candidate_mask, mask_instances
 from bertforge.data.sentences import split_sentences
 from bertforge.data.wiki import extract_wiki

@@ -15,7 +15,10 @@ import pytest
 
 from bertforge.errors import BertforgeError
 from bertforge.modeling import mindspore_ckpt
-from bertforge.modeling.mindspore_ckpt import read_mindspore_checkpoint, write_mindspore_checkpoint
+from bertforge.modeling.mindspore_ckpt import (
+    read_mindspore_checkpoint,
+    write_mindspore_checkpoint,
+)
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "mindspore"
 REAL_CHECKPOINTS = ["bert_tiny", "nezha_tiny", "dtypes_split_crc"]
@@ -299,8 +302,8 @@ def test_other_formats_get_a_helpful_message(tmp_path):
 
 
 def test_real_torch_and_safetensors_files(tmp_path):
-    import torch
     import safetensors.torch as safetensors_torch
+    import torch
     torch.save({"w": torch.ones(2)}, tmp_path / "model.pt")
     assert "zip archive" in read_error(tmp_path / "model.pt")
     safetensors_torch.save_file({"w": torch.ones(2)}, tmp_path / "model.safetensors")

@@ -8,14 +8,12 @@ workers, memory is bounded by a shard, and a killed run resumes at the first unf
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
 import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -25,7 +23,6 @@ from bertforge.data.documents import tokenize_documents
 from bertforge.data.instances import assemble, create_instances
 from bertforge.data.masking import MaskingConfig, mask_instances
 from bertforge.errors import BertforgeError
-from bertforge.fileio import atomic_write_text
 from bertforge.tokenization import FullTokenizer
 
 SPECIAL_TOKENS = ("[CLS]", "[SEP]", "[MASK]", "[UNK]")
@@ -168,7 +165,7 @@ def create_pretraining_data(
         "vocab": shards.vocab_fingerprint(vocab_file) | {"size": len(tokenizer), "path": str(Path(vocab_file).resolve())},
         "inputs": [{"path": str(p), "bytes": p.stat().st_size} for p in files],
     }
-    _prepare_output(out, params, resume, overwrite)
+    shards.prepare_output(out, params, resume, overwrite)
 
     chunks = corpus.plan_chunks(files, max(1, int(opts.chunk_mb * 2**20)))
     groups = _group(chunks, opts.shard_mb * 2**20)
@@ -200,7 +197,11 @@ def create_pretraining_data(
             shards.write_shard(out, index, columns, meta)
             bar.set_postfix(instances=report.instances + count)
     bar.close()
-    schema = _write_schema(out, len(groups), params, tokenizer)
+    schema = shards.write_schema(
+        out, len(groups), max_seq_length=opts.max_seq_length, max_predictions=opts.max_predictions_per_seq,
+        dynamic=opts.dynamic_masking, whole_word=opts.whole_word_mask, masking=asdict(masking_config(opts, tokenizer)),
+        vocab=params["vocab"], special_ids={t: tokenizer.vocab[t] for t in SPECIAL_TOKENS}, parameters=params,
+    )
     report.instances, report.tokens = schema["instances"], schema["tokens"]
     for meta in schema["shards"]:
         report.read.merge(corpus.ReadReport(**meta["read"]))
@@ -208,23 +209,6 @@ def create_pretraining_data(
     if report.instances == 0:
         raise BertforgeError(f"no instances were created: the input has no usable text ({report.summary()})")
     return report
-
-
-def _prepare_output(out: Path, params: dict[str, Any], resume: bool, overwrite: bool) -> None:
-    params_file = out / "params.json"
-    if resume and params_file.is_file():
-        before = json.loads(params_file.read_text())
-        if before != json.loads(json.dumps(params)):
-            changed = [k for k in params if before.get(k) != json.loads(json.dumps(params[k]))]
-            raise BertforgeError(f"{out}: --resume with different {', '.join(changed)} than the interrupted run; "
-                                 "use the same inputs and options, or --overwrite to start again")
-        return
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise BertforgeError(f"{out} is not empty; pass --resume to continue an interrupted run or --overwrite")
-        shards.clear_dataset(out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(params_file, json.dumps(params, indent=1) + "\n")
 
 
 def _group(chunks: list[corpus.Chunk], shard_bytes: float) -> list[list[corpus.Chunk]]:
@@ -258,35 +242,3 @@ class _pool:
         if self.pool is not None:
             self.pool.terminate() if exc[0] else self.pool.close()
             self.pool.join()
-
-
-def _write_schema(out: Path, num_shards: int, params: dict[str, Any], tokenizer: FullTokenizer) -> dict[str, Any]:
-    metas = [shards.read_shard_meta(out, i) for i in range(num_shards)]
-    opts = params["options"]
-    dtype = shards.id_dtype(len(tokenizer))
-    columns = {"input_ids": {"dtype": dtype.name, "ragged": True}, "lengths": {"dtype": "uint16"},
-               "a_lengths": {"dtype": "uint16"}, "next_sentence_labels": {"dtype": "uint8"}}
-    if opts["dynamic_masking"]:
-        if opts["whole_word_mask"]:
-            columns["word_starts"] = {"dtype": "bool", "ragged": True}
-    else:
-        P = opts["max_predictions_per_seq"]
-        columns |= {"masked_lm_positions": {"dtype": "uint16", "shape": [P]},
-                    "masked_lm_ids": {"dtype": dtype.name, "shape": [P]}, "masked_lm_counts": {"dtype": "uint8"}}
-    schema = {
-        "format": shards.FORMAT,
-        "version": shards.VERSION,
-        "instances": sum(m["instances"] for m in metas),
-        "tokens": sum(m["tokens"] for m in metas),
-        "max_seq_length": opts["max_seq_length"],
-        "max_predictions_per_seq": opts["max_predictions_per_seq"],
-        "dynamic_masking": opts["dynamic_masking"],
-        "masking": asdict(masking_config(CreateOptions(**opts), tokenizer)),
-        "vocab": params["vocab"],
-        "special_ids": {t: tokenizer.vocab[t] for t in SPECIAL_TOKENS},
-        "columns": columns,
-        "shards": [{"name": shards.shard_name(i)} | m for i, m in enumerate(metas)],
-        "parameters": params,
-    }
-    atomic_write_text(out / "schema.json", json.dumps(schema, indent=1) + "\n")
-    return schema

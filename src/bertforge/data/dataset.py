@@ -90,8 +90,9 @@ class PretrainingDataset:
         if not -n <= index < n:
             raise IndexError(f"index {index} out of range for {n} instances")
         index %= n
-        if self._dense is not None:
-            return {k: self._dense[k][index] for k in FEATURES}
+        if self._dense is not None:  # the same dtypes as from shards
+            return {k: self._dense[k][index].astype(np.float32 if k == "masked_lm_weights" else np.int64)
+                    for k in FEATURES}
         s = int(np.searchsorted(self._starts, index, side="right")) - 1
         shard, i = self._shards[s], index - int(self._starts[s])
         begin, end = int(shard["offsets"][i]), int(shard["offsets"][i + 1])

@@ -93,3 +93,55 @@ def clear_dataset(directory: Path) -> None:
         shutil.rmtree(path)
     for name in ("schema.json", "params.json"):
         (directory / name).unlink(missing_ok=True)
+
+
+def prepare_output(out: Path, params: dict[str, Any], resume: bool, overwrite: bool) -> None:
+    """Make `out` ready: continue a run with the same parameters, replace ours on request, never clobber."""
+    params_file = out / "params.json"
+    if resume and params_file.is_file():
+        before = json.loads(params_file.read_text())
+        now = json.loads(json.dumps(params))
+        if before != now:
+            changed = [k for k in now if before.get(k) != now[k]]
+            raise BertforgeError(f"{out}: --resume with different {', '.join(changed)} than the interrupted run; "
+                                 "use the same inputs and options, or --overwrite to start again")
+        return
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise BertforgeError(f"{out} is not empty; pass --resume to continue an interrupted run or --overwrite")
+        clear_dataset(out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(params_file, json.dumps(params, indent=1) + "\n")
+
+
+def write_schema(
+    directory: Path, num_shards: int, *, max_seq_length: int, max_predictions: int, dynamic: bool, whole_word: bool,
+    masking: dict[str, Any], vocab: dict[str, Any], special_ids: dict[str, int], parameters: dict[str, Any],
+) -> dict[str, Any]:
+    """Write schema.json from the shards' meta files, which makes the dataset readable."""
+    metas = [read_shard_meta(directory, i) for i in range(num_shards)]
+    dtype = id_dtype(vocab["size"]).name
+    columns: dict[str, Any] = {"input_ids": {"dtype": dtype, "ragged": True}, "lengths": {"dtype": "uint16"},
+                               "a_lengths": {"dtype": "uint16"}, "next_sentence_labels": {"dtype": "uint8"}}
+    if not dynamic:
+        columns |= {"masked_lm_positions": {"dtype": "uint16", "shape": [max_predictions]},
+                    "masked_lm_ids": {"dtype": dtype, "shape": [max_predictions]}, "masked_lm_counts": {"dtype": "uint8"}}
+    elif whole_word:
+        columns["word_starts"] = {"dtype": "bool", "ragged": True}
+    schema = {
+        "format": FORMAT,
+        "version": VERSION,
+        "instances": sum(m["instances"] for m in metas),
+        "tokens": sum(m["tokens"] for m in metas),
+        "max_seq_length": max_seq_length,
+        "max_predictions_per_seq": max_predictions,
+        "dynamic_masking": dynamic,
+        "masking": masking,
+        "vocab": vocab,
+        "special_ids": special_ids,
+        "columns": columns,
+        "shards": [{"name": shard_name(i)} | m for i, m in enumerate(metas)],
+        "parameters": parameters,
+    }
+    atomic_write_text(directory / "schema.json", json.dumps(schema, indent=1) + "\n")
+    return schema

@@ -32,6 +32,8 @@ import numpy as np
 
 from bertforge.errors import BertforgeError
 from bertforge.fileio import atomic_path
+from bertforge.protowire import encode_varint as _varint
+from bertforge.protowire import length_delimited as _field_bytes
 
 # tensor_type string (str() of a mindspore dtype) -> numpy dtype of the payload.
 _NUMPY_DTYPES: dict[str, np.dtype] = {
@@ -353,19 +355,6 @@ def _assemble(d: _Decoder, run: list[tuple[int, str, list[int], str, np.ndarray]
     if tensor_type == _BFLOAT16:
         return (data.view("<u2").astype("<u4") << 16).view("<f4").reshape(dims)
     return data.view(_NUMPY_DTYPES[tensor_type]).reshape(dims)
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value >= 0x80:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def _field_bytes(field: int, data: bytes) -> bytes:
-    return _varint(field << 3 | 2) + _varint(len(data)) + data
 
 
 def _encode_for_checkpoint(path: Path, name: object, value: object) -> tuple[bytes, list[int], bytes, memoryview]:
