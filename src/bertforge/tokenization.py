@@ -14,16 +14,20 @@ Tests compare all of this against Google's own file.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
+import tokenizers
 from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers
 
 from bertforge.errors import BertforgeError
+from bertforge.fileio import atomic_write_text
+from bertforge.samples import cache_dir
 
 UNK, CLS, SEP = "[UNK]", "[CLS]", "[SEP]"
 MAX_INPUT_CHARS_PER_WORD = 200  # longer words become [UNK], as in Google's WordpieceTokenizer
@@ -110,8 +114,7 @@ def _all_chars() -> tuple[np.ndarray, str]:
     return cps, cps.tobytes().decode("utf-32-le")
 
 
-@functools.lru_cache(maxsize=None)
-def _char_classes() -> _CharClasses:
+def _compute_char_classes() -> _CharClasses:
     cps, chars = _all_chars()
     # Two-letter category codes joined: a match of an Uppercase-first pattern can only start at an even
     # offset, i.e. on a code point boundary (much faster than a Python loop over 1.1M characters).
@@ -178,8 +181,7 @@ def _probe(rust, python, chars: str, chunk: int = 4096) -> dict[str, str]:
     return out
 
 
-@functools.lru_cache(maxsize=None)
-def _deviations() -> _Deviations:
+def _compute_deviations() -> _Deviations:
     chars = _all_chars()[1].replace(_CAPITAL_SIGMA, "")  # Σ depends on context; handled separately
     lower = _probe(normalizers.Lowercase().normalize_str, str.lower, chars)
     nfd = _probe(normalizers.NFD().normalize_str, functools.partial(unicodedata.normalize, "NFD"), chars)
@@ -187,6 +189,41 @@ def _deviations() -> _Deviations:
     if nfd:  # a char whose lower-casing yields an NFD-deviating char needs the patch as well
         route |= set(_probe(lambda s: "".join(c for c in s.lower() if c not in nfd), str.lower, chars))
     return _Deviations(lower, nfd, frozenset(route))
+
+
+# ------------------------------------------------------------------- the derived tables, cached on disk
+
+# Bump when the derivations above change: cached tables of another version are recomputed.
+_TABLES_VERSION = 1
+
+
+@functools.lru_cache(maxsize=None)
+def _tables() -> tuple[_CharClasses, _Deviations]:
+    """The character classes and deviations, which depend only on this Python's Unicode tables and the
+    `tokenizers` version: computed once (~0.6 s) and kept in the cache folder, so that every later process
+    (each data-creation worker, each test) starts in milliseconds."""
+    key = f"v{_TABLES_VERSION}-unicode{unicodedata.unidata_version}-tokenizers{tokenizers.__version__}"
+    path = cache_dir() / "tokenizer-tables" / f"{key}.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return _CharClasses(**data["classes"]), _Deviations(data["lower"], data["nfd"], frozenset(data["route"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    classes, dev = _compute_char_classes(), _compute_deviations()
+    data = {"classes": asdict(classes), "lower": dev.lower, "nfd": dev.nfd, "route": sorted(dev.route)}
+    try:
+        atomic_write_text(path, json.dumps(data, ensure_ascii=True))
+    except OSError:  # a read-only cache folder only costs the recomputation
+        pass
+    return classes, dev
+
+
+def _char_classes() -> _CharClasses:
+    return _tables()[0]
+
+
+def _deviations() -> _Deviations:
+    return _tables()[1]
 
 
 _PLACEHOLDER_DIGITS = "\x02\x03\x04\x05\x06\x07\x08\x0e\x0f\x10\x11\x12\x13\x14\x15\x16\x17\x18\x19\x1a"

@@ -64,15 +64,15 @@ def mask_instances(
     offsets = np.asarray(offsets, dtype=np.int64)
     lengths = np.diff(offsets)
     N, P = len(lengths), config.max_predictions_per_seq
-    candidates = candidate_mask(offsets, np.asarray(a_lengths, dtype=np.int64))
+    a_lengths = np.asarray(a_lengths, dtype=np.int64)
     # Python's round() and np.rint both round half to even.
     wanted = np.minimum(P, np.maximum(1, np.rint(lengths * config.masked_lm_prob).astype(np.int64)))
     if config.whole_word_mask:
         if word_starts is None:
             raise ValueError("whole-word masking needs word_starts")
-        chosen = _choose_whole_words(offsets, candidates, word_starts, wanted, rng)
+        chosen = _choose_whole_words(offsets, candidate_mask(offsets, a_lengths), word_starts, wanted, rng)
     else:
-        chosen = _choose_tokens(offsets, candidates, wanted, rng)
+        chosen = _choose_tokens(offsets, a_lengths, wanted, rng)
     # chosen: flat positions (global index into ids), grouped by instance, each group ascending.
     owner = np.searchsorted(offsets, chosen, side="right") - 1
     counts = np.bincount(owner, minlength=N)
@@ -89,24 +89,27 @@ def mask_instances(
     return MaskedBatch(out, positions, labels, counts)
 
 
-def _choose_tokens(offsets: np.ndarray, candidates: np.ndarray, wanted: np.ndarray, rng) -> np.ndarray:
-    """Random `wanted[i]` candidate tokens of each instance, as sorted flat positions."""
+def _choose_tokens(offsets: np.ndarray, a_lengths: np.ndarray, wanted: np.ndarray, rng) -> np.ndarray:
+    """Random `wanted[i]` candidate tokens of each instance, as sorted flat positions.
+
+    Taking the k smallest of i.i.d. uniform priorities is the same draw as shuffling the candidates and
+    taking the first k; an (N, max_len) matrix keeps it to a few whole-array operations.
+    """
     lengths = np.diff(offsets)
     N, L = len(lengths), int(lengths.max(initial=0))
-    priority = np.full((N, L), 2.0)  # non-candidates and padding sort last
-    rows = np.repeat(np.arange(N), lengths)
-    cols = ragged_arange(lengths)
-    priority[rows, cols] = np.where(candidates, rng.random(len(candidates)), 2.0)
-    k = int(wanted.max(initial=0))
-    top = np.argpartition(priority, min(k, L - 1), axis=1)[:, :k] if L else np.zeros((N, 0), dtype=np.int64)
-    top_priority = np.take_along_axis(priority, top, axis=1)
-    order = np.argsort(top_priority, axis=1)
-    top = np.take_along_axis(top, order, axis=1)  # the k best, best first
+    rows = np.arange(N)
+    priority = rng.random((N, L))
+    priority[np.arange(L)[None, :] >= lengths[:, None]] = 2.0  # padding sorts last
+    priority[:, 0] = priority[rows, a_lengths + 1] = priority[rows, lengths - 1] = 2.0  # [CLS], [SEP]s
+    k = min(int(wanted.max(initial=0)), L)
+    top = np.argpartition(priority, k - 1, axis=1)[:, :k] if k < L else np.tile(np.arange(L), (N, 1))
+    order = np.argsort(np.take_along_axis(priority, top, axis=1), axis=1)
+    top = np.take_along_axis(top, order, axis=1)  # the k best columns, best first
     take = (np.arange(k)[None, :] < wanted[:, None]) & (np.take_along_axis(priority, top, axis=1) < 2.0)
-    chosen_cols = np.where(take, top, L + 1)
-    chosen_cols.sort(axis=1)
-    r, c = np.nonzero(chosen_cols <= L)
-    return offsets[r] + chosen_cols[r, c]
+    chosen = np.where(take, top, L)  # L marks "not chosen" and sorts after every real column
+    chosen.sort(axis=1)
+    r, c = np.nonzero(chosen < L)
+    return offsets[r] + chosen[r, c]
 
 
 def _choose_whole_words(offsets, candidates, word_starts, wanted, rng) -> np.ndarray:
