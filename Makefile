@@ -24,7 +24,7 @@ test: setup
 	$(PY) -m pytest -q
 
 bench: setup
-	OMP_NUM_THREADS=$(THREADS) $(PY) benchmarks/bench_tokenizer.py
+	for script in benchmarks/bench_*.py; do OMP_NUM_THREADS=$(THREADS) $(PY) $$script || exit 1; done
 
 clean:
 	rm -rf $(VENV) .cache build src/*.egg-info

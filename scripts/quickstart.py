@@ -3,7 +3,8 @@
 1. tokenize Chinese and English sentences with Google-exact WordPiece (real vocabularies);
 2. build a tiny BERT and a tiny NEZHA and run them on the padded batch;
 3. load real pretrained weights (all-MiniLM-L6-v2) and compare sentence embeddings;
-4. convert those weights to a MindSpore model-zoo .ckpt and back, checking the outputs do not change.
+4. convert those weights to a MindSpore model-zoo .ckpt and back, checking the outputs do not change;
+5. turn a real Wikipedia dump into sentence-per-line text, build a pretraining dataset and inspect it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,10 @@ from pathlib import Path
 
 import torch
 
+from bertforge.data.create import CreateOptions, create_pretraining_data
+from bertforge.data.dataset import PretrainingDataset
+from bertforge.data.inspect import dataset_statistics, format_record
+from bertforge.data.wiki import extract_wiki
 from bertforge.modeling import BertConfig, BertForPreTraining, BertModel
 from bertforge.samples import fetch
 from bertforge.tokenization import FullTokenizer
@@ -99,7 +104,23 @@ def main() -> None:
         print(f"wrote {ckpt.name} ({ckpt.stat().st_size / 1e6:.1f} MB), read it back: max |diff| = {diff:.1e}")
         if diff != 0.0:
             raise SystemExit("quickstart: the MindSpore round trip changed the outputs")
-    print("\nquickstart finished: tokenizer, models, real weights and checkpoint conversion all work.")
+    step("5. Pretraining data: Wikipedia dump -> sentences -> MLM/NSP instances")
+    work = Path(".cache/quickstart")
+    wiki = extract_wiki(fetch("enwiki-dump"), work / "wiki", overwrite=True, progress=False)
+    print(wiki.summary())
+    options = CreateOptions(dupe_factor=2, dynamic_masking=False)
+    report = create_pretraining_data(wiki.shards, fetch("vocab-en"), work / "data", options, workers=2,
+                                     overwrite=True, progress=False)
+    print(report.summary())
+    dataset = PretrainingDataset(work / "data")
+    print("first instance ([MASK]→original, | between segments A and B):")
+    print("  " + format_record(dataset[0], en.convert_ids_to_tokens))
+    stats = dataset_statistics(dataset)
+    print(f"statistics: {stats['mean_tokens']:.1f} tokens/instance, {stats['masked_per_instance']:.1f} masked, "
+          f"NSP random {stats['nsp_random_fraction']:.0%}, mask/keep/random "
+          f"{stats['mask_split']['mask']:.0%}/{stats['mask_split']['kept']:.0%}/{stats['mask_split']['random']:.0%}")
+    print(f"(the same with the CLI: bertforge inspect {work / 'data'})")
+    print("\nquickstart finished: tokenizer, models, real weights, checkpoint conversion and pretraining data all work.")
 
 
 if __name__ == "__main__":
