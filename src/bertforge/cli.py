@@ -99,6 +99,62 @@ def _recorded_vocab(dataset) -> str | None:
     return path if path and Path(path).is_file() else None
 
 
+# Model-zoo style flags of `pretrain` and the config keys they set.
+PRETRAIN_FLAGS = {
+    "train_steps": ("train.train_steps", int), "epochs": ("train.epochs", int),
+    "batch_size": ("train.batch_size", int), "accumulation_steps": ("train.accumulation_steps", int),
+    "save_checkpoint_steps": ("train.save_checkpoint_steps", int),
+    "save_checkpoint_num": ("train.save_checkpoint_num", int), "init_checkpoint": ("train.init_checkpoint", str),
+    "seed": ("train.seed", int), "precision": ("train.precision", str), "device": ("train.device", str),
+    "data": ("data.path", str),
+}
+
+
+def dotted_overrides(extra: list[str]) -> list[str]:
+    """`--optimizer.learning_rate 1e-4` / `--optimizer.learning_rate=1e-4` -> `optimizer.learning_rate=1e-4`."""
+    out, i = [], 0
+    while i < len(extra):
+        arg = extra[i]
+        if not arg.startswith("--") or "." not in arg.split("=")[0]:
+            raise BertforgeError(f"unrecognized argument {arg!r} (config keys look like --optimizer.learning_rate 1e-4)")
+        if "=" in arg:
+            out.append(arg[2:])
+            i += 1
+        elif i + 1 < len(extra):
+            out.append(f"{arg[2:]}={extra[i + 1]}")
+            i += 2
+        else:
+            raise BertforgeError(f"{arg} needs a value")
+    return out
+
+
+def cmd_pretrain(args: argparse.Namespace) -> None:
+    from bertforge.training.config import load_config
+    from bertforge.training.pretrain import pretrain
+
+    overrides = [f"{key}={getattr(args, flag)}" for flag, (key, _) in PRETRAIN_FLAGS.items()
+                 if getattr(args, flag) is not None]
+    config = load_config(args.config, overrides + dotted_overrides(args.overrides))
+    final = pretrain(config, args.output, resume=args.resume, progress=not args.quiet)
+    print(f"checkpoint: {final}")
+
+
+def cmd_pretrain_eval(args: argparse.Namespace) -> None:
+    from bertforge.training.pretrain import evaluate
+
+    result = evaluate(args.model, args.data, batch_size=args.batch_size, device=args.device, limit=args.limit,
+                      progress=not args.quiet)
+    if result is not None:
+        print(json.dumps(result, indent=2))
+
+
+def cmd_plot(args: argparse.Namespace) -> None:
+    from bertforge.training.plot import plot_run
+
+    for path in plot_run(args.run_dir, args.output):
+        print(path)
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log details (unused tensors, ...)")
@@ -177,11 +233,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vocab", help="vocab.txt (default: the one the dataset was made with, if still there)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_inspect)
+    p = sub.add_parser("pretrain", parents=[common], help="pretrain a BERT/NEZHA (MLM + NSP); torchrun for DDP",
+                       epilog="Any config key can be set as --section.key value, e.g. --optimizer.learning_rate 1e-4.")
+    p.add_argument("--config", help="YAML config (configs/pretrain/*.yaml); defaults: bert-base with LAMB")
+    p.add_argument("--output", required=True, help="run directory (checkpoints, metrics, config)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --output from its last checkpoint")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    for flag, (key, kind) in PRETRAIN_FLAGS.items():
+        p.add_argument("--" + flag.replace("_", "-"), dest=flag, type=kind, help=f"sets {key}")
+    p.set_defaults(func=cmd_pretrain, overrides=[])
+
+    p = sub.add_parser("pretrain-eval", parents=[common], help="MLM and NSP accuracy of a checkpoint on a dataset")
+    p.add_argument("--model", required=True, help="checkpoint (any format from_pretrained reads)")
+    p.add_argument("--data", required=True, help="dataset directory or TFRecord file(s)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--limit", type=int, help="evaluate the first N instances only")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_pretrain_eval)
+
+    p = sub.add_parser("plot", parents=[common], help="PNG curves of a run's metrics")
+    p.add_argument("run_dir")
+    p.add_argument("--output", help="folder for the PNGs (default: RUN_DIR/plots)")
+    p.set_defaults(func=cmd_plot)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "pretrain":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.overrides = extra
     logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING, format="%(levelname)s %(message)s")
     try:
         args.func(args)

@@ -20,7 +20,8 @@ def test_ranks_get_disjoint_parts_covering_the_data(n, world, drop_last):
 def test_epochs_reshuffle_reproducibly():
     a, b = DistributedSampler(50, seed=1), DistributedSampler(50, seed=1)
     first = list(a)
-    assert first == list(b) and sorted(first) == list(range(50))
+    assert first == list(b) == list(a) and sorted(first) == list(range(50))
+    a.set_epoch(1)
     assert list(a) != first  # the next epoch is a new permutation
     assert list(DistributedSampler(50, seed=2)) != first
 
@@ -30,8 +31,10 @@ def test_resume_mid_epoch_without_replaying():
     expected = list(full)
     run = DistributedSampler(1000, rank=1, world_size=3, seed=9)
     seen = list(itertools.islice(iter(run), 100))
+    list(itertools.islice(iter(run), 100, 130))  # a prefetching loader pulls ahead of the trainer
+    run.advance(100)
     state = run.state_dict()
-    assert state["consumed"] == 100
+    assert state["position"] == 100
     resumed = DistributedSampler(1000, rank=1, world_size=3, seed=9)
     resumed.load_state_dict(state)
     assert seen + list(resumed) == expected

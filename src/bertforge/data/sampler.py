@@ -13,8 +13,9 @@ class DistributedSampler:
     """Rank `rank` of `world_size` reads every world_size-th item of a seeded per-epoch permutation.
 
     The ranks' parts are disjoint and, with `drop_last`, equally long (so no rank waits at the end of an
-    epoch); without it the permutation is padded by wrapping around. `state_dict()` records the epoch and
-    how many items this rank has consumed; `load_state_dict` resumes at that item without replaying.
+    epoch); without it the permutation is padded by wrapping around. Iteration starts at `position`, the
+    number of this epoch's items the trainer has confirmed with `advance` — not what a prefetching
+    DataLoader has already pulled — so `state_dict()`/`load_state_dict()` resume exactly, without replaying.
     """
 
     num_items: int
@@ -24,7 +25,7 @@ class DistributedSampler:
     shuffle: bool = True
     drop_last: bool = True
     epoch: int = 0
-    consumed: int = 0  # items of this epoch already handed out on this rank
+    position: int = 0  # items of this epoch the trainer has used on this rank
 
     def __post_init__(self) -> None:
         if not 0 <= self.rank < self.world_size:
@@ -38,7 +39,11 @@ class DistributedSampler:
     def set_epoch(self, epoch: int) -> None:
         """Start `epoch` from its beginning (a resumed position is kept only for the epoch it belongs to)."""
         if epoch != self.epoch:
-            self.epoch, self.consumed = epoch, 0
+            self.epoch, self.position = epoch, 0
+
+    def advance(self, count: int) -> None:
+        """Record that the trainer has used `count` more items of this epoch."""
+        self.position += count
 
     def _indices(self) -> np.ndarray:
         order = (np.random.default_rng([self.seed, self.epoch]).permutation(self.num_items) if self.shuffle
@@ -49,16 +54,12 @@ class DistributedSampler:
         return order[self.rank : total : self.world_size]
 
     def __iter__(self) -> Iterator[int]:
-        mine = self._indices()
-        for index in mine[self.consumed :]:
-            self.consumed += 1
-            yield int(index)
-        self.epoch, self.consumed = self.epoch + 1, 0
+        return iter(self._indices()[self.position :].tolist())
 
     def state_dict(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "consumed": self.consumed, "seed": self.seed, "world_size": self.world_size}
+        return {"epoch": self.epoch, "position": self.position, "seed": self.seed, "world_size": self.world_size}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         if state["world_size"] != self.world_size or state["seed"] != self.seed:
             raise ValueError("cannot resume a sampler with another world size or seed")
-        self.epoch, self.consumed = state["epoch"], state["consumed"]
+        self.epoch, self.position = state["epoch"], state["position"]

@@ -120,20 +120,50 @@ class BertForPreTraining(_Head):
         mlm_logits = self.cls.predictions(hidden, self.bert.embeddings.word_embeddings.weight)
         nsp_logits = self.cls.seq_relationship(out.pooler_output)
         mlm_loss = nsp_loss = loss = None
+        terms = pretraining_loss_terms(mlm_logits, nsp_logits, masked_lm_ids, masked_lm_weights, next_sentence_labels)
         if masked_lm_ids is not None:
-            nll = F.cross_entropy(
-                mlm_logits.flatten(0, 1).float(), masked_lm_ids.flatten().long(), reduction="none",
-                ignore_index=IGNORE_INDEX,
-            )
-            if masked_lm_weights is None:
-                masked_lm_weights = (masked_lm_ids != IGNORE_INDEX).float()
-            weights = masked_lm_weights.flatten().float()
-            mlm_loss = (nll * weights).sum() / weights.sum().clamp(min=1e-5)
-            loss = mlm_loss
+            mlm_loss = loss = terms.mlm_nll / terms.mlm_weight.clamp(min=1e-5)
         if next_sentence_labels is not None:
-            nsp_loss = F.cross_entropy(nsp_logits.float(), next_sentence_labels.flatten().long())
+            nsp_loss = terms.nsp_nll / terms.nsp_count
             loss = nsp_loss if loss is None else loss + nsp_loss
         return PreTrainingOutput(loss, mlm_loss, nsp_loss, mlm_logits, nsp_logits)
+
+
+@dataclass
+class PretrainingLossTerms:
+    """Sums over a (micro-)batch, so a trainer can normalise over a whole accumulated, distributed batch."""
+
+    mlm_nll: torch.Tensor  # sum of weight * NLL over masked positions
+    mlm_weight: torch.Tensor  # sum of weights (real predictions)
+    mlm_correct: torch.Tensor  # weighted count of correct predictions
+    nsp_nll: torch.Tensor
+    nsp_count: torch.Tensor
+    nsp_correct: torch.Tensor
+
+
+def pretraining_loss_terms(
+    mlm_logits: torch.Tensor,
+    nsp_logits: torch.Tensor,
+    masked_lm_ids: torch.Tensor | None,
+    masked_lm_weights: torch.Tensor | None,
+    next_sentence_labels: torch.Tensor | None,
+) -> PretrainingLossTerms:
+    """NLL sums and correct counts of the MLM (B, P, V) and NSP (B, 2) logits; absent targets give zeros."""
+    zero = mlm_logits.new_zeros((), dtype=torch.float32)
+    mlm = (zero, zero, zero)
+    if masked_lm_ids is not None:
+        ids = masked_lm_ids.flatten().long()
+        logits = mlm_logits.flatten(0, 1).float()
+        weights = (ids != IGNORE_INDEX).float() if masked_lm_weights is None else masked_lm_weights.flatten().float()
+        nll = F.cross_entropy(logits, ids, reduction="none", ignore_index=IGNORE_INDEX)
+        correct = (logits.argmax(-1) == ids).float()
+        mlm = ((nll * weights).sum(), weights.sum(), (correct * weights).sum())
+    nsp = (zero, zero, zero)
+    if next_sentence_labels is not None:
+        labels = next_sentence_labels.flatten().long()
+        nsp = (F.cross_entropy(nsp_logits.float(), labels, reduction="sum"), zero + labels.numel(),
+               (nsp_logits.argmax(-1) == labels).float().sum())
+    return PretrainingLossTerms(*mlm, *nsp)
 
 
 class BertForSequenceClassification(_Head):

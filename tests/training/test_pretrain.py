@@ -1,0 +1,175 @@
+"""The pretraining loop on tiny models: learning, exact resume after a kill, DDP = accumulation, config."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from bertforge.cli import main as cli
+from bertforge.data.create import CreateOptions, create_pretraining_data
+from bertforge.data.sentences import split_sentences
+from bertforge.errors import BertforgeError
+from bertforge.modeling import BertForPreTraining
+from bertforge.training.config import load_config
+from bertforge.training.pretrain import evaluate, pretrain
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = ROOT / "configs" / "pretrain" / "tiny.yaml"
+NO_DROPOUT = ["model.hidden_dropout_prob=0.0", "model.attention_probs_dropout_prob=0.0"]
+
+
+@pytest.fixture(scope="module")
+def news_data(sample, tmp_path_factory):
+    """~2,000 static-masked instances from lee_background (English news) with the English vocab."""
+    root = tmp_path_factory.mktemp("news")
+    with open(root / "news.txt", "w", encoding="utf-8") as f:
+        for line in sample("lee-background").read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                f.write("\n".join(split_sentences(line)) + "\n\n")
+    create_pretraining_data([root / "news.txt"], sample("vocab-en"), root / "data", CreateOptions(dupe_factor=1),
+                            progress=False)
+    return root / "data"
+
+
+@pytest.fixture(scope="module")
+def small_data(sample, tmp_path_factory):
+    """64 instances: small enough for a tiny model to memorise."""
+    root = tmp_path_factory.mktemp("small")
+    text = "\n\n".join("\n".join(f"Document {d} says fact {s} about the {['red', 'blue', 'green'][s % 3]} house."
+                                 for s in range(6)) for d in range(16))
+    (root / "small.txt").write_text(text + "\n")
+    create_pretraining_data([root / "small.txt"], sample("vocab-en"), root / "data",
+                            CreateOptions(dupe_factor=1, max_seq_length=32, max_predictions_per_seq=5), progress=False)
+    return root / "data"
+
+
+def tiny(data, *overrides):
+    return load_config(TINY, [f"data.path={data}", *overrides])
+
+
+def weights(checkpoint: Path) -> dict[str, torch.Tensor]:
+    return load_file(checkpoint / "model.safetensors")
+
+
+def test_tiny_model_overfits_a_small_dataset(small_data, tmp_path):
+    config = tiny(small_data, "train.train_steps=250", "train.batch_size=16", "train.save_checkpoint_steps=1000",
+                  "optimizer.learning_rate=3e-3", *NO_DROPOUT)
+    final = pretrain(config, tmp_path / "run", progress=False)
+    result = evaluate(final, small_data, progress=False)
+    assert result["mlm_accuracy"] > 0.9, result
+    assert result["nsp_accuracy"] > 0.9, result
+
+
+def test_real_run_lowers_the_mlm_loss_and_logs_everything(news_data, tmp_path):
+    config = tiny(news_data, "train.train_steps=60", "train.log_steps=10", "train.save_checkpoint_steps=1000")
+    pretrain(config, tmp_path / "run", progress=False)
+    lines = [__import__("json").loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines] == [10, 20, 30, 40, 50, 60]
+    assert lines[-1]["mlm_loss"] < lines[0]["mlm_loss"] - 1.0
+    for key in ("loss", "mlm_loss", "nsp_loss", "mlm_accuracy", "nsp_accuracy", "lr", "grad_norm", "loss_scale",
+                "skipped_steps", "tokens_per_second"):
+        assert key in lines[-1], key
+    assert (tmp_path / "run" / "config.yaml").is_file()
+    assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
+    assert cli(["plot", str(tmp_path / "run")]) == 0
+    assert list((tmp_path / "run" / "plots").glob("*.png"))
+
+
+def _run(args: list[str], **kw) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=f"{ROOT / 'src'}:{ROOT}", OMP_NUM_THREADS="1")
+    return subprocess.Popen([sys.executable, "-m", "bertforge", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kw)
+
+
+def _pretrain_args(data, out, steps=40):
+    return ["pretrain", "--config", str(TINY), "--data", str(data), "--output", str(out), "--train-steps", str(steps),
+            "--save-checkpoint-steps", "5", "--save-checkpoint-num", "2", "--quiet", "--batch-size", "8"]
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, seconds: float = 120) -> None:
+    deadline = time.time() + seconds
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() < deadline, f"{path} did not appear"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
+def test_killed_and_resumed_run_ends_bit_identical(news_data, tmp_path, how):
+    full = _run(_pretrain_args(news_data, tmp_path / "full"))
+    cut = _run(_pretrain_args(news_data, tmp_path / "cut"))
+    _wait_for(tmp_path / "cut" / "checkpoints" / "step-00000010", cut)
+    cut.send_signal(getattr(signal, how))
+    out, err = cut.communicate(timeout=120)
+    if how == "SIGTERM":  # a clean stop: a checkpoint of the step reached, and a hint
+        assert cut.returncode == 0, err
+        assert "stopped by signal" in out + err
+    resumed = _run(_pretrain_args(news_data, tmp_path / "cut") + ["--resume"])
+    assert resumed.wait(timeout=300) == 0, resumed.communicate()
+    assert full.wait(timeout=300) == 0, full.communicate()
+    a = weights(tmp_path / "full" / "checkpoints" / "step-00000040")
+    b = weights(tmp_path / "cut" / "checkpoints" / "step-00000040")
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    # only the newest two checkpoints are kept
+    assert sorted(p.name for p in (tmp_path / "cut" / "checkpoints").glob("step-*")) == ["step-00000035",
+                                                                                         "step-00000040"]
+
+
+def test_two_process_ddp_equals_one_process_with_accumulation(news_data, tmp_path):
+    common = ["--config", str(TINY), "--data", str(news_data), "--train-steps", "6", "--batch-size", "4", "--quiet",
+              "--model.hidden_dropout_prob", "0", "--model.attention_probs_dropout_prob", "0",
+              "--optimizer.warmup_steps", "0", "--optimizer.learning_rate", "5e-3"]
+    env = dict(os.environ, PYTHONPATH=f"{ROOT / 'src'}:{ROOT}", OMP_NUM_THREADS="1")
+    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          "-m", "bertforge", "pretrain", "--output", str(tmp_path / "ddp"), *common],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    single = _run(["pretrain", "--output", str(tmp_path / "single"), "--accumulation-steps", "2", *common])
+    assert single.wait(timeout=300) == 0, single.communicate()
+    a = weights(tmp_path / "ddp" / "checkpoints" / "step-00000006")
+    b = weights(tmp_path / "single" / "checkpoints" / "step-00000006")
+    torch.manual_seed(1)  # the run's seed: the initial weights, to see that training moved them well past atol
+    init = BertForPreTraining(tiny(news_data).bert_config()).state_dict()
+    assert max((a[n] - init[n]).abs().max().item() for n in a) > 1e-2
+    for name in a:
+        assert torch.allclose(a[name], b[name], atol=1e-5, rtol=1e-4), (name, (a[name] - b[name]).abs().max())
+
+
+def test_config_priority_and_errors(tmp_path, capsys):
+    (tmp_path / "c.yaml").write_text("train:\n  batch_size: 7\n  epochs: 3\noptimizer:\n  learning_rate: 0.1\n")
+    config = load_config(tmp_path / "c.yaml", ["optimizer.learning_rate=0.5"])
+    assert (config.train.batch_size, config.train.epochs, config.optimizer.learning_rate) == (7, 3, 0.5)
+    assert config.optimizer.warmup_steps == 10000  # default kept
+    with pytest.raises(BertforgeError, match=r"unknown config key 'optimizer.learning_rat'; did you mean "
+                                             r"'optimizer.learning_rate'"):
+        load_config(tmp_path / "c.yaml", ["optimizer.learning_rat=1"])
+    (tmp_path / "bad.yaml").write_text("trian:\n  epochs: 1\n")
+    with pytest.raises(BertforgeError, match=r"bad.yaml: unknown config key 'trian'; did you mean 'train'"):
+        load_config(tmp_path / "bad.yaml")
+    code = cli(["pretrain", "--config", str(TINY), "--data", str(tmp_path), "--output", str(tmp_path / "r"),
+                "--optimizer.learning_rat", "1"])
+    assert code == 2 and "did you mean 'optimizer.learning_rate'" in capsys.readouterr().err
+
+
+def test_pretrain_eval_command(small_data, tmp_path, capsys):
+    final = pretrain(tiny(small_data, "train.train_steps=2", "train.batch_size=8"), tmp_path / "run", progress=False)
+    capsys.readouterr()
+    assert cli(["pretrain-eval", "--model", str(final), "--data", str(small_data), "--quiet"]) == 0
+    result = __import__("json").loads(capsys.readouterr().out)
+    assert result["instances"] > 0 and 0 <= result["mlm_accuracy"] <= 1 and 0 <= result["nsp_accuracy"] <= 1
+    assert np.isfinite(result["mlm_loss"])
+
+
+def test_existing_run_is_not_overwritten(small_data, tmp_path):
+    pretrain(tiny(small_data, "train.train_steps=1", "train.batch_size=8"), tmp_path / "run", progress=False)
+    with pytest.raises(BertforgeError, match="already holds a run; pass --resume"):
+        pretrain(tiny(small_data, "train.train_steps=1", "train.batch_size=8"), tmp_path / "run", progress=False)
