@@ -6,7 +6,7 @@ per sequence. bertforge runs its own model (MLM head only at the masked position
 `transformers` runs `BertForPreTraining` with SDPA attention and `torch.optim.AdamW` (foreach) — both from
 the same initial weights. The two alternate step by step so that machine noise hits both alike; the
 median tokens/s ratio is printed. Peak memory is measured separately (each model in a fresh child process
-for the same number of steps, `ru_maxrss`). MFU counts the FLOPs BERT needs (encoder, attention, MLM head at
+for the same number of steps, its VmHWM). MFU counts the FLOPs BERT needs (encoder, attention, MLM head at
 the masked positions) against a measured fp32 matmul peak.
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_pretrain_step.py [--steps 5]
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -51,17 +50,17 @@ def make_batch(seed: int = 0) -> dict[str, torch.Tensor]:
     }
 
 
-def build(which: str):
-    """(model, optimizer, step function) for 'ours' or 'hf', from the same seeded initial weights."""
+def build(which: str, initial: dict[str, torch.Tensor] | None = None):
+    """(model, step function) for 'ours' or 'hf'; `initial` (our state dict) gives both the same weights."""
     import transformers
 
     from bertforge.modeling import BertForPreTraining
     from bertforge.training.optimizers import build_optimizer
 
-    torch.manual_seed(0)
-    ours = BertForPreTraining(config())
     batch = make_batch()
     if which == "ours":
+        torch.manual_seed(0)
+        ours = BertForPreTraining(config())
         optimizer = build_optimizer("adamw", ours, lr=1e-4, weight_decay=0.01, eps=1e-6)
 
         def step():
@@ -78,9 +77,12 @@ def build(which: str):
     hf = transformers.BertForPreTraining(transformers.BertConfig(
         vocab_size=c.vocab_size, hidden_size=c.hidden_size, num_hidden_layers=c.num_hidden_layers,
         num_attention_heads=c.num_attention_heads, intermediate_size=c.intermediate_size,
-    ), attn_implementation="sdpa")
-    hf.load_state_dict(ours.state_dict(), strict=False)  # same weights (the tied decoder follows the embeddings)
-    hf.tie_weights()
+        attn_implementation="sdpa",
+    ))
+    assert hf.config._attn_implementation == "sdpa"
+    if initial is not None:
+        hf.load_state_dict(initial, strict=False)  # same weights (the tied decoder follows the embeddings)
+        hf.tie_weights()
     labels = torch.full((B, S), -100)
     labels.scatter_(1, batch["masked_lm_positions"], batch["masked_lm_ids"])
     decay = [p for n, p in hf.named_parameters() if "bias" not in n and "LayerNorm" not in n]
@@ -104,9 +106,9 @@ def build(which: str):
 def needed_flops() -> float:
     """FLOPs of forward + backward (3x forward) for what BERT needs."""
     c = config()
-    H, I, L, V = c.hidden_size, c.intermediate_size, c.num_hidden_layers, c.vocab_size
+    H, F, L, V = c.hidden_size, c.intermediate_size, c.num_hidden_layers, c.vocab_size
     tokens = B * S
-    encoder = L * tokens * 2 * (4 * H * H + 2 * H * I)
+    encoder = L * tokens * 2 * (4 * H * H + 2 * H * F)
     attention = L * B * 2 * 2 * S * S * H
     mlm = B * P * 2 * (H * H + H * V)
     return 3 * (encoder + attention + mlm)
@@ -126,7 +128,10 @@ def memory_child(which: str, steps: int) -> None:
     _, step = build(which)
     for _ in range(steps):
         step()
-    print(json.dumps({"maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    # VmHWM, not ru_maxrss: ru_maxrss survives exec and would report the parent's high-water mark.
+    with open("/proc/self/status") as f:
+        hwm = next(int(line.split()[1]) for line in f if line.startswith("VmHWM"))
+    print(json.dumps({"maxrss_mib": hwm / 1024}))
 
 
 def main() -> None:
@@ -139,7 +144,8 @@ def main() -> None:
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}; batch {B}x{S}, {P} masked positions")
     peak = matmul_peak()
     print(f"measured fp32 matmul peak: {peak / 1e9:.1f} GFLOP/s")
-    models = {name: build(name) for name in ("ours", "hf")}
+    models = {"ours": build("ours")}
+    models["hf"] = build("hf", initial=models["ours"][0].state_dict())
     times: dict[str, list[float]] = {"ours": [], "hf": []}
     for name, (_, step) in models.items():
         step()  # warm-up

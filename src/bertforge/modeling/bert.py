@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from bertforge.errors import BertforgeError
@@ -45,10 +46,16 @@ class BertEmbeddings(nn.Module):
         self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        # Set by heads whose tied decoder always adds a dense gradient to the word embeddings: the lookup's
+        # own gradient is then produced sparse and added into it, instead of a zero-filled (V, H) tensor
+        # plus a (V, H) sum (~170 ms per BERT-base step on 2 CPU threads).
+        self.sparse_word_gradient = False
 
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
         """input_ids, token_type_ids (B, S) -> (B, S, H)."""
-        x = self.word_embeddings(input_ids) + self.token_type_embeddings(token_type_ids)
+        words = self.word_embeddings
+        x = F.embedding(input_ids, words.weight, words.padding_idx, sparse=self.sparse_word_gradient)
+        x = x + self.token_type_embeddings(token_type_ids)
         if hasattr(self, "position_embeddings"):
             x = x + self.position_embeddings.weight[: input_ids.shape[1]]  # broadcast over the batch
         return self.dropout(self.LayerNorm(x))

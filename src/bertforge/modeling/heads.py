@@ -95,6 +95,7 @@ class BertForPreTraining(_Head):
     def __init__(self, config: BertConfig):
         super().__init__(config)
         self.cls = BertPreTrainingHeads(config)
+        self.bert.embeddings.sparse_word_gradient = True  # the tied MLM decoder densifies it
         self._init_head()
 
     def forward(
