@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bertforge.modeling.config import BertConfig
+from bertforge.modeling.dropout import dropout as dropout_fn
 
 
 def sinusoid_relative_table(max_relative_position: int, depth: int) -> torch.Tensor:
@@ -70,23 +71,31 @@ class BertSelfAttention(nn.Module):
             for proj in (self.query, self.key, self.value)
         )
         dropout = self.dropout_prob if self.training else 0.0
-        if not self.relative:
-            context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+        if self.relative:
+            table = self.relative_positions_embeddings.weight if relative_table is None else relative_table
+            context = self._explicit_attention(q, k, v, mask, dropout, table.to(q.dtype))
+        elif dropout > 0 and q.device.type == "cpu":
+            # SDPA's CPU path with dropout is this same computation, but with the slower Bernoulli sampling.
+            context = self._explicit_attention(q, k, v, mask, dropout)
         else:
-            if relative_table is None:
-                relative_table = self.relative_positions_embeddings.weight
-            context = self._relative_attention(q, k, v, mask, relative_table.to(q.dtype), dropout)
+            context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
         return context.transpose(1, 2).reshape(B, S, H)
 
-    def _relative_attention(
-        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, table: torch.Tensor, dropout: float
+    def _explicit_attention(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, dropout: float,
+        table: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        """softmax(q k^T / sqrt(d) + mask) v, with NEZHA's relative terms on both sides when `table` is given."""
         B, nh, S, hd = q.shape
-        index = relative_position_index(S, self.max_relative_position, q.device).expand(B, nh, S, S)
         scores = q @ k.transpose(-1, -2)  # (B, nh, S, S)
-        scores = scores + torch.gather(q @ table.T, -1, index)  # q_i . R[i, j]
+        if table is not None:
+            index = relative_position_index(S, self.max_relative_position, q.device).expand(B, nh, S, S)
+            scores = scores + torch.gather(q @ table.T, -1, index)  # q_i . R[i, j]
         probs = torch.softmax(scores / math.sqrt(hd) + mask, dim=-1)
-        probs = F.dropout(probs, dropout)
-        buckets = torch.zeros(B, nh, S, table.shape[0], dtype=probs.dtype, device=probs.device)
-        buckets.scatter_add_(-1, index, probs)  # sum of p[i, j] over the j at each distance
-        return probs @ v + buckets @ table  # (B, nh, S, hd)
+        probs = dropout_fn(probs, dropout, dropout > 0)
+        context = probs @ v  # (B, nh, S, hd)
+        if table is not None:
+            buckets = torch.zeros(B, nh, S, table.shape[0], dtype=probs.dtype, device=probs.device)
+            buckets.scatter_add_(-1, index, probs)  # sum of p[i, j] over the j at each distance
+            context = context + buckets @ table
+        return context

@@ -15,6 +15,7 @@ from torch import nn
 from bertforge.errors import BertforgeError
 from bertforge.modeling.attention import BertSelfAttention, sinusoid_relative_table
 from bertforge.modeling.checkpoint import PretrainedMixin
+from bertforge.modeling.dropout import Dropout
 from bertforge.modeling.config import BertConfig
 
 _ACTIVATIONS = {
@@ -45,7 +46,7 @@ class BertEmbeddings(nn.Module):
             self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
         self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
         # Set by heads whose tied decoder always adds a dense gradient to the word embeddings: the lookup's
         # own gradient is then produced sparse and added into it, instead of a zero-filled (V, H) tensor
         # plus a (V, H) sum (~170 ms per BERT-base step on 2 CPU threads).
@@ -78,7 +79,7 @@ class BertResidual(nn.Module):
         super().__init__()
         self.dense = nn.Linear(in_features, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         return self.LayerNorm(self.dropout(self.dense(x)) + residual)

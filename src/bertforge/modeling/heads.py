@@ -14,6 +14,7 @@ from bertforge.modeling.bert import BertModel, activation, init_weights
 from bertforge.modeling.checkpoint import PretrainedMixin
 from bertforge.modeling.config import BertConfig
 from bertforge.modeling.crf import CRF
+from bertforge.modeling.dropout import Dropout
 
 IGNORE_INDEX = -100  # label value that contributes no loss
 
@@ -53,9 +54,9 @@ class _Head(PretrainedMixin, nn.Module):
             if name != "bert":
                 module.apply(lambda m: init_weights(m, self.config))
 
-    def _dropout(self) -> nn.Dropout:
+    def _dropout(self) -> Dropout:
         p = self.config.classifier_dropout
-        return nn.Dropout(self.config.hidden_dropout_prob if p is None else p)
+        return Dropout(self.config.hidden_dropout_prob if p is None else p)
 
 
 class BertPredictionTransform(nn.Module):
