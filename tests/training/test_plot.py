@@ -23,7 +23,7 @@ def _fake_run(run_dir, steps: int = 200) -> None:
             logger.log(step, {
                 "loss": mlm + nsp, "mlm_loss": mlm, "nsp_loss": nsp,
                 "mlm_accuracy": min(0.7, step / 250) + 0.02 * rng.standard_normal(),
-                "learning_rate": 1e-4 * min(1.0, step / 20) * (1 - step / (steps + 1)),
+                "lr": 1e-4 * min(1.0, step / 20) * (1 - step / (steps + 1)),
                 "grad_norm": abs(1.0 + 0.3 * rng.standard_normal()),
                 "loss_scale": 2.0 ** (16 - step // 70),
                 "tokens_per_second": 52_000 + 2_000 * rng.standard_normal(),

@@ -15,8 +15,8 @@ from torch import nn
 from bertforge.errors import BertforgeError
 from bertforge.modeling.attention import BertSelfAttention, sinusoid_relative_table
 from bertforge.modeling.checkpoint import PretrainedMixin
-from bertforge.modeling.dropout import Dropout
 from bertforge.modeling.config import BertConfig
+from bertforge.modeling.dropout import Dropout
 
 _ACTIVATIONS = {
     "gelu": nn.GELU(),

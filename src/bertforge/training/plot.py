@@ -41,7 +41,7 @@ class PlotGroup:
 GROUPS = (
     PlotGroup("loss", "Training loss", ("loss", "mlm_loss", "nsp_loss"), "loss"),
     PlotGroup("accuracy", "Training accuracy", ("mlm_accuracy", "nsp_accuracy"), "accuracy"),
-    PlotGroup("learning_rate", "Learning rate", ("learning_rate",), "learning rate", smooth=False),
+    PlotGroup("learning_rate", "Learning rate", ("lr",), "learning rate", smooth=False),
     PlotGroup("grad_norm", "Gradient norm (before clipping)", ("grad_norm",), "global L2 norm"),
     PlotGroup("loss_scale", "Loss scale (mixed precision)", ("loss_scale",), "loss scale", log_y=True, smooth=False),
     PlotGroup("throughput", "Throughput", ("tokens_per_second",), "tokens/s", eng_y=True),
