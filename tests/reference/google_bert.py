@@ -8,6 +8,7 @@ heavier (models, TPU estimators) is out of scope. `six` gets a stand-in too when
 from __future__ import annotations
 
 import ast
+import contextlib
 import glob
 import importlib
 import importlib.util
@@ -40,12 +41,29 @@ def _tensorflow_stand_in() -> types.ModuleType:
     return tf
 
 
-def _install_stand_ins() -> None:
-    if "tensorflow" not in sys.modules:
-        tf = _tensorflow_stand_in()
-        compat = types.ModuleType("tensorflow.compat")
-        compat.v1 = tf
-        sys.modules.update({"tensorflow": tf, "tensorflow.compat": compat, "tensorflow.compat.v1": tf})
+_STAND_IN_NAMES = ("tensorflow", "tensorflow.compat", "tensorflow.compat.v1")
+
+
+@contextlib.contextmanager
+def _tensorflow_stand_ins():
+    """The stand-in is visible in sys.modules only while Google's scripts are imported (they keep their
+    own reference): left there, it would fool other libraries that probe for TensorFlow (tensorboard)."""
+    saved = {name: sys.modules.get(name) for name in _STAND_IN_NAMES}
+    tf = _tensorflow_stand_in()
+    compat = types.ModuleType("tensorflow.compat")
+    compat.v1 = tf
+    sys.modules.update({"tensorflow": tf, "tensorflow.compat": compat, "tensorflow.compat.v1": tf})
+    try:
+        yield
+    finally:
+        for name, module in saved.items():
+            if module is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = module
+
+
+def _install_six() -> None:
     try:
         import six  # noqa: F401
     except ImportError:
@@ -62,15 +80,16 @@ def google_bert_dir() -> Path:
 
 def load_google_module(name: str) -> types.ModuleType:
     """Import `bert.<name>` (e.g. "tokenization", "create_pretraining_data") from the fetched folder."""
-    _install_stand_ins()
+    _install_six()
     folder = google_bert_dir()
-    if PACKAGE not in sys.modules:
-        spec = importlib.util.spec_from_file_location(PACKAGE, folder / "__init__.py",
-                                                      submodule_search_locations=[str(folder)])
-        package = importlib.util.module_from_spec(spec)
-        sys.modules[PACKAGE] = package
-        spec.loader.exec_module(package)
-    module = importlib.import_module(f"{PACKAGE}.{name}")
+    with _tensorflow_stand_ins():
+        if PACKAGE not in sys.modules:
+            spec = importlib.util.spec_from_file_location(PACKAGE, folder / "__init__.py",
+                                                          submodule_search_locations=[str(folder)])
+            package = importlib.util.module_from_spec(spec)
+            sys.modules[PACKAGE] = package
+            spec.loader.exec_module(package)
+        module = importlib.import_module(f"{PACKAGE}.{name}")
     if not flags.FLAGS.is_parsed():  # the scripts read FLAGS at call time (e.g. preserve_unused_tokens)
         flags.FLAGS(["google_bert"], known_only=True)
     return module
