@@ -125,7 +125,32 @@ def _adam_update(group: dict, grads: list[torch.Tensor], states: list[dict]) -> 
     return update
 
 
-class Lamb(torch.optim.Optimizer):
+class _AdamFamily(torch.optim.Optimizer):
+    """What LAMB and AdamW share: the hyper-parameters, their checks, and the walk over parameter groups."""
+
+    def __init__(self, params: Iterable, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-6,
+                 weight_decay: float = 0.01, bias_correction: bool = True):
+        _check_adam_args(lr, betas, eps, weight_decay)
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
+                                      bias_correction=bias_correction))
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params, grads, states = _gather(self, group, ("exp_avg", "exp_avg_sq"))
+            if params:
+                self._update(group, params, grads, states)
+        return loss
+
+    def _update(self, group: dict, params: list[torch.Tensor], grads: list[torch.Tensor], states: list[dict]) -> None:
+        raise NotImplementedError
+
+
+class Lamb(_AdamFamily):
     """LAMB (You et al. 2020, "Large Batch Optimization for Deep Learning", Alg. 2 with φ = identity).
 
     u = m̂/(√v̂+eps) + wd·w; w ← w − lr·r·u with the trust ratio r = ‖w‖/‖u‖ (r = 1 if either norm is 0),
@@ -135,34 +160,18 @@ class Lamb(torch.optim.Optimizer):
     is clipped to [0, 10].
     """
 
-    def __init__(self, params: Iterable, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-6,
-                 weight_decay: float = 0.01, bias_correction: bool = True):
-        _check_adam_args(lr, betas, eps, weight_decay)
-        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
-                                      bias_correction=bias_correction))
-
-    @torch.no_grad()
-    def step(self, closure: Callable[[], float] | None = None) -> float | None:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            params, grads, states = _gather(self, group, ("exp_avg", "exp_avg_sq"))
-            if not params:
-                continue
-            update = _adam_update(group, grads, states)
-            if group["weight_decay"] != 0:
-                torch._foreach_add_(update, params, alpha=group["weight_decay"])
-            w_norm = torch.stack(torch._foreach_norm(params))
-            u_norm = torch.stack(torch._foreach_norm(update))
-            ratio = torch.where((w_norm > 0) & (u_norm > 0), w_norm / u_norm, torch.ones_like(w_norm))
-            torch._foreach_mul_(update, list(ratio.unbind()))
-            torch._foreach_add_(params, update, alpha=-group["lr"])
-        return loss
+    def _update(self, group: dict, params: list[torch.Tensor], grads: list[torch.Tensor], states: list[dict]) -> None:
+        update = _adam_update(group, grads, states)
+        if group["weight_decay"] != 0:
+            torch._foreach_add_(update, params, alpha=group["weight_decay"])
+        w_norm = torch.stack(torch._foreach_norm(params))
+        u_norm = torch.stack(torch._foreach_norm(update))
+        ratio = torch.where((w_norm > 0) & (u_norm > 0), w_norm / u_norm, torch.ones_like(w_norm))
+        torch._foreach_mul_(update, list(ratio.unbind()))
+        torch._foreach_add_(params, update, alpha=-group["lr"])
 
 
-class AdamW(torch.optim.Optimizer):
+class AdamW(_AdamFamily):
     """Adam with decoupled weight decay, decay added to the update: w ← w − lr·(m̂/(√v̂+eps) + wd·w).
 
     That is the form of Google's AdamWeightDecayOptimizer and the model zoo's AdamWeightDecay; per step it
@@ -170,30 +179,14 @@ class AdamW(torch.optim.Optimizer):
     1−β^t divisors, which reproduces those two (neither corrects the bias).
     """
 
-    def __init__(self, params: Iterable, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-6,
-                 weight_decay: float = 0.01, bias_correction: bool = True):
-        _check_adam_args(lr, betas, eps, weight_decay)
-        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
-                                      bias_correction=bias_correction))
-
-    @torch.no_grad()
-    def step(self, closure: Callable[[], float] | None = None) -> float | None:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            params, grads, states = _gather(self, group, ("exp_avg", "exp_avg_sq"))
-            if not params:
-                continue
-            if group["bias_correction"] and len({(p.device, p.dtype) for p in params}) == 1:
-                self._fused_step(group, params, grads, states)
-                continue
-            update = _adam_update(group, grads, states)
-            if group["weight_decay"] != 0:
-                torch._foreach_add_(update, params, alpha=group["weight_decay"])
-            torch._foreach_add_(params, update, alpha=-group["lr"])
-        return loss
+    def _update(self, group: dict, params: list[torch.Tensor], grads: list[torch.Tensor], states: list[dict]) -> None:
+        if group["bias_correction"] and len({(p.device, p.dtype) for p in params}) == 1:
+            self._fused_step(group, params, grads, states)
+            return
+        update = _adam_update(group, grads, states)
+        if group["weight_decay"] != 0:
+            torch._foreach_add_(update, params, alpha=group["weight_decay"])
+        torch._foreach_add_(params, update, alpha=-group["lr"])
 
     @staticmethod
     def _fused_step(group: dict, params: list[torch.Tensor], grads: list[torch.Tensor], states: list[dict]) -> None:
