@@ -64,9 +64,15 @@ def build(which: str, initial: dict[str, torch.Tensor] | None = None):
         optimizer = build_optimizer("adamw", ours, lr=1e-4, weight_decay=0.01, eps=1e-6)
 
         def step():
-            out = ours(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"],
-                       batch["masked_lm_positions"], batch["masked_lm_ids"], batch["masked_lm_weights"],
-                       batch["next_sentence_labels"])
+            out = ours(
+                batch["input_ids"],
+                batch["token_type_ids"],
+                batch["attention_mask"],
+                batch["masked_lm_positions"],
+                batch["masked_lm_ids"],
+                batch["masked_lm_weights"],
+                batch["next_sentence_labels"],
+            )
             out.loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
@@ -74,11 +80,16 @@ def build(which: str, initial: dict[str, torch.Tensor] | None = None):
 
         return ours, step
     c = config()
-    hf = transformers.BertForPreTraining(transformers.BertConfig(
-        vocab_size=c.vocab_size, hidden_size=c.hidden_size, num_hidden_layers=c.num_hidden_layers,
-        num_attention_heads=c.num_attention_heads, intermediate_size=c.intermediate_size,
-        attn_implementation="sdpa",
-    ))
+    hf = transformers.BertForPreTraining(
+        transformers.BertConfig(
+            vocab_size=c.vocab_size,
+            hidden_size=c.hidden_size,
+            num_hidden_layers=c.num_hidden_layers,
+            num_attention_heads=c.num_attention_heads,
+            intermediate_size=c.intermediate_size,
+            attn_implementation="sdpa",
+        )
+    )
     assert hf.config._attn_implementation == "sdpa"
     if initial is not None:
         hf.load_state_dict(initial, strict=False)  # same weights (the tied decoder follows the embeddings)
@@ -87,14 +98,22 @@ def build(which: str, initial: dict[str, torch.Tensor] | None = None):
     labels.scatter_(1, batch["masked_lm_positions"], batch["masked_lm_ids"])
     decay = [p for n, p in hf.named_parameters() if "bias" not in n and "LayerNorm" not in n]
     rest = [p for n, p in hf.named_parameters() if "bias" in n or "LayerNorm" in n]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": rest, "weight_decay": 0.0}],
-                                  lr=1e-4, eps=1e-6, foreach=True)
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": 0.01}, {"params": rest, "weight_decay": 0.0}],
+        lr=1e-4,
+        eps=1e-6,
+        foreach=True,
+    )
     hf.train()
 
     def step():
-        out = hf(input_ids=batch["input_ids"], token_type_ids=batch["token_type_ids"],
-                 attention_mask=batch["attention_mask"], labels=labels,
-                 next_sentence_label=batch["next_sentence_labels"])
+        out = hf(
+            input_ids=batch["input_ids"],
+            token_type_ids=batch["token_type_ids"],
+            attention_mask=batch["attention_mask"],
+            labels=labels,
+            next_sentence_label=batch["next_sentence_labels"],
+        )
         out.loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -160,18 +179,23 @@ def main() -> None:
     del models
     memory = {}
     for name in ("ours", "hf"):
-        out = subprocess.run([sys.executable, __file__, "--memory-child", name], capture_output=True, text=True,
-                             check=True)
+        out = subprocess.run(
+            [sys.executable, __file__, "--memory-child", name], capture_output=True, text=True, check=True
+        )
         memory[name] = json.loads(out.stdout.strip().splitlines()[-1])["maxrss_mib"]
     flops = needed_flops()
     for name, label in (("ours", "bertforge"), ("hf", "transformers")):
         t = statistics.median(times[name])
-        print(f"{label:12s}: {t:6.2f} s/step (median of {args.steps}: {', '.join(f'{x:.2f}' for x in times[name])}), "
-              f"{B * S / t:6.1f} tokens/s, peak RSS {memory[name]:.0f} MiB, MFU {flops / t / peak:.0%}")
+        print(
+            f"{label:12s}: {t:6.2f} s/step (median of {args.steps}: {', '.join(f'{x:.2f}' for x in times[name])}), "
+            f"{B * S / t:6.1f} tokens/s, peak RSS {memory[name]:.0f} MiB, MFU {flops / t / peak:.0%}"
+        )
     ratio = statistics.median(times["hf"]) / statistics.median(times["ours"])
     paired = statistics.median(h / o for h, o in zip(times["hf"], times["ours"]))
-    print(f"tokens/s ratio bertforge / transformers: {ratio:.2f}x (ratio of medians), {paired:.2f}x (median of the "
-          f"per-round ratios); memory {memory['ours'] / memory['hf']:.2f}x; needed work {flops / 1e9:.0f} GFLOP/step")
+    print(
+        f"tokens/s ratio bertforge / transformers: {ratio:.2f}x (ratio of medians), {paired:.2f}x (median of the "
+        f"per-round ratios); memory {memory['ours'] / memory['hf']:.2f}x; needed work {flops / 1e9:.0f} GFLOP/step"
+    )
 
 
 if __name__ == "__main__":

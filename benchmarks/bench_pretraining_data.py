@@ -80,11 +80,29 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         text = extract_wiki(fetch("enwiki-dump"), Path(tmp) / "wiki", progress=False).shards[0]
         print(f"text: {text.stat().st_size / 1e6:.2f} MB of English Wikipedia, dupe_factor {args.dupe_factor}")
-        google_cmd = [sys.executable, "-c", GOOGLE.format(paths=[str(ROOT / "src"), str(ROOT)], vocab=vocab,
-                                                          text=str(text), dupe=args.dupe_factor)]
-        ours_cmd = [sys.executable, "-m", "bertforge", "create-pretraining-data", "--input", str(text), "--vocab", vocab,
-                    "--output", str(Path(tmp) / "out"), "--dupe-factor", str(args.dupe_factor), "--workers",
-                    str(args.workers), "--overwrite", "--quiet"]
+        google_cmd = [
+            sys.executable,
+            "-c",
+            GOOGLE.format(paths=[str(ROOT / "src"), str(ROOT)], vocab=vocab, text=str(text), dupe=args.dupe_factor),
+        ]
+        ours_cmd = [
+            sys.executable,
+            "-m",
+            "bertforge",
+            "create-pretraining-data",
+            "--input",
+            str(text),
+            "--vocab",
+            vocab,
+            "--output",
+            str(Path(tmp) / "out"),
+            "--dupe-factor",
+            str(args.dupe_factor),
+            "--workers",
+            str(args.workers),
+            "--overwrite",
+            "--quiet",
+        ]
         rows = {"google": [], "ours": []}
         for _ in range(args.repeats):
             rows["google"].append(measure(google_cmd, env))
@@ -93,10 +111,14 @@ def main() -> None:
     o_time = statistics.median(r[0] for r in rows["ours"])
     g_mem = max(r[1] for r in rows["google"])
     o_mem = max(r[1] for r in rows["ours"])
-    print(f"google: {g_time:.2f} s (median of {args.repeats}), peak {g_mem / 2**20:.0f} MiB, "
-          f"{rows['google'][0][2]} instances")
-    print(f"ours ({args.workers} workers): {o_time:.2f} s (median of {args.repeats}), peak {o_mem / 2**20:.0f} MiB; "
-          f"{rows['ours'][0][2]}")
+    print(
+        f"google: {g_time:.2f} s (median of {args.repeats}), peak {g_mem / 2**20:.0f} MiB, "
+        f"{rows['google'][0][2]} instances"
+    )
+    print(
+        f"ours ({args.workers} workers): {o_time:.2f} s (median of {args.repeats}), peak {o_mem / 2**20:.0f} MiB; "
+        f"{rows['ours'][0][2]}"
+    )
     print(f"speed-up: {g_time / o_time:.1f}x   memory: {o_mem / g_mem:.2f}x of Google's")
 
 

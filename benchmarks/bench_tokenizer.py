@@ -63,8 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
     google = load_google_module("tokenization")
-    print(f"{'corpus':16} {'lines':>6} {'chars/line':>10} {'ours batch':>11} {'ours 1-by-1':>11} "
-          f"{'google':>8} {'hf slow':>8} {'ours/google':>11} {'ours/hf':>8}")
+    print(
+        f"{'corpus':16} {'lines':>6} {'chars/line':>10} {'ours batch':>11} {'ours 1-by-1':>11} "
+        f"{'google':>8} {'hf slow':>8} {'ours/google':>11} {'ours/hf':>8}"
+    )
     for name, (vocab, texts) in corpora(args.lines).items():
         path = fetch(vocab)
         ours, hf = FullTokenizer(path), hf_slow_tokenizer(path)
@@ -78,9 +80,11 @@ def main(argv: list[str] | None = None) -> int:
             "hf slow": median_rate(lambda: [hf.tokenize(t) for t in texts], len(texts), args.repeats),
         }
         chars = sum(map(len, texts)) / len(texts)
-        print(f"{name:16} {len(texts):6d} {chars:10.0f} {rates['ours batch']:11.0f} {rates['ours 1-by-1']:11.0f} "
-              f"{rates['google']:8.0f} {rates['hf slow']:8.0f} {rates['ours batch'] / rates['google']:10.1f}x "
-              f"{rates['ours batch'] / rates['hf slow']:7.1f}x")
+        print(
+            f"{name:16} {len(texts):6d} {chars:10.0f} {rates['ours batch']:11.0f} {rates['ours 1-by-1']:11.0f} "
+            f"{rates['google']:8.0f} {rates['hf slow']:8.0f} {rates['ours batch'] / rates['google']:10.1f}x "
+            f"{rates['ours batch'] / rates['hf slow']:7.1f}x"
+        )
         if mismatches:
             print(f"  WARNING: {mismatches} texts tokenized differently from Google")
     return 0

@@ -161,11 +161,21 @@ def main() -> int:
         text.write_text(sentences_per_line(samples.fetch("lee-background"), DOCUMENTS), encoding="utf-8")
         raw = Path(tmp) / "google_en.tfrecord"
         subprocess.run(
-            [sys.executable, "-c", RUNNER, str(bert_dir / "create_pretraining_data.py"),
-             f"--input_file={text}", f"--output_file={raw}", f"--vocab_file={samples.fetch('vocab-en')}",
-             "--do_lower_case=True", f"--max_seq_length={MAX_SEQ_LENGTH}",
-             f"--max_predictions_per_seq={MAX_PREDICTIONS}", "--masked_lm_prob=0.15",
-             "--random_seed=12345", "--dupe_factor=1"],
+            [
+                sys.executable,
+                "-c",
+                RUNNER,
+                str(bert_dir / "create_pretraining_data.py"),
+                f"--input_file={text}",
+                f"--output_file={raw}",
+                f"--vocab_file={samples.fetch('vocab-en')}",
+                "--do_lower_case=True",
+                f"--max_seq_length={MAX_SEQ_LENGTH}",
+                f"--max_predictions_per_seq={MAX_PREDICTIONS}",
+                "--masked_lm_prob=0.15",
+                "--random_seed=12345",
+                "--dupe_factor=1",
+            ],
             check=True,
         )
         shutil.copyfile(raw, out / "google_en.tfrecord")

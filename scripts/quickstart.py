@@ -75,23 +75,32 @@ def main() -> None:
 
     step("2. A tiny BERT and a tiny NEZHA on a padded batch")
     batch = padded(zh, CHINESE)
-    print(f"batch: input_ids {tuple(batch['input_ids'].shape)}, real tokens per row {batch['attention_mask'].sum(1).tolist()}")
+    real = batch["attention_mask"].sum(1).tolist()
+    print(f"batch: input_ids {tuple(batch['input_ids'].shape)}, real tokens per row {real}")
     for name, extra in (("BERT", {}), ("NEZHA", {"use_relative_positions": True})):
         config = BertConfig.from_preset("tiny", vocab_size=len(zh), **extra)
         model = BertForPreTraining(config).eval()
         with torch.no_grad():
-            out = model(**batch, next_sentence_labels=torch.tensor([0, 1]),
-                        masked_lm_positions=torch.tensor([[1, 2], [3, 4]]), masked_lm_ids=batch["input_ids"][:, 1:3])
+            out = model(
+                **batch,
+                next_sentence_labels=torch.tensor([0, 1]),
+                masked_lm_positions=torch.tensor([[1, 2], [3, 4]]),
+                masked_lm_ids=batch["input_ids"][:, 1:3],
+            )
         params = sum(p.numel() for p in model.parameters())
-        print(f"  tiny {name}: {params / 1e6:.2f}M parameters, MLM logits {tuple(out.mlm_logits.shape)}, "
-              f"NSP logits {tuple(out.nsp_logits.shape)}, untrained loss {out.loss.item():.3f}")
+        print(
+            f"  tiny {name}: {params / 1e6:.2f}M parameters, MLM logits {tuple(out.mlm_logits.shape)}, "
+            f"NSP logits {tuple(out.nsp_logits.shape)}, untrained loss {out.loss.item():.3f}"
+        )
 
     step("3. Real pretrained weights: all-MiniLM-L6-v2")
     t0 = time.perf_counter()
     minilm = BertModel.from_pretrained(fetch("minilm")).eval()
     c = minilm.config
-    print(f"loaded {c.num_hidden_layers} layers, hidden {c.hidden_size}, vocab {c.vocab_size} "
-          f"in {time.perf_counter() - t0:.2f}s")
+    print(
+        f"loaded {c.num_hidden_layers} layers, hidden {c.hidden_size}, vocab {c.vocab_size} "
+        f"in {time.perf_counter() - t0:.2f}s"
+    )
     batch = padded(en, ENGLISH)
     with torch.no_grad():
         out = minilm(**batch)
@@ -104,8 +113,10 @@ def main() -> None:
     step("4. Checkpoint conversion: Hugging Face -> MindSpore model zoo .ckpt -> bertforge")
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = minilm.save_mindspore(Path(tmp) / "minilm.ckpt")
-        print("(a .ckpt carries no config, so we pass MiniLM's; bertforge warns that it differs from the model "
-              "zoo's LayerNorm eps and GELU — expected here)")
+        print(
+            "(a .ckpt carries no config, so we pass MiniLM's; bertforge warns that it differs from the model "
+            "zoo's LayerNorm eps and GELU — expected here)"
+        )
         back = BertModel.from_pretrained(ckpt, config=minilm.config).eval()
         with torch.no_grad():
             diff = (back(**batch).last_hidden_state - out.last_hidden_state).abs().max().item()
@@ -117,16 +128,19 @@ def main() -> None:
     wiki = extract_wiki(fetch("enwiki-dump"), work / "wiki", overwrite=True, progress=False)
     print(wiki.summary())
     options = CreateOptions(dupe_factor=2, dynamic_masking=False)
-    report = create_pretraining_data(wiki.shards, fetch("vocab-en"), work / "data", options, workers=2,
-                                     overwrite=True, progress=False)
+    report = create_pretraining_data(
+        wiki.shards, fetch("vocab-en"), work / "data", options, workers=2, overwrite=True, progress=False
+    )
     print(report.summary())
     dataset = PretrainingDataset(work / "data")
     print("first instance ([MASK]→original, | between segments A and B):")
     print("  " + format_record(dataset[0], en.convert_ids_to_tokens))
     stats = dataset_statistics(dataset)
-    print(f"statistics: {stats['mean_tokens']:.1f} tokens/instance, {stats['masked_per_instance']:.1f} masked, "
-          f"NSP random {stats['nsp_random_fraction']:.0%}, mask/keep/random "
-          f"{stats['mask_split']['mask']:.0%}/{stats['mask_split']['kept']:.0%}/{stats['mask_split']['random']:.0%}")
+    print(
+        f"statistics: {stats['mean_tokens']:.1f} tokens/instance, {stats['masked_per_instance']:.1f} masked, "
+        f"NSP random {stats['nsp_random_fraction']:.0%}, mask/keep/random "
+        f"{stats['mask_split']['mask']:.0%}/{stats['mask_split']['kept']:.0%}/{stats['mask_split']['random']:.0%}"
+    )
     print(f"(the same with the CLI: bertforge inspect {work / 'data'})")
 
     step("6. Pretraining a tiny BERT on it (configs/pretrain/tiny.yaml)")
@@ -136,17 +150,23 @@ def main() -> None:
     final = pretrain(config, run)
     first = read_metrics(run)[0]
     after = evaluate(final, work / "data", limit=2000, progress=False)
-    print(f"MLM loss {first['mlm_loss']:.2f} over the first {first['step']} steps -> {after['mlm_loss']:.2f} at the "
-          f"end (MLM accuracy {first['mlm_accuracy']:.1%} -> {after['mlm_accuracy']:.1%}, NSP accuracy "
-          f"{after['nsp_accuracy']:.1%}; a few hundred steps of a tiny model learn frequent words, no more)")
+    print(
+        f"MLM loss {first['mlm_loss']:.2f} over the first {first['step']} steps -> {after['mlm_loss']:.2f} at the "
+        f"end (MLM accuracy {first['mlm_accuracy']:.1%} -> {after['mlm_accuracy']:.1%}, NSP accuracy "
+        f"{after['nsp_accuracy']:.1%}; a few hundred steps of a tiny model learn frequent words, no more)"
+    )
     if not after["mlm_loss"] < first["mlm_loss"]:
         raise SystemExit("quickstart: pretraining did not lower the MLM loss")
     for png in plot_run(run):
         print(f"plot: {png}")
-    print(f"(the same with the CLI: bertforge pretrain --config configs/pretrain/tiny.yaml --data {work / 'data'} "
-          f"--output RUN_DIR; bertforge pretrain-eval --model {final} --data {work / 'data'}; bertforge plot RUN_DIR)")
-    print("\nquickstart finished: tokenizer, models, real weights, checkpoint conversion, pretraining data and "
-          "pretraining all work.")
+    print(
+        f"(the same with the CLI: bertforge pretrain --config configs/pretrain/tiny.yaml --data {work / 'data'} "
+        f"--output RUN_DIR; bertforge pretrain-eval --model {final} --data {work / 'data'}; bertforge plot RUN_DIR)"
+    )
+    print(
+        "\nquickstart finished: tokenizer, models, real weights, checkpoint conversion, pretraining data and "
+        "pretraining all work."
+    )
 
 
 if __name__ == "__main__":

@@ -27,8 +27,10 @@ def pair(sample, google):
         key = (vocab, do_lower_case)
         if key not in cache:
             path = sample(vocab)
-            cache[key] = (tk.FullTokenizer(path, do_lower_case),
-                          google.FullTokenizer(str(path), do_lower_case=do_lower_case))
+            cache[key] = (
+                tk.FullTokenizer(path, do_lower_case),
+                google.FullTokenizer(str(path), do_lower_case=do_lower_case),
+            )
         return cache[key]
 
     return get
@@ -56,14 +58,18 @@ def assert_same_tokens(ours, theirs, texts):
 
 # ------------------------------------------------------------------------------------------ real text
 
-@pytest.mark.parametrize("vocab, do_lower_case, corpus, n", [
-    ("vocab-zh", True, "peoples_daily", 2000),
-    ("vocab-en", True, "lee", 300),
-    ("vocab-zh", True, "lee", 60),
-    ("vocab-en", True, "peoples_daily", 400),
-    ("vocab-zh", False, "peoples_daily", 400),
-    ("vocab-en", False, "lee", 60),
-])
+
+@pytest.mark.parametrize(
+    "vocab, do_lower_case, corpus, n",
+    [
+        ("vocab-zh", True, "peoples_daily", 2000),
+        ("vocab-en", True, "lee", 300),
+        ("vocab-zh", True, "lee", 60),
+        ("vocab-en", True, "peoples_daily", 400),
+        ("vocab-zh", False, "peoples_daily", 400),
+        ("vocab-en", False, "lee", 60),
+    ],
+)
 def test_real_corpora_match_google(pair, request, vocab, do_lower_case, corpus, n):
     ours, theirs = pair(vocab, do_lower_case)
     assert_same_tokens(ours, theirs, request.getfixturevalue(corpus)[:n])
@@ -72,19 +78,33 @@ def test_real_corpora_match_google(pair, request, vocab, do_lower_case, corpus, 
 # -------------------------------------------------------------------------------------- crafted cases
 
 EDGE_CASES = [
-    "", "   ", "\t\n\r", "Hello, World!", "unaffable", "[CLS] [SEP] [UNK] [MASK]",
-    "café Ångström A\u030angstro\u0308m naïve résumé", "Tiếng Việt có dấu", "Straße İstanbul ǅ ﬁ",
-    "ＡＢＣ１２３，ｈｅｌｌｏ！（全角）", "中华人民共和国成立了。",
+    "",
+    "   ",
+    "\t\n\r",
+    "Hello, World!",
+    "unaffable",
+    "[CLS] [SEP] [UNK] [MASK]",
+    "café Ångström A\u030angstro\u0308m naïve résumé",
+    "Tiếng Việt có dấu",
+    "Straße İstanbul ǅ ﬁ",
+    "ＡＢＣ１２３，ｈｅｌｌｏ！（全角）",
+    "中华人民共和国成立了。",
     "𠀀𪛖 \U0002b81f\U0002b820\U0002b91f\U0002b920\U0002ceaf",  # Rust's CJK range starts at 2B920
-    "한국어 텍스트", "ひらがな カタカナ ｶﾀｶﾅ", "emoji 👍🏽 👨\u200d👩\u200d👧 🇨🇳!",
+    "한국어 텍스트",
+    "ひらがな カタカナ ｶﾀｶﾅ",
+    "emoji 👍🏽 👨\u200d👩\u200d👧 🇨🇳!",
     "ascii\x00only\x01 \x1b[0m\x7fdel\x0bvt\x0cff",
     "nul\x00here \x0bvt \x0cff \x1fus \x7fdel \x85nel",
     "rep\ufffdlace zw\u200bsp zw\u200dj soft\u00adhyphen \ufeffbom",
     "किताब हिन्दी क्षत्रिय",  # Mc vowel signs stay, the Mn virama goes
     "ΟΔΥΣΣΕΥΣ ΑΣ. ΑΣ-Β ΣΑ Σ ΑΣΑ ΑΣ\u00ad ΑΣ\u0345 Α\u0345Σ 中Σ ΑΣ中 aΣ ǅΣ",  # final sigma contexts
     "x" * 199 + " " + "y" * 200 + " " + "z" * 201 + " " + "é" * 201 + " " + "中" * 300,
-    "private \ue000\uf8ff \U000f0000 \U0010fffd", "line\u2028sep para\u2029sep", "tab\there\nnew\r\nline",
-    "a\u1fefb \u037e \u0387", "\u2000\u2001\u3000 ideographic space", "العَرَبِيَّة עִבְרִית ภาษาไทย",
+    "private \ue000\uf8ff \U000f0000 \U0010fffd",
+    "line\u2028sep para\u2029sep",
+    "tab\there\nnew\r\nline",
+    "a\u1fefb \u037e \u0387",
+    "\u2000\u2001\u3000 ideographic space",
+    "العَرَبِيَّة עִבְרִית ภาษาไทย",
     "\ua7cb\u1c89\U00010d50 \U00011938 \u0d04 \u0378",  # newer than this Python's Unicode, or unassigned
     "$100.00 & 50% off -- e.g. (a+b)^2 = c`d~e",
 ]
@@ -111,10 +131,26 @@ def test_every_rust_deviation_is_patched(pair):
 # ------------------------------------------------------------------------------------ randomized diff
 
 _RANGES = [  # (weight, lo, hi)
-    (30, 0x20, 0x7E), (6, 0x00, 0x1F), (4, 0x7F, 0xA0), (8, 0xA1, 0x24F), (5, 0x300, 0x36F),
-    (5, 0x370, 0x3FF), (3, 0x3A3, 0x3A3), (4, 0x900, 0x97F), (6, 0x2000, 0x206F), (8, 0x4E00, 0x9FFF),
-    (2, 0xF900, 0xFAFF), (4, 0x3000, 0x30FF), (4, 0xFF00, 0xFFEF), (3, 0xAC00, 0xD7A3), (3, 0xE000, 0xF8FF),
-    (3, 0xFFF0, 0xFFFF), (4, 0x1F300, 0x1FAFF), (2, 0x2B800, 0x2B940), (10, 0x0, 0xFFFF), (4, 0x0, 0x10FFFF),
+    (30, 0x20, 0x7E),
+    (6, 0x00, 0x1F),
+    (4, 0x7F, 0xA0),
+    (8, 0xA1, 0x24F),
+    (5, 0x300, 0x36F),
+    (5, 0x370, 0x3FF),
+    (3, 0x3A3, 0x3A3),
+    (4, 0x900, 0x97F),
+    (6, 0x2000, 0x206F),
+    (8, 0x4E00, 0x9FFF),
+    (2, 0xF900, 0xFAFF),
+    (4, 0x3000, 0x30FF),
+    (4, 0xFF00, 0xFFEF),
+    (3, 0xAC00, 0xD7A3),
+    (3, 0xE000, 0xF8FF),
+    (3, 0xFFF0, 0xFFFF),
+    (4, 0x1F300, 0x1FAFF),
+    (2, 0x2B800, 0x2B940),
+    (10, 0x0, 0xFFFF),
+    (4, 0x0, 0x10FFFF),
 ]
 
 
@@ -139,6 +175,7 @@ def test_random_unicode_matches_google(pair, vocab, do_lower_case):
 
 
 # ---------------------------------------------------------------------------------------------- vocab
+
 
 def test_vocab_ids_equal_google(sample, google):
     for name in ("vocab-zh", "vocab-zh-crlf", "vocab-en"):
@@ -193,6 +230,7 @@ def test_conversions_match_google(pair):
 
 
 # ------------------------------------------------------------------------------------------- encoding
+
 
 def test_truncation_equals_google_truncate_seq_pair(google):
     truncate_seq_pair = load_google_function("run_classifier", "_truncate_seq_pair")
@@ -257,14 +295,28 @@ def test_offsets_point_into_original_text(pair, peoples_daily, vocab):
             assert "".join(theirs.basic_tokenizer.tokenize(piece)) == token.removeprefix("##"), (token, piece)
 
 
-
 def test_offsets_survive_the_patched_pipeline(pair):
     """Final sigma and the placeholder swaps must not shift offsets."""
     ours, _ = pair("vocab-zh")
     text = "ΟΔΥΣΣΕΥΣ και ΑΣ. x\ua7cb café"
     enc = ours.encode(text, max_length=None)
     pieces = [text[start:end] for start, end in enc.offsets[1:-1]]
-    assert enc.tokens[1:-1] == ["ο", "##δ", "##υ", "##σ", "##σ", "##ε", "##υ", "##ς",
-                                "κ", "##α", "##ι", "α", "##ς", ".", "[UNK]", "cafe"]
-    assert pieces == ["Ο", "Δ", "Υ", "Σ", "Σ", "Ε", "Υ", "Σ",
-                      "κ", "α", "ι", "Α", "Σ", ".", "x\ua7cb", "café"]
+    assert enc.tokens[1:-1] == [
+        "ο",
+        "##δ",
+        "##υ",
+        "##σ",
+        "##σ",
+        "##ε",
+        "##υ",
+        "##ς",
+        "κ",
+        "##α",
+        "##ι",
+        "α",
+        "##ς",
+        ".",
+        "[UNK]",
+        "cafe",
+    ]
+    assert pieces == ["Ο", "Δ", "Υ", "Σ", "Σ", "Ε", "Υ", "Σ", "κ", "α", "ι", "Α", "Σ", ".", "x\ua7cb", "café"]

@@ -40,9 +40,17 @@ def cmd_tokenize(args: argparse.Namespace) -> None:
 def cmd_extract_wiki(args: argparse.Namespace) -> None:
     from bertforge.data.wiki import extract_wiki
 
-    report = extract_wiki(args.dump, args.output, shard_size_mb=args.shard_size, min_chars=args.min_chars,
-                          keep_titles=args.keep_titles, templates=args.templates, processes=args.processes,
-                          overwrite=args.overwrite, progress=not args.quiet)
+    report = extract_wiki(
+        args.dump,
+        args.output,
+        shard_size_mb=args.shard_size,
+        min_chars=args.min_chars,
+        keep_titles=args.keep_titles,
+        templates=args.templates,
+        processes=args.processes,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+    )
     print(f"{args.output}: {report.summary()}")
 
 
@@ -50,13 +58,28 @@ def cmd_create_pretraining_data(args: argparse.Namespace) -> None:
     from bertforge.data.create import CreateOptions, create_pretraining_data
 
     options = CreateOptions(
-        max_seq_length=args.max_seq_length, max_predictions_per_seq=args.max_predictions_per_seq,
-        masked_lm_prob=args.masked_lm_prob, dupe_factor=args.dupe_factor, short_seq_prob=args.short_seq_prob,
-        random_seed=args.random_seed, do_lower_case=args.do_lower_case, whole_word_mask=args.whole_word_mask,
-        dynamic_masking=args.dynamic_masking, chunk_mb=args.chunk_mb, shard_mb=args.shard_mb,
+        max_seq_length=args.max_seq_length,
+        max_predictions_per_seq=args.max_predictions_per_seq,
+        masked_lm_prob=args.masked_lm_prob,
+        dupe_factor=args.dupe_factor,
+        short_seq_prob=args.short_seq_prob,
+        random_seed=args.random_seed,
+        do_lower_case=args.do_lower_case,
+        whole_word_mask=args.whole_word_mask,
+        dynamic_masking=args.dynamic_masking,
+        chunk_mb=args.chunk_mb,
+        shard_mb=args.shard_mb,
     )
-    report = create_pretraining_data(args.input, args.vocab, args.output, options, workers=args.workers,
-                                     resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
+    report = create_pretraining_data(
+        args.input,
+        args.vocab,
+        args.output,
+        options,
+        workers=args.workers,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+    )
     print(f"{args.output}: {report.summary()}")
 
 
@@ -64,8 +87,10 @@ def cmd_convert_data(args: argparse.Namespace) -> None:
     from bertforge.data.convert import convert_tfrecords
 
     schema = convert_tfrecords(args.input, args.output, vocab_file=args.vocab, overwrite=args.overwrite)
-    print(f"{args.output}: {schema['instances']} instances ({schema['tokens']} tokens) in {len(schema['shards'])} "
-          f"shard(s) in {schema['seconds']:.1f}s")
+    print(
+        f"{args.output}: {schema['instances']} instances ({schema['tokens']} tokens) in {len(schema['shards'])} "
+        f"shard(s) in {schema['seconds']:.1f}s"
+    )
 
 
 def cmd_inspect(args: argparse.Namespace) -> None:
@@ -84,8 +109,12 @@ def cmd_inspect(args: argparse.Namespace) -> None:
     records = [dataset[i] for i in range(min(args.limit, len(dataset)))]
     stats = dataset_statistics(dataset, limit=args.stats_limit)
     if args.json:
-        print(json.dumps({"records": [{k: v.tolist() for k, v in r.items()} for r in records], "statistics": stats},
-                         ensure_ascii=False))
+        print(
+            json.dumps(
+                {"records": [{k: v.tolist() for k, v in r.items()} for r in records], "statistics": stats},
+                ensure_ascii=False,
+            )
+        )
         return
     for i, record in enumerate(records):
         print(f"[{i}] {format_record(record, to_tokens)}")
@@ -101,11 +130,16 @@ def _recorded_vocab(dataset) -> str | None:
 
 # Model-zoo style flags of `pretrain` and the config keys they set.
 PRETRAIN_FLAGS = {
-    "train_steps": ("train.train_steps", int), "epochs": ("train.epochs", int),
-    "batch_size": ("train.batch_size", int), "accumulation_steps": ("train.accumulation_steps", int),
+    "train_steps": ("train.train_steps", int),
+    "epochs": ("train.epochs", int),
+    "batch_size": ("train.batch_size", int),
+    "accumulation_steps": ("train.accumulation_steps", int),
     "save_checkpoint_steps": ("train.save_checkpoint_steps", int),
-    "save_checkpoint_num": ("train.save_checkpoint_num", int), "init_checkpoint": ("train.init_checkpoint", str),
-    "seed": ("train.seed", int), "precision": ("train.precision", str), "device": ("train.device", str),
+    "save_checkpoint_num": ("train.save_checkpoint_num", int),
+    "init_checkpoint": ("train.init_checkpoint", str),
+    "seed": ("train.seed", int),
+    "precision": ("train.precision", str),
+    "device": ("train.device", str),
     "data": ("data.path", str),
 }
 
@@ -116,7 +150,9 @@ def dotted_overrides(extra: list[str]) -> list[str]:
     while i < len(extra):
         arg = extra[i]
         if not arg.startswith("--") or "." not in arg.split("=")[0]:
-            raise BertforgeError(f"unrecognized argument {arg!r} (config keys look like --optimizer.learning_rate 1e-4)")
+            raise BertforgeError(
+                f"unrecognized argument {arg!r} (config keys look like --optimizer.learning_rate 1e-4)"
+            )
         if "=" in arg:
             out.append(arg[2:])
             i += 1
@@ -132,8 +168,9 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     from bertforge.training.config import load_config
     from bertforge.training.pretrain import pretrain
 
-    overrides = [f"{key}={getattr(args, flag)}" for flag, (key, _) in PRETRAIN_FLAGS.items()
-                 if getattr(args, flag) is not None]
+    overrides = [
+        f"{key}={getattr(args, flag)}" for flag, (key, _) in PRETRAIN_FLAGS.items() if getattr(args, flag) is not None
+    ]
     config = load_config(args.config, overrides + dotted_overrides(args.overrides))
     final = pretrain(config, args.output, resume=args.resume, progress=not args.quiet)
     print(f"checkpoint: {final}")
@@ -142,8 +179,9 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
 def cmd_pretrain_eval(args: argparse.Namespace) -> None:
     from bertforge.training.pretrain import evaluate
 
-    result = evaluate(args.model, args.data, batch_size=args.batch_size, device=args.device, limit=args.limit,
-                      progress=not args.quiet)
+    result = evaluate(
+        args.model, args.data, batch_size=args.batch_size, device=args.device, limit=args.limit, progress=not args.quiet
+    )
     if result is not None:
         print(json.dumps(result, indent=2))
 
@@ -157,59 +195,93 @@ def cmd_plot(args: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log details (unused tensors, ...)")
+    common.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log details (unused tensors, ...)"
+    )
     parser = argparse.ArgumentParser(
-        prog="bertforge", parents=[common],
+        prog="bertforge",
+        parents=[common],
         description="Pretrain, fine-tune, evaluate, export and serve BERT and NEZHA models.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("convert", parents=[common], help="convert a checkpoint (Hugging Face, bertforge, MindSpore .ckpt)")
+    p = sub.add_parser(
+        "convert", parents=[common], help="convert a checkpoint (Hugging Face, bertforge, MindSpore .ckpt)"
+    )
     p.add_argument("source", help="checkpoint directory or weights file (.safetensors, .bin, .ckpt)")
     p.add_argument("output", help="output directory (--to hf) or .ckpt file (--to mindspore)")
     p.add_argument("--to", choices=["hf", "mindspore"], default="hf", help="output format (default: hf)")
     p.add_argument("--config", help="config file or preset, needed when none lies beside the weights (.ckpt)")
-    p.add_argument("--head", default="auto",
-                   choices=["auto", "encoder", "pretraining", "sequence-classification", "token-classification",
-                            "question-answering"], help="model class to load (default: detected from the weights)")
+    p.add_argument(
+        "--head",
+        default="auto",
+        choices=[
+            "auto",
+            "encoder",
+            "pretraining",
+            "sequence-classification",
+            "token-classification",
+            "question-answering",
+        ],
+        help="model class to load (default: detected from the weights)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.set_defaults(func=cmd_convert)
 
-    p = sub.add_parser("tokenize", parents=[common], help="WordPiece-tokenize text (arguments, or one text per stdin line)")
+    p = sub.add_parser(
+        "tokenize", parents=[common], help="WordPiece-tokenize text (arguments, or one text per stdin line)"
+    )
     p.add_argument("--vocab", required=True, help="vocab.txt")
     p.add_argument("--no-lower-case", dest="lower_case", action="store_false", help="keep case and accents")
     p.add_argument("--ids", action="store_true", help="print JSON with tokens and ids")
     p.add_argument("text", nargs="*")
     p.set_defaults(func=cmd_tokenize)
-    p = sub.add_parser("extract-wiki", parents=[common],
-                       help="Wikipedia pages-articles dump -> one sentence per line, blank line between articles")
+    p = sub.add_parser(
+        "extract-wiki",
+        parents=[common],
+        help="Wikipedia pages-articles dump -> one sentence per line, blank line between articles",
+    )
     p.add_argument("dump", help="pages-articles .xml, .xml.bz2 or .xml.gz")
     p.add_argument("--output", required=True, help="output directory for wiki_NNNNN.txt shards")
     p.add_argument("--shard-size", type=float, default=100.0, help="MB of text per shard (default 100)")
     p.add_argument("--min-chars", type=int, default=100, help="skip articles shorter than this (default 100)")
     p.add_argument("--keep-titles", action="store_true", help="keep each article's title as its first line")
-    p.add_argument("--no-templates", dest="templates", action="store_false",
-                   help="do not expand templates (faster; loses their text)")
+    p.add_argument(
+        "--no-templates",
+        dest="templates",
+        action="store_false",
+        help="do not expand templates (faster; loses their text)",
+    )
     p.add_argument("--processes", type=int, default=None, help="wikiextractor processes (default: CPUs - 1)")
     p.add_argument("--overwrite", action="store_true", help="replace wiki_*.txt shards already in --output")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_extract_wiki)
 
-    p = sub.add_parser("create-pretraining-data", parents=[common],
-                       help="sentence-per-line text -> MLM/NSP instances in shards (Google's algorithm)")
+    p = sub.add_parser(
+        "create-pretraining-data",
+        parents=[common],
+        help="sentence-per-line text -> MLM/NSP instances in shards (Google's algorithm)",
+    )
     p.add_argument("--input", nargs="+", required=True, help="text files or directories (blank line between documents)")
     p.add_argument("--vocab", required=True, help="vocab.txt")
     p.add_argument("--output", required=True, help="output dataset directory")
     p.add_argument("--max-seq-length", type=int, default=128)
     p.add_argument("--max-predictions-per-seq", type=int, default=20)
     p.add_argument("--masked-lm-prob", type=float, default=0.15)
-    p.add_argument("--dupe-factor", type=int, default=10, help="passes over the data with different masks/splits "
-                   "(with --dynamic-masking, 1 suffices)")
+    p.add_argument(
+        "--dupe-factor",
+        type=int,
+        default=10,
+        help="passes over the data with different masks/splits (with --dynamic-masking, 1 suffices)",
+    )
     p.add_argument("--short-seq-prob", type=float, default=0.1)
     p.add_argument("--random-seed", type=int, default=12345)
     p.add_argument("--do-lower-case", action=argparse.BooleanOptionalAction, default=True)
-    p.add_argument("--whole-word-mask", action="store_true",
-                   help="mask whole words: WordPiece words, and jieba words in Chinese text")
+    p.add_argument(
+        "--whole-word-mask",
+        action="store_true",
+        help="mask whole words: WordPiece words, and jieba words in Chinese text",
+    )
     p.add_argument("--dynamic-masking", action="store_true", help="store unmasked instances; draw masks at load time")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     p.add_argument("--chunk-mb", type=float, default=1.0, help="text per unit of work (default 1)")
@@ -233,8 +305,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vocab", help="vocab.txt (default: the one the dataset was made with, if still there)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_inspect)
-    p = sub.add_parser("pretrain", parents=[common], help="pretrain a BERT/NEZHA (MLM + NSP); torchrun for DDP",
-                       epilog="Any config key can be set as --section.key value, e.g. --optimizer.learning_rate 1e-4.")
+    p = sub.add_parser(
+        "pretrain",
+        parents=[common],
+        help="pretrain a BERT/NEZHA (MLM + NSP); torchrun for DDP",
+        epilog="Any config key can be set as --section.key value, e.g. --optimizer.learning_rate 1e-4.",
+    )
     p.add_argument("--config", help="YAML config (configs/pretrain/*.yaml); defaults: bert-base with LAMB")
     p.add_argument("--output", required=True, help="run directory (checkpoints, metrics, config)")
     p.add_argument("--resume", action="store_true", help="continue the run in --output from its last checkpoint")
@@ -265,7 +341,9 @@ def main(argv: list[str] | None = None) -> int:
     if extra and args.command != "pretrain":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.overrides = extra
-    logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING, format="%(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING, format="%(levelname)s %(message)s"
+    )
     try:
         args.func(args)
     except (BertforgeError, FileNotFoundError) as exc:

@@ -47,6 +47,10 @@ SAMPLES: dict[str, Sample] = {
         "gensim==4.4.0",
         "gensim/test/test_data/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2",
     ),
+    # Hugging Face datasets' test data: real lines of the CLUE and GLUE files, one dummy_data.zip per task
+    # (`<task>/1.0.0/dummy_data.zip`). MRPC's header starts with the three letters "BOM" standing in for a BOM.
+    "clue-dummy": Sample("datasets==1.18.4", "datasets/clue/dummy", sdist=True),
+    "glue-dummy": Sample("datasets==1.18.4", "datasets/glue/dummy", sdist=True),
 }
 
 
@@ -71,8 +75,18 @@ def fetch(name: str) -> Path:
 
 
 def _download(sample: Sample, dest: Path) -> Path:
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--disable-pip-version-check",
-           "-d", str(dest), sample.package]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--quiet",
+        "--disable-pip-version-check",
+        "-d",
+        str(dest),
+        sample.package,
+    ]
     cmd += ["--no-binary", ":all:"] if sample.sdist else ["--only-binary", ":all:"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     files = [p for p in dest.iterdir() if p.is_file()]

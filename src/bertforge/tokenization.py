@@ -33,13 +33,22 @@ UNK, CLS, SEP = "[UNK]", "[CLS]", "[SEP]"
 MAX_INPUT_CHARS_PER_WORD = 200  # longer words become [UNK], as in Google's WordpieceTokenizer
 
 # Google's `_is_chinese_char` ranges (Rust's BertNormalizer has 0x2B920 instead of 0x2B820).
-_CJK_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F),
-               (0x2B740, 0x2B81F), (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
+_CJK_RANGES = (
+    (0x4E00, 0x9FFF),
+    (0x3400, 0x4DBF),
+    (0x20000, 0x2A6DF),
+    (0x2A700, 0x2B73F),
+    (0x2B740, 0x2B81F),
+    (0x2B820, 0x2CEAF),
+    (0xF900, 0xFAFF),
+    (0x2F800, 0x2FA1F),
+)
 _SURROGATES = range(0xD800, 0xE000)
 _CAPITAL_SIGMA = "\u03a3"
 
 
 # ---------------------------------------------------------------------------------------------- vocab
+
 
 def read_vocab(vocab_file: str | os.PathLike) -> list[str]:
     """The vocab's tokens in id order, read like Google's `load_vocab`.
@@ -73,6 +82,7 @@ def load_vocab(vocab_file: str | os.PathLike) -> dict[str, int]:
 
 
 # ------------------------------------------------------------------------- character classes (Python)
+
 
 @dataclass(frozen=True)
 class _CharClasses:
@@ -164,6 +174,7 @@ def _final_sigma_regex() -> str:
 
 # ---------------------------------------------------------------- where Rust's tables differ from Python
 
+
 @dataclass(frozen=True)
 class _Deviations:
     lower: dict[str, str]  # char -> Python's c.lower(), where Rust's Lowercase gives something else
@@ -175,7 +186,7 @@ def _probe(rust, python, chars: str, chunk: int = 4096) -> dict[str, str]:
     """char -> python(char) wherever `rust(char)` differs; compared blockwise, refined where they differ."""
     out = {}
     for i in range(0, len(chars), chunk):
-        block = chars[i:i + chunk]
+        block = chars[i : i + chunk]
         if rust(block) != python(block):
             out.update({c: python(c) for c in block if rust(c) != python(c)})
     return out
@@ -234,11 +245,11 @@ def _swap_through(step: normalizers.Normalizer, fixes: dict[str, str]) -> list[n
     behind a placeholder "\\x01" + fixed-width digits, all C0 controls (which `_clean_text` already removed
     from the text, and which Lowercase/NFD leave alone); after it the placeholder becomes the value."""
     base, width = len(_PLACEHOLDER_DIGITS), 1
-    while base ** width < len(fixes):
+    while base**width < len(fixes):
         width += 1
     hide, show = [], []
     for n, (char, value) in enumerate(sorted(fixes.items())):
-        placeholder = "\x01" + "".join(_PLACEHOLDER_DIGITS[n // base ** k % base] for k in range(width))
+        placeholder = "\x01" + "".join(_PLACEHOLDER_DIGITS[n // base**k % base] for k in range(width))
         hide.append(normalizers.Replace(char, placeholder))
         show.append(normalizers.Replace(placeholder, value))
     return hide + [step] + show
@@ -350,8 +361,9 @@ class FullTokenizer:
         except IndexError:
             raise BertforgeError(f"id out of range for {self.vocab_file} ({len(self)} ids)") from None
 
-    def encode_batch(self, texts: Sequence[str], text_pairs: Sequence[str] | None = None,
-                     max_length: int | None = 512) -> BatchEncoding:
+    def encode_batch(
+        self, texts: Sequence[str], text_pairs: Sequence[str] | None = None, max_length: int | None = 512
+    ) -> BatchEncoding:
         """`[CLS] a [SEP] (b [SEP])` per example, cut to `max_length` tokens like Google's run_classifier:
         a alone keeps its first max_length-2 tokens; a pair is cut by `_truncate_seq_pair` to max_length-3."""
         if text_pairs is not None and len(text_pairs) != len(texts):
@@ -408,8 +420,11 @@ class FullTokenizer:
                 self._pipelines[kind] = _build(self.vocab, self.do_lower_case, kind)
             tok = self._pipelines[kind]
             batch = [texts[i] for i in idx] if len(groups) > 1 else texts
-            encodings = (tok.encode_batch(batch, add_special_tokens=False) if with_offsets
-                         else tok.encode_batch_fast(batch, add_special_tokens=False))
+            encodings = (
+                tok.encode_batch(batch, add_special_tokens=False)
+                if with_offsets
+                else tok.encode_batch_fast(batch, add_special_tokens=False)
+            )
             if len(groups) == 1:
                 return encodings
             for i, enc in zip(idx, encodings):

@@ -9,7 +9,10 @@ from bertforge.data.create import CreateOptions, create_pretraining_data
 from bertforge.data.dataset import PretrainingDataset
 from bertforge.errors import BertforgeError
 
-GOOD = "The first sentence of a document.\nAnd its second sentence, a little longer.\n\nAnother document here.\nWith two lines.\n"
+GOOD = (
+    "The first sentence of a document.\nAnd its second sentence, a little longer.\n\n"
+    "Another document here.\nWith two lines.\n"
+)
 
 
 @pytest.fixture
@@ -53,8 +56,23 @@ def test_invalid_utf8_lines_are_skipped_and_reported(tmp_path, vocab, capsys):
     assert report.read.invalid_utf8 == 1 and report.instances > 0
     assert "mixed.txt:6: invalid UTF-8" in report.summary()
     # the command line prints the same report
-    assert cli(["create-pretraining-data", "--input", str(tmp_path / "mixed.txt"), "--vocab", str(vocab), "--output",
-                str(tmp_path / "cli"), "--quiet", "--workers", "1"]) == 0
+    assert (
+        cli(
+            [
+                "create-pretraining-data",
+                "--input",
+                str(tmp_path / "mixed.txt"),
+                "--vocab",
+                str(vocab),
+                "--output",
+                str(tmp_path / "cli"),
+                "--quiet",
+                "--workers",
+                "1",
+            ]
+        )
+        == 0
+    )
     assert "skipped 1 lines of invalid UTF-8" in capsys.readouterr().out
 
 
@@ -99,7 +117,16 @@ def test_dataset_rejects_another_vocab(tmp_path, vocab, sample):
 
 
 def test_cli_errors_are_one_clean_line(tmp_path, vocab, capsys):
-    code = cli(["create-pretraining-data", "--input", str(tmp_path / "none.txt"), "--vocab", str(vocab), "--output",
-                str(tmp_path / "out")])
+    code = cli(
+        [
+            "create-pretraining-data",
+            "--input",
+            str(tmp_path / "none.txt"),
+            "--vocab",
+            str(vocab),
+            "--output",
+            str(tmp_path / "out"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "none.txt: no such file or directory" in err

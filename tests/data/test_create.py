@@ -55,7 +55,9 @@ def wiki_text(sample, tmp_path_factory):
 def google_statistics(text, vocab, dupe_factor, seed=12345):
     cpd = load_google_module("create_pretraining_data")
     tokenizer = load_google_module("tokenization").FullTokenizer(str(vocab), do_lower_case=True)
-    instances = cpd.create_training_instances([str(text)], tokenizer, 128, dupe_factor, 0.1, 0.15, 20, random.Random(seed))
+    instances = cpd.create_training_instances(
+        [str(text)], tokenizer, 128, dupe_factor, 0.1, 0.15, 20, random.Random(seed)
+    )
 
     def items():
         for inst in instances:
@@ -79,8 +81,15 @@ def assert_same_distribution(ours_runs, google):
 
     The spread must be measured: target lengths are drawn once per document, so with a hundred long
     articles the instance count moves by ±10% from seed to seed."""
-    keys = ["instances", "mean_tokens", "masked_per_instance", "short_fraction", "nsp_random_fraction",
-            "masked_token_fraction", "padding_fraction"]
+    keys = [
+        "instances",
+        "mean_tokens",
+        "masked_per_instance",
+        "short_fraction",
+        "nsp_random_fraction",
+        "masked_token_fraction",
+        "padding_fraction",
+    ]
     values = {k: np.array([r[k] for r in ours_runs]) for k in keys}
     for part in ("mask", "kept", "random"):
         values[part] = np.array([r["mask_split"][part] for r in ours_runs])
@@ -126,8 +135,9 @@ def test_statistics_match_googles_script(request, sample, tmp_path, corpus, voca
 def test_same_output_for_any_number_of_workers(english_text, sample, tmp_path):
     opts = CreateOptions(dupe_factor=2, chunk_mb=0.05, shard_mb=0.15)
     for workers in (1, 2):
-        create_pretraining_data([english_text], sample("vocab-en"), tmp_path / f"w{workers}", opts, workers=workers,
-                                progress=False)
+        create_pretraining_data(
+            [english_text], sample("vocab-en"), tmp_path / f"w{workers}", opts, workers=workers, progress=False
+        )
     one, two = sorted((tmp_path / "w1").rglob("*.npy")), sorted((tmp_path / "w2").rglob("*.npy"))
     assert len(one) == len(two) > 4  # several shards
     for a, b in zip(one, two):
@@ -153,14 +163,21 @@ def test_resume_after_interruption_gives_the_same_dataset(english_text, sample, 
     for a in sorted((tmp_path / "full").rglob("*.npy")):
         assert a.read_bytes() == (tmp_path / "cut" / a.relative_to(tmp_path / "full")).read_bytes()
     with pytest.raises(BertforgeError, match="different options"):
-        create_pretraining_data([english_text], vocab, tmp_path / "cut", CreateOptions(dupe_factor=3, chunk_mb=0.05,
-                                shard_mb=0.1), resume=True, progress=False)
+        create_pretraining_data(
+            [english_text],
+            vocab,
+            tmp_path / "cut",
+            CreateOptions(dupe_factor=3, chunk_mb=0.05, shard_mb=0.1),
+            resume=True,
+            progress=False,
+        )
 
 
 def test_dynamic_masking_is_seeded_fresh_per_epoch_and_well_formed(english_text, sample, tmp_path):
     vocab = sample("vocab-en")
-    create_pretraining_data([english_text], vocab, tmp_path / "d", CreateOptions(dupe_factor=1, dynamic_masking=True),
-                            progress=False)
+    create_pretraining_data(
+        [english_text], vocab, tmp_path / "d", CreateOptions(dupe_factor=1, dynamic_masking=True), progress=False
+    )
     schema = json.loads((tmp_path / "d" / "schema.json").read_text())
     assert "masked_lm_positions" not in schema["columns"]
     first, again = PretrainingDataset(tmp_path / "d", seed=7), PretrainingDataset(tmp_path / "d", seed=7)

@@ -25,8 +25,20 @@ def test_reads_google_tfrecords_as_tensorflow_does():
 
 
 def test_convert_data_keeps_every_record(tmp_path, sample, capsys):
-    assert cli(["convert-data", "--input", str(TFRECORDS / "google_en.tfrecord"), "--output", str(tmp_path / "ds"),
-                "--vocab", str(sample("vocab-en"))]) == 0
+    assert (
+        cli(
+            [
+                "convert-data",
+                "--input",
+                str(TFRECORDS / "google_en.tfrecord"),
+                "--output",
+                str(tmp_path / "ds"),
+                "--vocab",
+                str(sample("vocab-en")),
+            ]
+        )
+        == 0
+    )
     assert "303 instances" in capsys.readouterr().out
     source, converted = PretrainingDataset(TFRECORDS / "google_en.tfrecord"), PretrainingDataset(tmp_path / "ds")
     assert len(converted) == len(source)
@@ -45,8 +57,20 @@ def test_convert_data_keeps_every_record(tmp_path, sample, capsys):
 
 
 def test_convert_data_rejects_a_smaller_vocab(tmp_path, sample):
-    assert cli(["convert-data", "--input", str(TFRECORDS / "google_en.tfrecord"), "--output", str(tmp_path / "ds"),
-                "--vocab", str(sample("vocab-zh"))]) == 2
+    assert (
+        cli(
+            [
+                "convert-data",
+                "--input",
+                str(TFRECORDS / "google_en.tfrecord"),
+                "--output",
+                str(tmp_path / "ds"),
+                "--vocab",
+                str(sample("vocab-zh")),
+            ]
+        )
+        == 2
+    )
 
 
 def test_not_a_dataset(tmp_path):

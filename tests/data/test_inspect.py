@@ -8,8 +8,9 @@ TEXT = "\n".join(f"Sentence number {i} talks about topic {i % 7} in some detail.
 
 def test_inspect_prints_records_and_statistics(tmp_path, sample, capsys):
     (tmp_path / "in.txt").write_text(TEXT + "\n\n" + TEXT.replace("topic", "subject") + "\n")
-    create_pretraining_data([tmp_path / "in.txt"], sample("vocab-en"), tmp_path / "ds", CreateOptions(dupe_factor=3),
-                            progress=False)
+    create_pretraining_data(
+        [tmp_path / "in.txt"], sample("vocab-en"), tmp_path / "ds", CreateOptions(dupe_factor=3), progress=False
+    )
     assert cli(["inspect", str(tmp_path / "ds"), "--limit", "2"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("[0] [CLS] ") and "[1] [CLS] " in out and "[MASK]→" in out and " | " in out

@@ -18,24 +18,39 @@ CASES = [
     ("“好。”。然后呢", ["“好。”。", "然后呢"]),
     ("价格是３．５元，涨了。", ["价格是３．５元，涨了。"]),
     # English: abbreviations, initials, decimals and ellipses do not end sentences.
-    ("Mr. Smith met Dr. Jones at 3.14 p.m. on Jan. 5. It rained!",
-     ["Mr. Smith met Dr. Jones at 3.14 p.m. on Jan. 5.", "It rained!"]),
-    ("J. R. R. Tolkien wrote books. He lived in the U.S. Army base? No. See No. 5 for more.",
-     ["J. R. R. Tolkien wrote books.", "He lived in the U.S. Army base?", "No.", "See No. 5 for more."]),
-    ("He waited... Then he left. Next, e.g. this, i.e. that. Pi is 3.14159.",
-     ["He waited... Then he left.", "Next, e.g. this, i.e. that.", "Pi is 3.14159."]),
-    ('He said "Go." Then he left. "Really?" she asked. (It was late.) So it goes.',
-     ['He said "Go."', "Then he left.", '"Really?" she asked.', "(It was late.)", "So it goes."]),
-    ("Born in 1990. 2000 was good. Version 2.0 is out. St. Louis and Mt. Everest vs. Brig. Gen. Lee.",
-     ["Born in 1990.", "2000 was good.", "Version 2.0 is out.",
-      "St. Louis and Mt. Everest vs. Brig. Gen. Lee."]),
-    ("It has apples, pears, etc. The rest is sold by King, Jr.. On Monday it ended.",
-     ["It has apples, pears, etc.", "The rest is sold by King, Jr..", "On Monday it ended."]),
-    ("Visit example.com. It is fine. approx. five people came.",
-     ["Visit example.com.", "It is fine. approx. five people came."]),
+    (
+        "Mr. Smith met Dr. Jones at 3.14 p.m. on Jan. 5. It rained!",
+        ["Mr. Smith met Dr. Jones at 3.14 p.m. on Jan. 5.", "It rained!"],
+    ),
+    (
+        "J. R. R. Tolkien wrote books. He lived in the U.S. Army base? No. See No. 5 for more.",
+        ["J. R. R. Tolkien wrote books.", "He lived in the U.S. Army base?", "No.", "See No. 5 for more."],
+    ),
+    (
+        "He waited... Then he left. Next, e.g. this, i.e. that. Pi is 3.14159.",
+        ["He waited... Then he left.", "Next, e.g. this, i.e. that.", "Pi is 3.14159."],
+    ),
+    (
+        'He said "Go." Then he left. "Really?" she asked. (It was late.) So it goes.',
+        ['He said "Go."', "Then he left.", '"Really?" she asked.', "(It was late.)", "So it goes."],
+    ),
+    (
+        "Born in 1990. 2000 was good. Version 2.0 is out. St. Louis and Mt. Everest vs. Brig. Gen. Lee.",
+        ["Born in 1990.", "2000 was good.", "Version 2.0 is out.", "St. Louis and Mt. Everest vs. Brig. Gen. Lee."],
+    ),
+    (
+        "It has apples, pears, etc. The rest is sold by King, Jr.. On Monday it ended.",
+        ["It has apples, pears, etc.", "The rest is sold by King, Jr..", "On Monday it ended."],
+    ),
+    (
+        "Visit example.com. It is fine. approx. five people came.",
+        ["Visit example.com.", "It is fine. approx. five people came."],
+    ),
     # Mixed Chinese and English.
-    ("我喜欢Python。It is great. 你呢？I think so!好的。",
-     ["我喜欢Python。", "It is great.", "你呢？", "I think so!", "好的。"]),
+    (
+        "我喜欢Python。It is great. 你呢？I think so!好的。",
+        ["我喜欢Python。", "It is great.", "你呢？", "I think so!", "好的。"],
+    ),
     ("Yahoo!是一家公司。等等...好吧。", ["Yahoo!", "是一家公司。", "等等...", "好吧。"]),
     # Line breaks always separate; blank input gives nothing.
     ("line one\n\n  line two. Line three  ", ["line one", "line two.", "Line three"]),

@@ -24,9 +24,11 @@ SITEINFO = """<mediawiki xmlns="http://www.mediawiki.org/xml/export-0.10/" versi
 
 def page(title: str, text: str, ns: int = 0, page_id: int = 1, redirect: str = "") -> str:
     redirect = f'    <redirect title="{redirect}" />\n' if redirect else ""
-    return (f"  <page>\n    <title>{title}</title>\n    <ns>{ns}</ns>\n    <id>{page_id}</id>\n{redirect}"
-            f"    <revision>\n      <id>{page_id + 100}</id>\n"
-            f'      <text xml:space="preserve">{text}</text>\n    </revision>\n  </page>\n')
+    return (
+        f"  <page>\n    <title>{title}</title>\n    <ns>{ns}</ns>\n    <id>{page_id}</id>\n{redirect}"
+        f"    <revision>\n      <id>{page_id + 100}</id>\n"
+        f'      <text xml:space="preserve">{text}</text>\n    </revision>\n  </page>\n'
+    )
 
 
 @pytest.fixture(scope="module")
@@ -90,11 +92,11 @@ def test_titles_shards_and_overwrite(sample, tmp_path, extracted, capsys):
     (tmp_path / "notes.txt").write_text("mine\n")
     with pytest.raises(BertforgeError, match=r"already holds 2 wiki_\*\.txt.*overwrite"):
         extract_wiki(sample("enwiki-dump"), tmp_path, progress=False)
-    again = extract_wiki(sample("enwiki-dump"), tmp_path, shard_size_mb=0.5, keep_titles=True,
-                         overwrite=True, processes=1)
+    again = extract_wiki(
+        sample("enwiki-dump"), tmp_path, shard_size_mb=0.5, keep_titles=True, overwrite=True, processes=1
+    )
     assert "articles=106" in capsys.readouterr().err  # the progress bar
-    assert (again.articles, again.documents, again.sentences) == (report.articles, report.documents,
-                                                                 report.sentences)
+    assert (again.articles, again.documents, again.sentences) == (report.articles, report.documents, report.sentences)
     assert len(again.shards) >= 4
     assert [p.name for p in again.shards] == [f"wiki_{i:05d}.txt" for i in range(len(again.shards))]
     assert not (tmp_path / "wiki_99.txt").exists()  # stale shard of the old run removed
@@ -105,15 +107,17 @@ def test_titles_shards_and_overwrite(sample, tmp_path, extracted, capsys):
     assert all(t.endswith("\n\n") and not t.startswith("\n") for t in texts)
     # Same documents, each now headed by its title.
     documents = [d for t in texts for d in t[:-2].split("\n\n")]
-    assert documents[0].split("\n")[:2] == ["Anarchism", "Anarchism is a political philosophy that advocates "
-                                            "self-governed societies based on voluntary institutions."]
+    assert documents[0].split("\n")[:2] == [
+        "Anarchism",
+        "Anarchism is a political philosophy that advocates self-governed societies based on voluntary institutions.",
+    ]
     assert ["\n".join(d.split("\n")[1:]) for d in documents] == (
-        (first / "wiki_00000.txt").read_text(encoding="utf-8")[:-2].split("\n\n"))
+        (first / "wiki_00000.txt").read_text(encoding="utf-8")[:-2].split("\n\n")
+    )
 
 
 def test_clean_article():
-    text = ("&lt;onlyinclude&gt;\nAyn Rand ()  was born.\xa0It {{eqm}} works &amp; runs (;, ).\n\n  \n"
-            "{{a|{{b}}}}")
+    text = "&lt;onlyinclude&gt;\nAyn Rand ()  was born.\xa0It {{eqm}} works &amp; runs (;, ).\n\n  \n{{a|{{b}}}}"
     assert clean_article(text) == ["Ayn Rand was born. It works & runs."]
     assert clean_article("") == []
 
@@ -123,16 +127,19 @@ def _bz2(path, text):
     return path
 
 
-@pytest.mark.parametrize("name, content, message", [
-    ("dump.xml", b"", "the file is empty"),
-    ("dump.xml", b"Just some plain text.\nNot a dump.\n", "does not start with <mediawiki"),
-    ("dump.xml", bytes(range(256)) * 8, "is not UTF-8 text"),
-    ("dump.xml.bz2", bytes(range(256)) * 8, "the content is not compressed but the name says bz2"),
-    ("dump.xml.bz2", b"BZh9" + bytes(range(256)) * 8, "bzip2 stream is truncated"),
-    ("page.html", b"<!DOCTYPE html>\n<html><body>404 Not Found</body></html>\n", "HTML page"),
-    ("dump.xml", bz2.compress(SITEINFO.encode()), "content is bz2 but the name says plain XML.*xml.bz2"),
-    ("dump.xml", (SITEINFO + page("A", "B " * 500)).encode(), "does not end with </mediawiki>"),
-])
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("dump.xml", b"", "the file is empty"),
+        ("dump.xml", b"Just some plain text.\nNot a dump.\n", "does not start with <mediawiki"),
+        ("dump.xml", bytes(range(256)) * 8, "is not UTF-8 text"),
+        ("dump.xml.bz2", bytes(range(256)) * 8, "the content is not compressed but the name says bz2"),
+        ("dump.xml.bz2", b"BZh9" + bytes(range(256)) * 8, "bzip2 stream is truncated"),
+        ("page.html", b"<!DOCTYPE html>\n<html><body>404 Not Found</body></html>\n", "HTML page"),
+        ("dump.xml", bz2.compress(SITEINFO.encode()), "content is bz2 but the name says plain XML.*xml.bz2"),
+        ("dump.xml", (SITEINFO + page("A", "B " * 500)).encode(), "does not end with </mediawiki>"),
+    ],
+)
 def test_bad_files(tmp_path, name, content, message):
     dump = tmp_path / name
     dump.write_bytes(content)
@@ -161,8 +168,13 @@ def test_truncated_real_dump(sample, tmp_path):
 
 
 def test_no_articles(tmp_path):
-    dump = _bz2(tmp_path / "d.xml.bz2", SITEINFO + page("Template:X", "{{{1}}}", ns=10)
-                + page("Redirected", "#REDIRECT [[Elsewhere]]", page_id=2, redirect="Elsewhere") + "</mediawiki>\n")
+    dump = _bz2(
+        tmp_path / "d.xml.bz2",
+        SITEINFO
+        + page("Template:X", "{{{1}}}", ns=10)
+        + page("Redirected", "#REDIRECT [[Elsewhere]]", page_id=2, redirect="Elsewhere")
+        + "</mediawiki>\n",
+    )
     with pytest.raises(BertforgeError, match="no articles") as info:
         extract_wiki(dump, tmp_path / "out", processes=1, progress=False)
     assert str(dump) in str(info.value)
@@ -194,13 +206,17 @@ def test_wikiextractor_crash_is_reported_not_hung(tmp_path):
 
 
 def test_chinese_and_markup_end_to_end(tmp_path):
-    zh = ("'''北京'''是[[中华人民共和国|中国]]的首都。{{Infobox city|name=北京}}"
-          "他说：“好。”然后走了。&lt;ref&gt;来源&lt;/ref&gt;\n\n== 历史 ==\n北京有三千多年的历史！真的吗？")
+    zh = (
+        "'''北京'''是[[中华人民共和国|中国]]的首都。{{Infobox city|name=北京}}"
+        "他说：“好。”然后走了。&lt;ref&gt;来源&lt;/ref&gt;\n\n== 历史 ==\n北京有三千多年的历史！真的吗？"
+    )
     en = "'''AT&amp;T''' is a [[company]].&lt;ref name=\"a\"&gt;x&lt;/ref&gt; Mr. Smith runs it. It is big."
-    dump = _bz2(tmp_path / "d.xml.bz2", SITEINFO + page("北京", zh) + page("AT&amp;T", en, page_id=2)
-                + "</mediawiki>\n")
+    dump = _bz2(
+        tmp_path / "d.xml.bz2", SITEINFO + page("北京", zh) + page("AT&amp;T", en, page_id=2) + "</mediawiki>\n"
+    )
     report = extract_wiki(dump, tmp_path / "out", min_chars=10, keep_titles=True, processes=1, progress=False)
     assert (tmp_path / "out" / "wiki_00000.txt").read_text(encoding="utf-8") == (
         "北京\n北京是中国的首都。\n他说：“好。”\n然后走了。\n历史.\n北京有三千多年的历史！\n真的吗？\n\n"
-        "AT&T\nAT&T is a company.\nMr. Smith runs it.\nIt is big.\n\n")
+        "AT&T\nAT&T is a company.\nMr. Smith runs it.\nIt is big.\n\n"
+    )
     assert (report.articles, report.documents, report.sentences) == (2, 2, 9)

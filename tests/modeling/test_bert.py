@@ -114,7 +114,9 @@ def test_pretraining_round_trip_keeps_every_tensor(tmp_path):
 def test_sequence_classification_matches_transformers(tmp_path, num_labels):
     torch.manual_seed(2)
     problem = "regression" if num_labels == 1 else "single_label_classification"
-    ref = transformers.BertForSequenceClassification(hf_config(TINY, num_labels=num_labels, problem_type=problem)).eval()
+    ref = transformers.BertForSequenceClassification(
+        hf_config(TINY, num_labels=num_labels, problem_type=problem)
+    ).eval()
     ref.save_pretrained(tmp_path)
     ours = BertForSequenceClassification.from_pretrained(tmp_path).eval()
     assert ours.config.num_labels == num_labels
@@ -135,7 +137,10 @@ def test_token_classification_and_qa_match_transformers(tmp_path):
     ours = BertForTokenClassification.from_pretrained(tmp_path / "tok").eval()
     labels = torch.randint(0, 5, ids.shape).masked_fill(mask == 0, -100)
     with torch.no_grad():
-        a, b = ours(ids, types, mask, labels=labels), ref(input_ids=ids, token_type_ids=types, attention_mask=mask, labels=labels)
+        a, b = (
+            ours(ids, types, mask, labels=labels),
+            ref(input_ids=ids, token_type_ids=types, attention_mask=mask, labels=labels),
+        )
     assert (a.logits - b.logits).abs().max() <= 1e-5 and abs(a.loss.item() - b.loss.item()) <= 1e-5
 
     ref = transformers.BertForQuestionAnswering(hf_config(TINY)).eval()

@@ -86,12 +86,18 @@ def test_unknown_keys_are_named_with_a_suggestion(tmp_path):
 
 
 def test_hugging_face_config_both_ways(tmp_path):
-    hf = transformers.BertConfig(vocab_size=99, hidden_size=48, num_attention_heads=4, hidden_act="gelu_new",
-                                 num_labels=3, layer_norm_eps=1e-7)
+    hf = transformers.BertConfig(
+        vocab_size=99, hidden_size=48, num_attention_heads=4, hidden_act="gelu_new", num_labels=3, layer_norm_eps=1e-7
+    )
     hf.save_pretrained(tmp_path)
     ours = BertConfig.from_file(tmp_path / "config.json")
     assert (ours.vocab_size, ours.hidden_size, ours.hidden_act, ours.num_labels, ours.layer_norm_eps) == (
-        99, 48, "gelu_tanh", 3, 1e-7)
+        99,
+        48,
+        "gelu_tanh",
+        3,
+        1e-7,
+    )
     (tmp_path / "config.json").write_text(json.dumps(ours.to_hf_dict()))
     again = transformers.BertConfig.from_pretrained(tmp_path)
     assert (again.vocab_size, again.hidden_size, again.num_labels, again.hidden_act) == (99, 48, 3, "gelu_pytorch_tanh")

@@ -113,9 +113,7 @@ def test_holey_masks_equal_pytorch_crf_on_compacted_rows(seed):
     llh = ours(emissions, tags, mask, reduction="none")
     torch.testing.assert_close(llh[rows], theirs(em, tg, mk, reduction="none"), rtol=0, atol=1e-5)
     assert llh[1] == 0
-    torch.testing.assert_close(
-        ours(emissions, tags, mask, "token_mean"), llh.sum() / mask.sum(), rtol=0, atol=1e-12
-    )
+    torch.testing.assert_close(ours(emissions, tags, mask, "token_mean"), llh.sum() / mask.sum(), rtol=0, atol=1e-12)
 
     decoded = ours.decode(emissions, mask)
     assert (decoded[~mask] == -100).all() and (decoded[1] == -100).all()

@@ -163,6 +163,7 @@ def test_writer_handles_scalars_strings_empty_views_and_byte_order(tmp_path):
 
 def test_writer_writes_bfloat16(tmp_path):
     import ml_dtypes
+
     values = np.array([1.5, -2.25, 3.0e-3], np.float32)
     write_mindspore_checkpoint(tmp_path / "bf16.ckpt", {"w": values.astype(ml_dtypes.bfloat16)})
     assert b"BFloat16" in (tmp_path / "bf16.ckpt").read_bytes()
@@ -304,6 +305,7 @@ def test_other_formats_get_a_helpful_message(tmp_path):
 def test_real_torch_and_safetensors_files(tmp_path):
     import safetensors.torch as safetensors_torch
     import torch
+
     torch.save({"w": torch.ones(2)}, tmp_path / "model.pt")
     assert "zip archive" in read_error(tmp_path / "model.pt")
     safetensors_torch.save_file({"w": torch.ones(2)}, tmp_path / "model.safetensors")

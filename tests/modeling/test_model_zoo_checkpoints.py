@@ -23,8 +23,10 @@ def zoo_to_hf(zoo: dict[str, np.ndarray], layers: int) -> dict[str, torch.Tensor
     e, out = "bert.bert.", {}
     names = {
         "bert.embeddings.word_embeddings.weight": e + "bert_embedding_lookup.embedding_table",
-        "bert.embeddings.token_type_embeddings.weight": e + "bert_embedding_postprocessor.token_type_embedding.embedding_table",
-        "bert.embeddings.position_embeddings.weight": e + "bert_embedding_postprocessor.full_position_embedding.embedding_table",
+        "bert.embeddings.token_type_embeddings.weight": e
+        + "bert_embedding_postprocessor.token_type_embedding.embedding_table",
+        "bert.embeddings.position_embeddings.weight": e
+        + "bert_embedding_postprocessor.full_position_embedding.embedding_table",
         "bert.embeddings.LayerNorm.weight": e + "bert_embedding_postprocessor.layernorm.gamma",
         "bert.embeddings.LayerNorm.bias": e + "bert_embedding_postprocessor.layernorm.beta",
         "bert.pooler.dense.weight": e + "dense.weight",
@@ -68,9 +70,18 @@ def test_bert_ckpt_matches_transformers_with_the_same_weights():
     assert (config.layer_norm_eps, config.hidden_act) == (1e-7, "gelu_tanh")
     ours = BertForPreTraining.from_pretrained(FIXTURES / "bert_tiny.ckpt", config=YAML).eval()
     zoo = dict(np.load(FIXTURES / "bert_tiny.npz"))
-    ref = transformers.BertForPreTraining(transformers.BertConfig(
-        vocab_size=128, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-        max_position_embeddings=64, hidden_act="gelu_pytorch_tanh", layer_norm_eps=1e-7)).eval()
+    ref = transformers.BertForPreTraining(
+        transformers.BertConfig(
+            vocab_size=128,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=64,
+            max_position_embeddings=64,
+            hidden_act="gelu_pytorch_tanh",
+            layer_norm_eps=1e-7,
+        )
+    ).eval()
     missing, unexpected = ref.load_state_dict(zoo_to_hf(zoo, 2), strict=False)
     assert set(missing) <= {"cls.predictions.decoder.weight", "cls.predictions.decoder.bias"} and not unexpected
     ref.tie_weights()
@@ -88,11 +99,15 @@ def test_nezha_ckpt_places_each_learned_table_in_its_layer():
     model = BertForPreTraining.from_pretrained(FIXTURES / "nezha_tiny.ckpt", config=config)
     zoo = np.load(FIXTURES / "nezha_tiny.npz")
     for n, layer in enumerate(model.bert.encoder.layer):
-        table = zoo[f"bert.bert.bert_encoder.layers.{n}.attention.attention._generate_relative_positions_embeddings.embeddings_table"]
+        table = zoo[
+            f"bert.bert.bert_encoder.layers.{n}.attention.attention._generate_relative_positions_embeddings.embeddings_table"
+        ]
         assert table.shape == (33, 8)
         assert np.array_equal(layer.attention.self.relative_positions_embeddings.weight.detach().numpy(), table)
-        assert np.array_equal(layer.attention.self.query.weight.detach().numpy(),
-                              zoo[f"bert.bert.bert_encoder.layers.{n}.attention.attention.query_layer.weight"])
+        assert np.array_equal(
+            layer.attention.self.query.weight.detach().numpy(),
+            zoo[f"bert.bert.bert_encoder.layers.{n}.attention.attention.query_layer.weight"],
+        )
     ids, types, mask, positions = inputs(config)
     out = model(ids, types, mask, masked_lm_positions=positions)
     assert torch.isfinite(out.mlm_logits).all()
@@ -124,8 +139,10 @@ def test_convert_command_ckpt_to_hf_and_back(tmp_path, capsys):
     ours = BertForPreTraining.from_pretrained(tmp_path / "bert_tiny.ckpt").eval()
     ids, types, mask, _ = inputs(ours.config)
     with torch.no_grad():
-        assert (hf(input_ids=ids, token_type_ids=types, attention_mask=mask).prediction_logits
-                - ours(ids, types, mask).mlm_logits).abs().max() <= 1e-5
+        assert (
+            hf(input_ids=ids, token_type_ids=types, attention_mask=mask).prediction_logits
+            - ours(ids, types, mask).mlm_logits
+        ).abs().max() <= 1e-5
     assert cli(["convert", str(tmp_path / "hf"), str(tmp_path / "back.ckpt"), "--to", "mindspore"]) == 0
     back = read_mindspore_checkpoint(tmp_path / "back.ckpt")
     original = read_mindspore_checkpoint(FIXTURES / "bert_tiny.ckpt")
@@ -140,5 +157,6 @@ def test_ckpt_without_config_asks_for_one(tmp_path):
     with pytest.raises(BertforgeError, match="no config file beside the weights.*pass config="):
         BertModel.from_pretrained(tmp_path / "bert_tiny.ckpt")
     with pytest.raises(BertforgeError, match="wrong shape: bert.embeddings.word_embeddings.weight"):
-        BertModel.from_pretrained(tmp_path / "bert_tiny.ckpt", config=BertConfig.from_model_zoo_yaml(YAML),
-                                  vocab_size=99)
+        BertModel.from_pretrained(
+            tmp_path / "bert_tiny.ckpt", config=BertConfig.from_model_zoo_yaml(YAML), vocab_size=99
+        )

@@ -36,8 +36,13 @@ def loop_attention(att: BertSelfAttention, hidden, attention_mask, table, k, key
 
 def nezha(kind: str, k: int) -> BertConfig:
     return BertConfig.from_preset(
-        "tiny", use_relative_positions=True, relative_position_type=kind, max_relative_position=k,
-        max_position_embeddings=24, attention_probs_dropout_prob=0.0, hidden_dropout_prob=0.0,
+        "tiny",
+        use_relative_positions=True,
+        relative_position_type=kind,
+        max_relative_position=k,
+        max_position_embeddings=24,
+        attention_probs_dropout_prob=0.0,
+        hidden_dropout_prob=0.0,
     )
 
 
@@ -57,7 +62,9 @@ def test_relative_attention_equals_the_loop_formula(kind):
     mask = torch.ones(2, 12, dtype=torch.long)
     mask[1, 7:] = 0
     with torch.no_grad():
-        ours = att(hidden, extended_attention_mask(mask, torch.float64, 2, 12, None), table if kind == "functional" else None)
+        ours = att(
+            hidden, extended_attention_mask(mask, torch.float64, 2, 12, None), table if kind == "functional" else None
+        )
         ref = loop_attention(att, hidden, mask, table.double(), k)
     assert (ours - ref).abs().max() < 1e-10
     # The comparison sees each relative term: the formula without either one is far from ours.

@@ -31,11 +31,13 @@ def _gfile_open(path, mode="r"):
 
 def _tensorflow_stand_in() -> types.ModuleType:
     tf = types.ModuleType("tensorflow")
-    tf.gfile = types.SimpleNamespace(GFile=_gfile_open, Open=_gfile_open, Glob=glob.glob,
-                                     Exists=lambda p: Path(p).exists())
+    tf.gfile = types.SimpleNamespace(
+        GFile=_gfile_open, Open=_gfile_open, Glob=glob.glob, Exists=lambda p: Path(p).exists()
+    )
     log = logging.getLogger("google_bert")
-    tf.logging = types.SimpleNamespace(info=log.info, warning=log.warning, error=log.error,
-                                       set_verbosity=lambda level: None, INFO=logging.INFO)
+    tf.logging = types.SimpleNamespace(
+        info=log.info, warning=log.warning, error=log.error, set_verbosity=lambda level: None, INFO=logging.INFO
+    )
     tf.flags = flags
     tf.compat = types.SimpleNamespace(v1=tf)
     return tf
@@ -84,8 +86,9 @@ def load_google_module(name: str) -> types.ModuleType:
     folder = google_bert_dir()
     with _tensorflow_stand_ins():
         if PACKAGE not in sys.modules:
-            spec = importlib.util.spec_from_file_location(PACKAGE, folder / "__init__.py",
-                                                          submodule_search_locations=[str(folder)])
+            spec = importlib.util.spec_from_file_location(
+                PACKAGE, folder / "__init__.py", submodule_search_locations=[str(folder)]
+            )
             package = importlib.util.module_from_spec(spec)
             sys.modules[PACKAGE] = package
             spec.loader.exec_module(package)

@@ -41,10 +41,16 @@ def test_param_groups_split_and_counts():
     groups = param_groups(Tiny(), 0.01)
     assert [g["weight_decay"] for g in groups] == [0.01, 0.0]
     assert groups[0]["param_names"] == ["word_embeddings.weight", "dense.weight"]  # tied decoder once
-    assert groups[1]["param_names"] == ["dense.bias", "LayerNorm.weight", "LayerNorm.bias",
-                                        "final_layernorm.weight", "final_layernorm.bias"]
-    assert describe_groups(groups) == ("weight_decay=0.01: 2 tensors, 56 parameters\n"
-                                       "weight_decay=0: 5 tensors, 20 parameters")
+    assert groups[1]["param_names"] == [
+        "dense.bias",
+        "LayerNorm.weight",
+        "LayerNorm.bias",
+        "final_layernorm.weight",
+        "final_layernorm.bias",
+    ]
+    assert describe_groups(groups) == (
+        "weight_decay=0.01: 2 tensors, 56 parameters\nweight_decay=0: 5 tensors, 20 parameters"
+    )
     optimizer = build_optimizer("lamb", Tiny(), lr=1e-3, weight_decay=0.01)
     assert describe_groups(optimizer) == describe_groups(groups)
 
@@ -53,8 +59,14 @@ def test_param_groups_on_bert_names():
     from bertforge.modeling.config import BertConfig
     from bertforge.modeling.heads import BertForPreTraining
 
-    config = BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=16, max_position_embeddings=16)
+    config = BertConfig(
+        vocab_size=50,
+        hidden_size=8,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=16,
+        max_position_embeddings=16,
+    )
     model = BertForPreTraining(config)
     decay, no_decay = param_groups(model, 0.01)
     assert all("LayerNorm" not in n and "bias" not in n for n in decay["param_names"])
@@ -70,12 +82,16 @@ def make_case(seed: int = 0):
     always zero (u = 0, so LAMB's ‖u‖ = 0 guard is exercised and the tensor must not move).
     """
     gen = torch.Generator().manual_seed(seed)
-    shapes = {"dense.weight": (4, 3), "zero.weight": (5,), "dense.bias": (3,), "LayerNorm.weight": (3,),
-              "still.bias": (2,)}
+    shapes = {
+        "dense.weight": (4, 3),
+        "zero.weight": (5,),
+        "dense.bias": (3,),
+        "LayerNorm.weight": (3,),
+        "still.bias": (2,),
+    }
     init = {n: torch.randn(s, generator=gen, dtype=torch.float64) for n, s in shapes.items()}
     init["zero.weight"].zero_()
-    grads = [{n: torch.randn(s, generator=gen, dtype=torch.float64) for n, s in shapes.items()}
-             for _ in range(STEPS)]
+    grads = [{n: torch.randn(s, generator=gen, dtype=torch.float64) for n, s in shapes.items()} for _ in range(STEPS)]
     for g in grads:
         g["still.bias"].zero_()
     decay = ["dense.weight", "zero.weight"]
@@ -84,8 +100,10 @@ def make_case(seed: int = 0):
 
 def run_ours(make_opt, init, grads, decay):
     params = {n: nn.Parameter(t.clone()) for n, t in init.items()}
-    groups = [{"params": [params[n] for n in params if n in decay], "weight_decay": WD},
-              {"params": [params[n] for n in params if n not in decay], "weight_decay": 0.0}]
+    groups = [
+        {"params": [params[n] for n in params if n in decay], "weight_decay": WD},
+        {"params": [params[n] for n in params if n not in decay], "weight_decay": 0.0},
+    ]
     opt = make_opt(groups)
     for lr, step_grads in zip(LRS, grads):
         for group in opt.param_groups:

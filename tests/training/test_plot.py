@@ -20,14 +20,19 @@ def _fake_run(run_dir, steps: int = 200) -> None:
         for step in range(1, steps + 1):
             mlm = 8 * math.exp(-step / 60) + 1.5 + 0.3 * rng.standard_normal()
             nsp = 0.7 * math.exp(-step / 40) + 0.05 + 0.05 * rng.standard_normal()
-            logger.log(step, {
-                "loss": mlm + nsp, "mlm_loss": mlm, "nsp_loss": nsp,
-                "mlm_accuracy": min(0.7, step / 250) + 0.02 * rng.standard_normal(),
-                "lr": 1e-4 * min(1.0, step / 20) * (1 - step / (steps + 1)),
-                "grad_norm": abs(1.0 + 0.3 * rng.standard_normal()),
-                "loss_scale": 2.0 ** (16 - step // 70),
-                "tokens_per_second": 52_000 + 2_000 * rng.standard_normal(),
-            })
+            logger.log(
+                step,
+                {
+                    "loss": mlm + nsp,
+                    "mlm_loss": mlm,
+                    "nsp_loss": nsp,
+                    "mlm_accuracy": min(0.7, step / 250) + 0.02 * rng.standard_normal(),
+                    "lr": 1e-4 * min(1.0, step / 20) * (1 - step / (steps + 1)),
+                    "grad_norm": abs(1.0 + 0.3 * rng.standard_normal()),
+                    "loss_scale": 2.0 ** (16 - step // 70),
+                    "tokens_per_second": 52_000 + 2_000 * rng.standard_normal(),
+                },
+            )
 
 
 def test_plot_run_writes_readable_pngs(tmp_path):
@@ -36,8 +41,14 @@ def test_plot_run_writes_readable_pngs(tmp_path):
     paths = plot_run(tmp_path)
     names = [p.name for p in paths]
     # nsp_accuracy is missing but mlm_accuracy makes the accuracy group
-    assert names == ["loss.png", "accuracy.png", "learning_rate.png", "grad_norm.png", "loss_scale.png",
-                     "throughput.png"]
+    assert names == [
+        "loss.png",
+        "accuracy.png",
+        "learning_rate.png",
+        "grad_norm.png",
+        "loss_scale.png",
+        "throughput.png",
+    ]
     for path in paths:
         assert path.parent == tmp_path / "plots"
         assert path.read_bytes()[:8] == PNG_SIGNATURE

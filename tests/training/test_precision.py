@@ -80,8 +80,11 @@ def test_state_dict_round_trip():
         scaler.update(found_inf)
     restored = DynamicLossScaler(init_scale=64.0, scale_window=4)
     restored.load_state_dict(scaler.state_dict())
-    assert restored.state_dict() == scaler.state_dict() == {
-        "loss_scale": 32.0, "good_steps": 2, "consecutive_overflows": 0, "skipped": 1}
+    assert (
+        restored.state_dict()
+        == scaler.state_dict()
+        == {"loss_scale": 32.0, "good_steps": 2, "consecutive_overflows": 0, "skipped": 1}
+    )
     scaler.update(False)
     scaler.update(False)
     restored.update(False)
@@ -100,8 +103,9 @@ def test_disabled_scaler_is_a_no_op():
     assert (scaler.loss_scale, scaler.skipped) == (1.0, 0)
 
 
-@pytest.mark.parametrize("precision,dtype", [("fp32", torch.float32), ("bf16", torch.bfloat16),
-                                             ("fp16", torch.float16)])
+@pytest.mark.parametrize(
+    "precision,dtype", [("fp32", torch.float32), ("bf16", torch.bfloat16), ("fp16", torch.float16)]
+)
 def test_autocast_context_on_cpu(precision, dtype):
     x = torch.randn(2, 2)
     with autocast_context(precision, "cpu"):

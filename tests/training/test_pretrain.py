@@ -34,8 +34,9 @@ def news_data(sample, tmp_path_factory):
         for line in sample("lee-background").read_text(encoding="utf-8").splitlines():
             if line.strip():
                 f.write("\n".join(split_sentences(line)) + "\n\n")
-    create_pretraining_data([root / "news.txt"], sample("vocab-en"), root / "data", CreateOptions(dupe_factor=1),
-                            progress=False)
+    create_pretraining_data(
+        [root / "news.txt"], sample("vocab-en"), root / "data", CreateOptions(dupe_factor=1), progress=False
+    )
     return root / "data"
 
 
@@ -44,7 +45,9 @@ def wiki_data(sample, tmp_path_factory):
     """The real English Wikipedia sample: extract-wiki, then create-pretraining-data."""
     root = tmp_path_factory.mktemp("wiki")
     wiki = extract_wiki(sample("enwiki-dump"), root / "wiki", progress=False)
-    create_pretraining_data(wiki.shards, sample("vocab-en"), root / "data", CreateOptions(dupe_factor=1), progress=False)
+    create_pretraining_data(
+        wiki.shards, sample("vocab-en"), root / "data", CreateOptions(dupe_factor=1), progress=False
+    )
     return root / "data"
 
 
@@ -52,11 +55,18 @@ def wiki_data(sample, tmp_path_factory):
 def small_data(sample, tmp_path_factory):
     """64 instances: small enough for a tiny model to memorise."""
     root = tmp_path_factory.mktemp("small")
-    text = "\n\n".join("\n".join(f"Document {d} says fact {s} about the {['red', 'blue', 'green'][s % 3]} house."
-                                 for s in range(6)) for d in range(16))
+    text = "\n\n".join(
+        "\n".join(f"Document {d} says fact {s} about the {['red', 'blue', 'green'][s % 3]} house." for s in range(6))
+        for d in range(16)
+    )
     (root / "small.txt").write_text(text + "\n")
-    create_pretraining_data([root / "small.txt"], sample("vocab-en"), root / "data",
-                            CreateOptions(dupe_factor=1, max_seq_length=32, max_predictions_per_seq=5), progress=False)
+    create_pretraining_data(
+        [root / "small.txt"],
+        sample("vocab-en"),
+        root / "data",
+        CreateOptions(dupe_factor=1, max_seq_length=32, max_predictions_per_seq=5),
+        progress=False,
+    )
     return root / "data"
 
 
@@ -69,8 +79,14 @@ def weights(checkpoint: Path) -> dict[str, torch.Tensor]:
 
 
 def test_tiny_model_overfits_a_small_dataset(small_data, tmp_path):
-    config = tiny(small_data, "train.train_steps=250", "train.batch_size=16", "train.save_checkpoint_steps=1000",
-                  "optimizer.learning_rate=3e-3", *NO_DROPOUT)
+    config = tiny(
+        small_data,
+        "train.train_steps=250",
+        "train.batch_size=16",
+        "train.save_checkpoint_steps=1000",
+        "optimizer.learning_rate=3e-3",
+        *NO_DROPOUT,
+    )
     final = pretrain(config, tmp_path / "run", progress=False)
     result = evaluate(final, small_data, progress=False)
     assert result["mlm_accuracy"] > 0.9, result
@@ -83,8 +99,18 @@ def test_real_run_lowers_the_mlm_loss_and_logs_everything(wiki_data, tmp_path):
     lines = [__import__("json").loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in lines] == [10, 20, 30, 40, 50, 60]
     assert lines[-1]["mlm_loss"] < lines[0]["mlm_loss"] - 1.0
-    for key in ("loss", "mlm_loss", "nsp_loss", "mlm_accuracy", "nsp_accuracy", "lr", "grad_norm", "loss_scale",
-                "skipped_steps", "tokens_per_second"):
+    for key in (
+        "loss",
+        "mlm_loss",
+        "nsp_loss",
+        "mlm_accuracy",
+        "nsp_accuracy",
+        "lr",
+        "grad_norm",
+        "loss_scale",
+        "skipped_steps",
+        "tokens_per_second",
+    ):
         assert key in lines[-1], key
     assert (tmp_path / "run" / "config.yaml").is_file()
     assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
@@ -95,13 +121,35 @@ def test_real_run_lowers_the_mlm_loss_and_logs_everything(wiki_data, tmp_path):
 
 def _run(args: list[str], **kw) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=f"{ROOT / 'src'}:{ROOT}", OMP_NUM_THREADS="1")
-    return subprocess.Popen([sys.executable, "-m", "bertforge", *args], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "bertforge", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
 
 
 def _pretrain_args(data, out, steps=40):
-    return ["pretrain", "--config", str(TINY), "--data", str(data), "--output", str(out), "--train-steps", str(steps),
-            "--save-checkpoint-steps", "5", "--save-checkpoint-num", "2", "--quiet", "--batch-size", "8"]
+    return [
+        "pretrain",
+        "--config",
+        str(TINY),
+        "--data",
+        str(data),
+        "--output",
+        str(out),
+        "--train-steps",
+        str(steps),
+        "--save-checkpoint-steps",
+        "5",
+        "--save-checkpoint-num",
+        "2",
+        "--quiet",
+        "--batch-size",
+        "8",
+    ]
 
 
 def _wait_for(path: Path, proc: subprocess.Popen, seconds: float = 120) -> None:
@@ -131,18 +179,53 @@ def test_killed_and_resumed_run_ends_bit_identical(news_data, tmp_path, how):
     for name in a:
         assert torch.equal(a[name], b[name]), name
     # only the newest two checkpoints are kept
-    assert sorted(p.name for p in (tmp_path / "cut" / "checkpoints").glob("step-*")) == ["step-00000035",
-                                                                                         "step-00000040"]
+    assert sorted(p.name for p in (tmp_path / "cut" / "checkpoints").glob("step-*")) == [
+        "step-00000035",
+        "step-00000040",
+    ]
 
 
 def test_two_process_ddp_equals_one_process_with_accumulation(news_data, tmp_path):
-    common = ["--config", str(TINY), "--data", str(news_data), "--train-steps", "6", "--batch-size", "4", "--quiet",
-              "--model.hidden_dropout_prob", "0", "--model.attention_probs_dropout_prob", "0",
-              "--optimizer.warmup_steps", "0", "--optimizer.learning_rate", "5e-3"]
+    common = [
+        "--config",
+        str(TINY),
+        "--data",
+        str(news_data),
+        "--train-steps",
+        "6",
+        "--batch-size",
+        "4",
+        "--quiet",
+        "--model.hidden_dropout_prob",
+        "0",
+        "--model.attention_probs_dropout_prob",
+        "0",
+        "--optimizer.warmup_steps",
+        "0",
+        "--optimizer.learning_rate",
+        "5e-3",
+    ]
     env = dict(os.environ, PYTHONPATH=f"{ROOT / 'src'}:{ROOT}", OMP_NUM_THREADS="1")
-    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                          "-m", "bertforge", "pretrain", "--output", str(tmp_path / "ddp"), *common],
-                         env=env, capture_output=True, text=True, timeout=600)
+    ddp = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "bertforge",
+            "pretrain",
+            "--output",
+            str(tmp_path / "ddp"),
+            *common,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     single = _run(["pretrain", "--output", str(tmp_path / "single"), "--accumulation-steps", "2", *common])
     assert single.wait(timeout=300) == 0, single.communicate()
@@ -160,14 +243,28 @@ def test_config_priority_and_errors(tmp_path, capsys):
     config = load_config(tmp_path / "c.yaml", ["optimizer.learning_rate=0.5"])
     assert (config.train.batch_size, config.train.epochs, config.optimizer.learning_rate) == (7, 3, 0.5)
     assert config.optimizer.warmup_steps == 10000  # default kept
-    with pytest.raises(BertforgeError, match=r"unknown config key 'optimizer.learning_rat'; did you mean "
-                                             r"'optimizer.learning_rate'"):
+    with pytest.raises(
+        BertforgeError,
+        match=r"unknown config key 'optimizer.learning_rat'; did you mean "
+        r"'optimizer.learning_rate'",
+    ):
         load_config(tmp_path / "c.yaml", ["optimizer.learning_rat=1"])
     (tmp_path / "bad.yaml").write_text("trian:\n  epochs: 1\n")
     with pytest.raises(BertforgeError, match=r"bad.yaml: unknown config key 'trian'; did you mean 'train'"):
         load_config(tmp_path / "bad.yaml")
-    code = cli(["pretrain", "--config", str(TINY), "--data", str(tmp_path), "--output", str(tmp_path / "r"),
-                "--optimizer.learning_rat", "1"])
+    code = cli(
+        [
+            "pretrain",
+            "--config",
+            str(TINY),
+            "--data",
+            str(tmp_path),
+            "--output",
+            str(tmp_path / "r"),
+            "--optimizer.learning_rat",
+            "1",
+        ]
+    )
     assert code == 2 and "did you mean 'optimizer.learning_rate'" in capsys.readouterr().err
 
 

@@ -19,8 +19,9 @@ def poly(progress: float) -> float:
 @pytest.mark.parametrize("decay_from_zero", [False, True])
 def test_warmup_is_linear_from_zero(decay_from_zero):
     for step, expected in [(0, 0.0), (5, LR / 2), (9, 0.9 * LR)]:
-        assert math.isclose(warmup_poly_lr(step, **KW, decay_from_zero=decay_from_zero), expected,
-                            rel_tol=1e-15, abs_tol=0)
+        assert math.isclose(
+            warmup_poly_lr(step, **KW, decay_from_zero=decay_from_zero), expected, rel_tol=1e-15, abs_tol=0
+        )
 
 
 def test_continuous_decay_starts_after_warmup():

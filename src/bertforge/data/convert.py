@@ -33,8 +33,10 @@ def convert_tfrecords(
     if vocab_file is not None:
         tokenizer = FullTokenizer(vocab_file)
         if max_id >= len(tokenizer):
-            raise BertforgeError(f"the records hold id {max_id}, beyond {vocab_file} ({len(tokenizer)} tokens): "
-                                 "they were made with another vocab")
+            raise BertforgeError(
+                f"the records hold id {max_id}, beyond {vocab_file} ({len(tokenizer)} tokens): "
+                "they were made with another vocab"
+            )
         vocab = shards.vocab_fingerprint(vocab_file) | {"size": len(tokenizer), "path": str(Path(vocab_file).resolve())}
         special = {t: tokenizer.vocab[t] for t in ("[CLS]", "[SEP]", "[MASK]", "[UNK]") if t in tokenizer.vocab}
     else:
@@ -65,11 +67,24 @@ def convert_tfrecords(
         meta = {"instances": len(columns["lengths"]), "tokens": int(columns["lengths"].sum()), "read": {}}
         shards.write_shard(out, index, columns, meta)
     P = data["masked_lm_ids"].shape[1]
-    masking = {"max_predictions_per_seq": P, "masked_lm_prob": None, "mask_id": special.get("[MASK]", 103),
-               "vocab_size": vocab["size"], "whole_word_mask": False}
+    masking = {
+        "max_predictions_per_seq": P,
+        "masked_lm_prob": None,
+        "mask_id": special.get("[MASK]", 103),
+        "vocab_size": vocab["size"],
+        "whole_word_mask": False,
+    }
     schema = shards.write_schema(
-        out, num_shards, max_seq_length=data["input_ids"].shape[1], max_predictions=P, dynamic=False,
-        whole_word=False, masking=masking, vocab=vocab, special_ids=special, parameters=params,
+        out,
+        num_shards,
+        max_seq_length=data["input_ids"].shape[1],
+        max_predictions=P,
+        dynamic=False,
+        whole_word=False,
+        masking=masking,
+        vocab=vocab,
+        special_ids=special,
+        parameters=params,
     )
     schema["seconds"] = time.perf_counter() - start
     return schema

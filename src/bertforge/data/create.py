@@ -46,7 +46,9 @@ class CreateOptions:
 
     def validate(self) -> None:
         if self.max_seq_length < 5:
-            raise BertforgeError(f"max_seq_length {self.max_seq_length} is too small (needs room for [CLS] A [SEP] B [SEP])")
+            raise BertforgeError(
+                f"max_seq_length {self.max_seq_length} is too small (needs room for [CLS] A [SEP] B [SEP])"
+            )
         if not 0 < self.masked_lm_prob < 1:
             raise BertforgeError(f"masked_lm_prob must be in (0, 1), got {self.masked_lm_prob}")
         if self.max_predictions_per_seq < 1 or self.dupe_factor < 1:
@@ -66,12 +68,17 @@ class CreateReport:
 
     def summary(self) -> str:
         r = self.read
-        text = (f"{self.instances} instances ({self.tokens} tokens) in {self.shards} shards from {r.documents} documents, "
-                f"{r.lines} lines in {self.seconds:.1f}s")
+        text = (
+            f"{self.instances} instances ({self.tokens} tokens) in {self.shards} shards from {r.documents} documents, "
+            f"{r.lines} lines in {self.seconds:.1f}s"
+        )
         if self.shards_reused:
             text += f"; {self.shards_reused} shards kept from the interrupted run"
-        skipped = [f"{n} {what}" for n, what in ((r.invalid_utf8, "lines of invalid UTF-8"),
-                                                  (r.too_long, "over-long lines")) if n]
+        skipped = [
+            f"{n} {what}"
+            for n, what in ((r.invalid_utf8, "lines of invalid UTF-8"), (r.too_long, "over-long lines"))
+            if n
+        ]
         if skipped:
             text += f"; skipped {' and '.join(skipped)}" + "".join(f"\n  e.g. {e}" for e in r.examples)
         return text
@@ -121,8 +128,14 @@ def process_chunk(chunk: corpus.Chunk) -> tuple[dict[str, np.ndarray], corpus.Re
         if word_starts is not None:
             columns["word_starts"] = word_starts
     else:
-        masked = mask_instances(ids, offsets, spans.a_len, masking_config(opts, tok),
-                                np.random.default_rng([opts.random_seed, chunk.index]), word_starts)
+        masked = mask_instances(
+            ids,
+            offsets,
+            spans.a_len,
+            masking_config(opts, tok),
+            np.random.default_rng([opts.random_seed, chunk.index]),
+            word_starts,
+        )
         columns["input_ids"] = masked.ids
         columns["masked_lm_positions"] = masked.positions.astype(np.uint16)
         columns["masked_lm_ids"] = masked.labels.astype(dtype)
@@ -131,8 +144,13 @@ def process_chunk(chunk: corpus.Chunk) -> tuple[dict[str, np.ndarray], corpus.Re
 
 
 def masking_config(opts: CreateOptions, tokenizer: FullTokenizer) -> MaskingConfig:
-    return MaskingConfig(opts.max_predictions_per_seq, opts.masked_lm_prob, tokenizer.vocab["[MASK]"], len(tokenizer),
-                         opts.whole_word_mask)
+    return MaskingConfig(
+        opts.max_predictions_per_seq,
+        opts.masked_lm_prob,
+        tokenizer.vocab["[MASK]"],
+        len(tokenizer),
+        opts.whole_word_mask,
+    )
 
 
 def _concat(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -162,7 +180,8 @@ def create_pretraining_data(
     out = Path(output)
     params = {
         "options": asdict(opts),
-        "vocab": shards.vocab_fingerprint(vocab_file) | {"size": len(tokenizer), "path": str(Path(vocab_file).resolve())},
+        "vocab": shards.vocab_fingerprint(vocab_file)
+        | {"size": len(tokenizer), "path": str(Path(vocab_file).resolve())},
         "inputs": [{"path": str(p), "bytes": p.stat().st_size} for p in files],
     }
     shards.prepare_output(out, params, resume, overwrite)
@@ -177,8 +196,13 @@ def create_pretraining_data(
         else:
             todo.append((index, group))
     job = _Job(str(vocab_file), opts, tokenizer)
-    bar = tqdm(total=sum(c.end - c.start for _, g in todo for c in g), unit="B", unit_scale=True,
-               desc="create-pretraining-data", disable=not progress)
+    bar = tqdm(
+        total=sum(c.end - c.start for _, g in todo for c in g),
+        unit="B",
+        unit_scale=True,
+        desc="create-pretraining-data",
+        disable=not progress,
+    )
     work = [c for _, g in todo for c in g]
     with _pool(job, workers) as results:
         stream = results(work)
@@ -192,15 +216,26 @@ def create_pretraining_data(
                 bar.update(chunk.end - chunk.start)
             columns = _concat(parts)
             count = len(columns.get("lengths", ()))
-            meta = {"instances": count, "tokens": int(columns["lengths"].sum()) if count else 0,
-                    "chunks": [group[0].index, group[-1].index], "read": asdict(shard_read)}
+            meta = {
+                "instances": count,
+                "tokens": int(columns["lengths"].sum()) if count else 0,
+                "chunks": [group[0].index, group[-1].index],
+                "read": asdict(shard_read),
+            }
             shards.write_shard(out, index, columns, meta)
             bar.set_postfix(instances=report.instances + count)
     bar.close()
     schema = shards.write_schema(
-        out, len(groups), max_seq_length=opts.max_seq_length, max_predictions=opts.max_predictions_per_seq,
-        dynamic=opts.dynamic_masking, whole_word=opts.whole_word_mask, masking=asdict(masking_config(opts, tokenizer)),
-        vocab=params["vocab"], special_ids={t: tokenizer.vocab[t] for t in SPECIAL_TOKENS}, parameters=params,
+        out,
+        len(groups),
+        max_seq_length=opts.max_seq_length,
+        max_predictions=opts.max_predictions_per_seq,
+        dynamic=opts.dynamic_masking,
+        whole_word=opts.whole_word_mask,
+        masking=asdict(masking_config(opts, tokenizer)),
+        vocab=params["vocab"],
+        special_ids={t: tokenizer.vocab[t] for t in SPECIAL_TOKENS},
+        parameters=params,
     )
     report.instances, report.tokens = schema["instances"], schema["tokens"]
     for meta in schema["shards"]:

@@ -17,8 +17,15 @@ from bertforge.data import shards
 from bertforge.data.masking import MaskingConfig, mask_instances
 from bertforge.errors import BertforgeError
 
-FEATURES = ("input_ids", "input_mask", "segment_ids", "masked_lm_positions", "masked_lm_ids", "masked_lm_weights",
-            "next_sentence_labels")
+FEATURES = (
+    "input_ids",
+    "input_mask",
+    "segment_ids",
+    "masked_lm_positions",
+    "masked_lm_ids",
+    "masked_lm_weights",
+    "next_sentence_labels",
+)
 
 
 class PretrainingDataset:
@@ -79,11 +86,15 @@ class PretrainingDataset:
         if vocab_file is not None:
             mine = shards.vocab_fingerprint(vocab_file)["sha256"]
             if mine != self.vocab["sha256"]:
-                raise BertforgeError(f"the dataset was created with a different vocab ({self.vocab['file']}, sha256 "
-                                     f"{self.vocab['sha256'][:12]}…) than {vocab_file} (sha256 {mine[:12]}…)")
+                raise BertforgeError(
+                    f"the dataset was created with a different vocab ({self.vocab['file']}, sha256 "
+                    f"{self.vocab['sha256'][:12]}…) than {vocab_file} (sha256 {mine[:12]}…)"
+                )
         if self.vocab["size"] > vocab_size:
-            raise BertforgeError(f"the dataset's vocab has {self.vocab['size']} tokens but the model's vocab_size is "
-                                 f"{vocab_size}: ids would be out of range; set vocab_size >= {self.vocab['size']}")
+            raise BertforgeError(
+                f"the dataset's vocab has {self.vocab['size']} tokens but the model's vocab_size is "
+                f"{vocab_size}: ids would be out of range; set vocab_size >= {self.vocab['size']}"
+            )
 
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
         n = len(self)
@@ -91,8 +102,9 @@ class PretrainingDataset:
             raise IndexError(f"index {index} out of range for {n} instances")
         index %= n
         if self._dense is not None:  # the same dtypes as from shards
-            return {k: self._dense[k][index].astype(np.float32 if k == "masked_lm_weights" else np.int64)
-                    for k in FEATURES}
+            return {
+                k: self._dense[k][index].astype(np.float32 if k == "masked_lm_weights" else np.int64) for k in FEATURES
+            }
         s = int(np.searchsorted(self._starts, index, side="right")) - 1
         shard, i = self._shards[s], index - int(self._starts[s])
         begin, end = int(shard["offsets"][i]), int(shard["offsets"][i + 1])

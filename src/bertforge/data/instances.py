@@ -98,7 +98,9 @@ def _document_instances(documents, index, max_num_tokens, short_seq_prob, sent_l
 def _truncate(spans: InstanceSpans, max_num_tokens: int, rng: np.random.Generator) -> InstanceSpans:
     """Cut each pair to max_num_tokens: lengths as Google's loop leaves them, front/back split at random."""
     kept = [truncated_lengths(a, b, max_num_tokens) for a, b in zip(spans.a_len.tolist(), spans.b_len.tolist())]
-    keep_a, keep_b = (np.asarray(x, dtype=np.int64).reshape(-1) for x in zip(*kept)) if kept else (spans.a_len, spans.b_len)
+    keep_a, keep_b = (
+        (np.asarray(x, dtype=np.int64).reshape(-1) for x in zip(*kept)) if kept else (spans.a_len, spans.b_len)
+    )
     cut_a, cut_b = spans.a_len - keep_a, spans.b_len - keep_b
     spans.a_start = spans.a_start + rng.binomial(cut_a, 0.5)
     spans.b_start = spans.b_start + rng.binomial(cut_b, 0.5)
@@ -116,7 +118,10 @@ def assemble(docs: TokenizedDocuments, spans: InstanceSpans, cls_id: int, sep_id
     ids[starts + spans.a_len + 1] = sep_id
     ids[offsets[1:] - 1] = sep_id
     word_starts = np.ones(offsets[-1], dtype=bool) if docs.word_starts is not None else None
-    for src_start, n, dst_start in ((spans.a_start, spans.a_len, starts + 1), (spans.b_start, spans.b_len, starts + spans.a_len + 2)):
+    for src_start, n, dst_start in (
+        (spans.a_start, spans.a_len, starts + 1),
+        (spans.b_start, spans.b_len, starts + spans.a_len + 2),
+    ):
         step = ragged_arange(n)
         src = np.repeat(src_start, n) + step
         dst = np.repeat(dst_start, n) + step

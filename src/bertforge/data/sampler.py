@@ -46,8 +46,11 @@ class DistributedSampler:
         self.position += count
 
     def _indices(self) -> np.ndarray:
-        order = (np.random.default_rng([self.seed, self.epoch]).permutation(self.num_items) if self.shuffle
-                 else np.arange(self.num_items))
+        order = (
+            np.random.default_rng([self.seed, self.epoch]).permutation(self.num_items)
+            if self.shuffle
+            else np.arange(self.num_items)
+        )
         total = len(self) * self.world_size
         if total > self.num_items:  # pad by wrapping around
             order = np.concatenate([order, order[: total - self.num_items]])

@@ -81,7 +81,9 @@ def read_schema(directory: Path) -> dict[str, Any]:
         raise BertforgeError(f"{directory}: no schema.json, not a bertforge pretraining dataset{hint}")
     schema = json.loads(path.read_text())
     if schema.get("format") != FORMAT or schema.get("version") != VERSION:
-        raise BertforgeError(f"{path}: format {schema.get('format')} v{schema.get('version')}, expected {FORMAT} v{VERSION}")
+        raise BertforgeError(
+            f"{path}: format {schema.get('format')} v{schema.get('version')}, expected {FORMAT} v{VERSION}"
+        )
     return schema
 
 
@@ -103,8 +105,10 @@ def prepare_output(out: Path, params: dict[str, Any], resume: bool, overwrite: b
         now = json.loads(json.dumps(params))
         if before != now:
             changed = [k for k in now if before.get(k) != now[k]]
-            raise BertforgeError(f"{out}: --resume with different {', '.join(changed)} than the interrupted run; "
-                                 "use the same inputs and options, or --overwrite to start again")
+            raise BertforgeError(
+                f"{out}: --resume with different {', '.join(changed)} than the interrupted run; "
+                "use the same inputs and options, or --overwrite to start again"
+            )
         return
     if out.exists() and any(out.iterdir()):
         if not overwrite:
@@ -115,17 +119,33 @@ def prepare_output(out: Path, params: dict[str, Any], resume: bool, overwrite: b
 
 
 def write_schema(
-    directory: Path, num_shards: int, *, max_seq_length: int, max_predictions: int, dynamic: bool, whole_word: bool,
-    masking: dict[str, Any], vocab: dict[str, Any], special_ids: dict[str, int], parameters: dict[str, Any],
+    directory: Path,
+    num_shards: int,
+    *,
+    max_seq_length: int,
+    max_predictions: int,
+    dynamic: bool,
+    whole_word: bool,
+    masking: dict[str, Any],
+    vocab: dict[str, Any],
+    special_ids: dict[str, int],
+    parameters: dict[str, Any],
 ) -> dict[str, Any]:
     """Write schema.json from the shards' meta files, which makes the dataset readable."""
     metas = [read_shard_meta(directory, i) for i in range(num_shards)]
     dtype = id_dtype(vocab["size"]).name
-    columns: dict[str, Any] = {"input_ids": {"dtype": dtype, "ragged": True}, "lengths": {"dtype": "uint16"},
-                               "a_lengths": {"dtype": "uint16"}, "next_sentence_labels": {"dtype": "uint8"}}
+    columns: dict[str, Any] = {
+        "input_ids": {"dtype": dtype, "ragged": True},
+        "lengths": {"dtype": "uint16"},
+        "a_lengths": {"dtype": "uint16"},
+        "next_sentence_labels": {"dtype": "uint8"},
+    }
     if not dynamic:
-        columns |= {"masked_lm_positions": {"dtype": "uint16", "shape": [max_predictions]},
-                    "masked_lm_ids": {"dtype": dtype, "shape": [max_predictions]}, "masked_lm_counts": {"dtype": "uint8"}}
+        columns |= {
+            "masked_lm_positions": {"dtype": "uint16", "shape": [max_predictions]},
+            "masked_lm_ids": {"dtype": dtype, "shape": [max_predictions]},
+            "masked_lm_counts": {"dtype": "uint8"},
+        }
     elif whole_word:
         columns["word_starts"] = {"dtype": "bool", "ragged": True}
     schema = {

@@ -394,8 +394,7 @@ def _decode_pretraining_batch(path: Path, batch: _Batch, shape: dict[str, int]) 
     data = batch.data
     # per feature: its byte ranges in data (flat start, end, ...) and the record of each range
     wanted = [
-        (name, name.encode(), _FLOAT if name in _FLOAT_FEATURES else _INT64, [], [])
-        for name in PRETRAINING_FEATURES
+        (name, name.encode(), _FLOAT if name in _FLOAT_FEATURES else _INT64, [], []) for name in PRETRAINING_FEATURES
     ]
     for i, (start, length) in enumerate(zip(batch.starts.tolist(), batch.lengths.tolist())):
         try:
@@ -492,8 +491,9 @@ def encode_example(features: Mapping[str, object]) -> bytes:
             values = [values]
         items = list(values) if not isinstance(values, np.ndarray) else None
         if items is not None and items and all(isinstance(v, (bytes, str)) for v in items):
-            body = length_delimited(_BYTES, b"".join(
-                length_delimited(1, v.encode() if isinstance(v, str) else v) for v in items))
+            body = length_delimited(
+                _BYTES, b"".join(length_delimited(1, v.encode() if isinstance(v, str) else v) for v in items)
+            )
         else:
             array = np.asarray(values).reshape(-1)
             if array.dtype.kind in "iub":

@@ -58,9 +58,11 @@ class WikiReport:
     def summary(self) -> str:
         skipped = ", ".join(f"{n} {why}" for why, n in sorted(self.skipped.items())) or "none"
         where = self.shards[0].parent if self.shards else "-"
-        return (f"{self.articles} articles -> {self.documents} documents, {self.sentences} sentences, "
-                f"{self.characters} characters in {len(self.shards)} shard(s) under {where} "
-                f"(skipped: {skipped}) in {self.seconds:.1f}s")
+        return (
+            f"{self.articles} articles -> {self.documents} documents, {self.sentences} sentences, "
+            f"{self.characters} characters in {len(self.shards)} shard(s) under {where} "
+            f"(skipped: {skipped}) in {self.seconds:.1f}s"
+        )
 
 
 def extract_wiki(
@@ -141,11 +143,14 @@ def check_dump(path: str | Path) -> None:
     by_name = {".bz2": "bz2", ".gz": "gz"}.get(path.suffix)  # how wikiextractor picks the decompressor
     if compression != by_name:
         fix = f"name it *.xml.{compression}" if compression else "decompress it or fix its name"
-        raise BertforgeError(f"{path}: the content is {compression or 'not compressed'} but the name says "
-                             f"{by_name or 'plain XML'}; wikiextractor goes by the name, so {fix}")
+        raise BertforgeError(
+            f"{path}: the content is {compression or 'not compressed'} but the name says "
+            f"{by_name or 'plain XML'}; wikiextractor goes by the name, so {fix}"
+        )
     if compression == "bz2" and not _bz2_complete(path):
-        raise BertforgeError(f"{path}: the bzip2 stream is truncated (no end-of-stream marker); "
-                             f"the download is probably incomplete")
+        raise BertforgeError(
+            f"{path}: the bzip2 stream is truncated (no end-of-stream marker); the download is probably incomplete"
+        )
     opener = {"bz2": bz2.open, "gz": gzip.open, None: open}[compression]
     try:
         with opener(path, "rb") as f:
@@ -155,17 +160,21 @@ def check_dump(path: str | Path) -> None:
     try:
         head = codecs.getincrementaldecoder("utf-8")().decode(data)  # a character cut at the end is fine
     except UnicodeDecodeError as exc:
-        raise BertforgeError(f"{path}: is not UTF-8 text ({exc.reason} at byte {exc.start}), so it is not "
-                             f"a MediaWiki XML dump; {expected}") from None
+        raise BertforgeError(
+            f"{path}: is not UTF-8 text ({exc.reason} at byte {exc.start}), so it is not "
+            f"a MediaWiki XML dump; {expected}"
+        ) from None
     text = head.lstrip("\ufeff \t\r\n")
     if text.startswith("<?xml"):
-        text = text[text.find("?>") + 2:].lstrip()
+        text = text[text.find("?>") + 2 :].lstrip()
     if not re.match(r"<mediawiki[\s>]", text):
         if re.search(r"<!doctype html|<html[\s>]", head[:4096], re.IGNORECASE):
-            raise BertforgeError(f"{path}: this is an HTML page, not a MediaWiki XML dump "
-                                 f"(a saved error or download page?); {expected}")
-        raise BertforgeError(f"{path}: does not start with <mediawiki ...>, so it is not a MediaWiki XML "
-                             f"dump; {expected}")
+            raise BertforgeError(
+                f"{path}: this is an HTML page, not a MediaWiki XML dump (a saved error or download page?); {expected}"
+            )
+        raise BertforgeError(
+            f"{path}: does not start with <mediawiki ...>, so it is not a MediaWiki XML dump; {expected}"
+        )
     if compression is None and not _xml_complete(path):
         raise BertforgeError(f"{path}: does not end with </mediawiki>; the file is truncated")
 
@@ -191,8 +200,10 @@ def _prepare_output(output_dir: Path, overwrite: bool) -> list[Path]:
     output_dir.mkdir(parents=True, exist_ok=True)
     existing = sorted(p for p in output_dir.iterdir() if SHARD_PATTERN.fullmatch(p.name))
     if existing and not overwrite:
-        raise BertforgeError(f"{output_dir}: already holds {len(existing)} wiki_*.txt shard(s) "
-                             f"({existing[0].name}, ...); pass overwrite=True (--overwrite) to replace them")
+        raise BertforgeError(
+            f"{output_dir}: already holds {len(existing)} wiki_*.txt shard(s) "
+            f"({existing[0].name}, ...); pass overwrite=True (--overwrite) to replace them"
+        )
     return existing
 
 
@@ -228,8 +239,7 @@ def clean_article(text: str) -> list[str]:
 # --- running wikiextractor ---------------------------------------------------------------------------
 
 
-def _run_wikiextractor(dump: Path, templates: bool, processes: int | None,
-                       progress: bool) -> Iterator[dict[str, Any]]:
+def _run_wikiextractor(dump: Path, templates: bool, processes: int | None, progress: bool) -> Iterator[dict[str, Any]]:
     """Yield wikiextractor's JSON articles ({"id", "title", "text", ...}) in dump order.
 
     Its child processes run in their own session so that all of them can be stopped together: when one
@@ -237,8 +247,18 @@ def _run_wikiextractor(dump: Path, templates: bool, processes: int | None,
     if importlib.util.find_spec("wikiextractor") is None:
         raise BertforgeError("wikiextractor is not installed; run `pip install wikiextractor==3.1.0`")
     processes = processes or max(1, (os.cpu_count() or 2) - 1)
-    cmd = [sys.executable, "-m", "wikiextractor.WikiExtractor", "--json", "--output", "-",
-           "--processes", str(processes), *([] if templates else ["--no-templates"]), str(dump)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "wikiextractor.WikiExtractor",
+        "--json",
+        "--output",
+        "-",
+        "--processes",
+        str(processes),
+        *([] if templates else ["--no-templates"]),
+        str(dump),
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     assert proc.stdout is not None and proc.stderr is not None
     bar = _Progress(proc.pid, dump, enabled=progress, templates=templates)
@@ -310,9 +330,14 @@ class _Progress:
         self._pid, self._dump = pid, str(dump.resolve())
         self._by_bytes = Path(f"/proc/{pid}/fdinfo").is_dir()
         self._size = dump.stat().st_size
-        self._bar = tqdm(total=self._size if self._by_bytes else None, desc=self.phase,
-                         unit="B" if self._by_bytes else " articles", unit_scale=True,
-                         disable=not enabled, file=sys.stderr)
+        self._bar = tqdm(
+            total=self._size if self._by_bytes else None,
+            desc=self.phase,
+            unit="B" if self._by_bytes else " articles",
+            unit_scale=True,
+            disable=not enabled,
+            file=sys.stderr,
+        )
         self._shown = self.phase
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)

@@ -14,6 +14,16 @@ from bertforge.modeling.heads import (
 )
 
 __all__ = [
-    "PRESETS", "CRF", "BertConfig", "BertForPreTraining", "BertForQuestionAnswering", "BertForSequenceClassification",
-    "BertForTokenClassification", "BertModel", "BertOutput", "ClassifierOutput", "PreTrainingOutput", "SpanOutput",
+    "PRESETS",
+    "CRF",
+    "BertConfig",
+    "BertForPreTraining",
+    "BertForQuestionAnswering",
+    "BertForSequenceClassification",
+    "BertForTokenClassification",
+    "BertModel",
+    "BertOutput",
+    "ClassifierOutput",
+    "PreTrainingOutput",
+    "SpanOutput",
 ]

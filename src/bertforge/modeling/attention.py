@@ -34,7 +34,9 @@ def sinusoid_relative_table(max_relative_position: int, depth: int) -> torch.Ten
     return torch.from_numpy(table).float()
 
 
-def relative_position_index(length: int, max_relative_position: int, device: torch.device | None = None) -> torch.Tensor:
+def relative_position_index(
+    length: int, max_relative_position: int, device: torch.device | None = None
+) -> torch.Tensor:
     """(S, S) long tensor: [i, j] = clip(j - i, -k, k) + k, the table row used between query i and key j."""
     pos = torch.arange(length, device=device)
     distance = pos[None, :] - pos[:, None]  # [i, j] = j - i
@@ -82,7 +84,12 @@ class BertSelfAttention(nn.Module):
         return context.transpose(1, 2).reshape(B, S, H)
 
     def _explicit_attention(
-        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, dropout: float,
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        mask: torch.Tensor,
+        dropout: float,
         table: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """softmax(q k^T / sqrt(d) + mask) v, with NEZHA's relative terms on both sides when `table` is given."""

@@ -211,4 +211,3 @@ def init_weights(module: nn.Module, config: BertConfig) -> None:
     elif isinstance(module, nn.LayerNorm):
         nn.init.ones_(module.weight)
         nn.init.zeros_(module.bias)
-

@@ -48,10 +48,15 @@ _ZOO_ENCODER = [
     ("bert_embedding_postprocessor.token_type_embedding.embedding_table", "embeddings.token_type_embeddings.weight"),
     ("bert_embedding_postprocessor.full_position_embedding.embedding_table", "embeddings.position_embeddings.weight"),
     *_norm("bert_embedding_postprocessor.layernorm", "embeddings.LayerNorm"),
-    *(pair for p in ("query", "key", "value")
-      for pair in _dense(f"{_LAYER}attention.attention.{p}_layer", f"{_HF_LAYER}attention.self.{p}")),
-    (f"{_LAYER}attention.attention._generate_relative_positions_embeddings.embeddings_table",
-     f"{_HF_LAYER}attention.self.relative_positions_embeddings.weight"),
+    *(
+        pair
+        for p in ("query", "key", "value")
+        for pair in _dense(f"{_LAYER}attention.attention.{p}_layer", f"{_HF_LAYER}attention.self.{p}")
+    ),
+    (
+        f"{_LAYER}attention.attention._generate_relative_positions_embeddings.embeddings_table",
+        f"{_HF_LAYER}attention.self.relative_positions_embeddings.weight",
+    ),
     *_dense(f"{_LAYER}attention.output.dense", f"{_HF_LAYER}attention.output.dense"),
     *_norm(f"{_LAYER}attention.output.layernorm", f"{_HF_LAYER}attention.output.LayerNorm"),
     *_dense(f"{_LAYER}intermediate", f"{_HF_LAYER}intermediate.dense"),
@@ -95,19 +100,21 @@ def from_model_zoo_names(tensors: dict[str, np.ndarray], source: str) -> dict[st
     """Model zoo names -> Hugging Face full-model names. Unmappable encoder names are errors."""
     lookup = [k for k in tensors if k.endswith("bert_embedding_lookup.embedding_table")]
     if len(lookup) != 1:
-        raise BertforgeError(f"{source}: not a model zoo BERT checkpoint (no single '*bert_embedding_lookup.embedding_table')")
+        raise BertforgeError(
+            f"{source}: not a model zoo BERT checkpoint (no single '*bert_embedding_lookup.embedding_table')"
+        )
     encoder = lookup[0][: -len("bert_embedding_lookup.embedding_table")]  # e.g. "bert.bert."
     outer = encoder[: encoder.rstrip(".").rfind(".") + 1] if encoder.count(".") > 1 else ""  # e.g. "bert."
     out: dict[str, torch.Tensor] = {}
     unknown, unused, state = [], [], 0
     for name, value in tensors.items():
         if name.startswith(encoder):
-            hf = _rename(name[len(encoder):], _FROM_ZOO)
+            hf = _rename(name[len(encoder) :], _FROM_ZOO)
             if hf is None:
                 unknown.append(name)
                 continue
             out["bert." + hf] = torch.from_numpy(np.ascontiguousarray(value))
-        elif name.startswith(outer) and (hf := _rename(name[len(outer):], _FROM_ZOO_HEADS)):
+        elif name.startswith(outer) and (hf := _rename(name[len(outer) :], _FROM_ZOO_HEADS)):
             out[hf] = torch.from_numpy(np.ascontiguousarray(value))
         elif _ZOO_TRAINING_STATE.match(name):
             state += 1
@@ -126,7 +133,7 @@ def to_model_zoo_names(state: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
     """Hugging Face full-model names -> the model zoo's pretraining-network names (`bert.bert.*`, `bert.cls1.*`)."""
     out = {}
     for name, value in state.items():
-        zoo = _rename(name[len("bert."):], _TO_ZOO) if name.startswith("bert.") else None
+        zoo = _rename(name[len("bert.") :], _TO_ZOO) if name.startswith("bert.") else None
         zoo = "bert.bert." + zoo if zoo else (("bert." + z) if (z := _rename(name, _TO_ZOO_HEADS)) else None)
         if zoo is None:
             raise BertforgeError(f"{name} has no MindSpore model zoo equivalent")
@@ -165,7 +172,9 @@ def locate(path: str | Path) -> tuple[Path, Path | None]:
     if path.is_dir():
         found = [path / f for f in _WEIGHT_FILES if (path / f).is_file()] or sorted(path.glob("*.ckpt"))
         if not found:
-            raise BertforgeError(f"{path}: no weights found (expected one of {', '.join(_WEIGHT_FILES)} or a .ckpt file)")
+            raise BertforgeError(
+                f"{path}: no weights found (expected one of {', '.join(_WEIGHT_FILES)} or a .ckpt file)"
+            )
         if len(found) > 1 and found[0].suffix == ".ckpt":
             raise BertforgeError(f"{path}: several .ckpt files ({', '.join(f.name for f in found)}); name one")
         weights, folder = found[0], path
@@ -189,7 +198,9 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001 - torch raises many types for bad/unsafe pickles
-            raise BertforgeError(f"{path}: cannot be read safely as PyTorch weights ({exc.__class__.__name__}: {exc})") from None
+            raise BertforgeError(
+                f"{path}: cannot be read safely as PyTorch weights ({exc.__class__.__name__}: {exc})"
+            ) from None
         if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
             raise BertforgeError(f"{path}: expected a state dict of tensors")
     else:
@@ -210,7 +221,8 @@ def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], source:
     unused = [k for k in state if k not in target and k.startswith(optional)]
     misshaped = [
         f"{k} {tuple(state[k].shape)} (model expects {tuple(v.shape)})"
-        for k, v in target.items() if k in state and state[k].shape != v.shape
+        for k, v in target.items()
+        if k in state and state[k].shape != v.shape
     ]
     problems = []
     if missing:
@@ -245,7 +257,9 @@ class PretrainedMixin:
     config: BertConfig
 
     @classmethod
-    def from_pretrained(cls: type[T], path: str | Path, config: BertConfig | str | Path | None = None, **overrides: Any) -> T:
+    def from_pretrained(
+        cls: type[T], path: str | Path, config: BertConfig | str | Path | None = None, **overrides: Any
+    ) -> T:
         """Load a bertforge or Hugging Face directory, a weights file, or a MindSpore `.ckpt`.
 
         `config` (a BertConfig, preset name or file) is needed only when no config file lies beside the
@@ -264,8 +278,13 @@ class PretrainedMixin:
         if overrides:
             cfg = dataclasses.replace(cfg, **overrides)
         if weights.suffix == ".ckpt" and (cfg.layer_norm_eps != 1e-7 or cfg.hidden_act != "gelu_tanh"):
-            log.warning("%s: model zoo weights with layer_norm_eps=%g, hidden_act=%s (the model zoo trains with 1e-7, "
-                        "gelu_tanh)", weights, cfg.layer_norm_eps, cfg.hidden_act)
+            log.warning(
+                "%s: model zoo weights with layer_norm_eps=%g, hidden_act=%s (the model zoo trains with 1e-7, "
+                "gelu_tanh)",
+                weights,
+                cfg.layer_norm_eps,
+                cfg.hidden_act,
+            )
         model = cls(cfg)
         load_weights(model, read_weights(weights), str(weights))
         return model

@@ -28,12 +28,38 @@ _ACTIVATION_ALIASES = {
 
 # Hugging Face config.json keys that say nothing about the network's shape.
 _HF_IGNORED = {
-    "model_type", "transformers_version", "_name_or_path", "use_cache", "gradient_checkpointing",
-    "position_embedding_type", "torch_dtype", "dtype", "label2id", "directionality", "pooler_fc_size",
-    "pooler_num_attention_heads", "pooler_num_fc_layers", "pooler_size_per_head", "pooler_type", "output_past",
-    "bos_token_id", "eos_token_id", "problem_type", "tie_word_embeddings", "is_decoder", "add_cross_attention",
-    "chunk_size_feed_forward", "output_attentions", "output_hidden_states", "return_dict", "finetuning_task",
-    "tokenizer_class", "prefix", "sep_token_id", "task_specific_params", "use_relative_position",
+    "model_type",
+    "transformers_version",
+    "_name_or_path",
+    "use_cache",
+    "gradient_checkpointing",
+    "position_embedding_type",
+    "torch_dtype",
+    "dtype",
+    "label2id",
+    "directionality",
+    "pooler_fc_size",
+    "pooler_num_attention_heads",
+    "pooler_num_fc_layers",
+    "pooler_size_per_head",
+    "pooler_type",
+    "output_past",
+    "bos_token_id",
+    "eos_token_id",
+    "problem_type",
+    "tie_word_embeddings",
+    "is_decoder",
+    "add_cross_attention",
+    "chunk_size_feed_forward",
+    "output_attentions",
+    "output_hidden_states",
+    "return_dict",
+    "finetuning_task",
+    "tokenizer_class",
+    "prefix",
+    "sep_token_id",
+    "task_specific_params",
+    "use_relative_position",
 }
 # Model zoo net_cfg keys that are run settings, not network shape (precision is chosen at training time).
 _ZOO_IGNORED = {"seq_length", "dtype", "compute_type", "batch_size"}
@@ -71,14 +97,18 @@ class BertConfig:
     def __post_init__(self) -> None:
         act = _ACTIVATION_ALIASES.get(self.hidden_act)
         if act is None:
-            raise BertforgeError(f"hidden_act {self.hidden_act!r} is not supported; use one of {sorted(_ACTIVATION_ALIASES)}")
+            raise BertforgeError(
+                f"hidden_act {self.hidden_act!r} is not supported; use one of {sorted(_ACTIVATION_ALIASES)}"
+            )
         self.hidden_act = act
         if self.hidden_size % self.num_attention_heads:
             raise BertforgeError(
                 f"hidden_size {self.hidden_size} is not a multiple of num_attention_heads {self.num_attention_heads}"
             )
         if self.relative_position_type not in ("functional", "learned"):
-            raise BertforgeError(f"relative_position_type must be 'functional' or 'learned', not {self.relative_position_type!r}")
+            raise BertforgeError(
+                f"relative_position_type must be 'functional' or 'learned', not {self.relative_position_type!r}"
+            )
         if self.id2label is not None:
             self.id2label = {int(k): str(v) for k, v in self.id2label.items()}
 
@@ -217,11 +247,19 @@ PRESETS: dict[str, BertConfig] = {
     # Huawei's NEZHA: functional (sinusoid) relative positions, k = 64.
     "nezha-base": BertConfig(use_relative_positions=True),
     "nezha-large": BertConfig(
-        hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096, use_relative_positions=True
+        hidden_size=1024,
+        num_hidden_layers=24,
+        num_attention_heads=16,
+        intermediate_size=4096,
+        use_relative_positions=True,
     ),
     # For tests and the quickstart.
     "tiny": BertConfig(
-        vocab_size=1000, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+        vocab_size=1000,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
         max_position_embeddings=128,
     ),
 }

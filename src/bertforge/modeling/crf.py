@@ -104,9 +104,7 @@ class CRF(nn.Module):
 
     def _check(self, emissions: torch.Tensor, mask: torch.Tensor) -> None:
         if emissions.dim() != 3 or emissions.size(2) != self.num_tags:
-            raise ValueError(
-                f"emissions must be (batch, seq_len, {self.num_tags}), got {tuple(emissions.shape)}"
-            )
+            raise ValueError(f"emissions must be (batch, seq_len, {self.num_tags}), got {tuple(emissions.shape)}")
         if mask.shape != emissions.shape[:2]:
             raise ValueError(f"mask shape {tuple(mask.shape)} must be {tuple(emissions.shape[:2])}")
 

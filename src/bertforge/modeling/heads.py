@@ -163,8 +163,11 @@ def pretraining_loss_terms(
     nsp = (zero, zero, zero)
     if next_sentence_labels is not None:
         labels = next_sentence_labels.flatten().long()
-        nsp = (F.cross_entropy(nsp_logits.float(), labels, reduction="sum"), zero + labels.numel(),
-               (nsp_logits.argmax(-1) == labels).float().sum())
+        nsp = (
+            F.cross_entropy(nsp_logits.float(), labels, reduction="sum"),
+            zero + labels.numel(),
+            (nsp_logits.argmax(-1) == labels).float().sum(),
+        )
     return PretrainingLossTerms(*mlm, *nsp)
 
 
@@ -275,5 +278,7 @@ class BertForQuestionAnswering(_Head):
             # Positions outside the window (answer truncated away) are ignored, as in Hugging Face.
             start = start_positions.long().clamp(0, S)
             end = end_positions.long().clamp(0, S)
-            loss = (F.cross_entropy(start_logits, start, ignore_index=S) + F.cross_entropy(end_logits, end, ignore_index=S)) / 2
+            loss = (
+                F.cross_entropy(start_logits, start, ignore_index=S) + F.cross_entropy(end_logits, end, ignore_index=S)
+            ) / 2
         return SpanOutput(loss, start_logits, end_logits)

@@ -63,7 +63,7 @@ def save_checkpoint(run_dir: Path, step: int, model, trainer_state: dict[str, An
         if tmp.exists():
             shutil.rmtree(tmp)
     atomic_write_text(root / "latest", name + "\n")
-    for old in sorted(p for p in root.glob(f"{PREFIX}*") if p.is_dir())[:-max(1, keep)]:
+    for old in sorted(p for p in root.glob(f"{PREFIX}*") if p.is_dir())[: -max(1, keep)]:
         shutil.rmtree(old)
     return root / name
 

@@ -50,7 +50,11 @@ class MetricsLogger:
     """
 
     def __init__(
-        self, run_dir: str | os.PathLike[str], enabled: bool = True, *, resume_step: int | None = None,
+        self,
+        run_dir: str | os.PathLike[str],
+        enabled: bool = True,
+        *,
+        resume_step: int | None = None,
         flush_secs: float = 30.0,
     ) -> None:
         self.run_dir = Path(run_dir)
@@ -162,8 +166,9 @@ def _parse_line(path: Path, number: int, line: bytes) -> dict:
     try:
         record = json.loads(line)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BertforgeError(f"{path} line {number}: not valid JSON ({exc}); expected one metrics record per line") \
-            from None
+        raise BertforgeError(
+            f"{path} line {number}: not valid JSON ({exc}); expected one metrics record per line"
+        ) from None
     if not isinstance(record, dict) or not isinstance(record.get("step"), int):
         raise BertforgeError(f"{path} line {number}: expected a JSON object with an integer 'step', got {line[:80]!r}")
     return record
@@ -215,7 +220,11 @@ def _new_event_file(directory: Path) -> tuple[Path, IO[bytes]]:
 
 
 def _encode_event(
-    wall_time: float, step: int, *, file_version: str | None = None, scalars: Mapping[str, float] | None = None,
+    wall_time: float,
+    step: int,
+    *,
+    file_version: str | None = None,
+    scalars: Mapping[str, float] | None = None,
     session_start: bool = False,
 ) -> bytes:
     """A serialized ``Event``; field keys are ``number << 3 | wire type`` (1: 8 bytes, 0: varint, 5: 4 bytes)."""

@@ -61,8 +61,10 @@ def describe_groups(groups: torch.optim.Optimizer | Sequence[dict]) -> str:
     lines = []
     for group in groups:
         params = list(group["params"])
-        lines.append(f"weight_decay={group['weight_decay']:g}: {len(params)} tensors, "
-                     f"{sum(p.numel() for p in params):,} parameters")
+        lines.append(
+            f"weight_decay={group['weight_decay']:g}: {len(params)} tensors, "
+            f"{sum(p.numel() for p in params):,} parameters"
+        )
     return "\n".join(lines)
 
 
@@ -79,8 +81,9 @@ def _check_adam_args(lr: float, betas: tuple[float, float], eps: float, weight_d
     _check(weight_decay, "weight_decay", lambda x: x >= 0, ">= 0")
 
 
-def _gather(optimizer: torch.optim.Optimizer, group: dict, keys: tuple[str, ...]
-            ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[dict]]:
+def _gather(
+    optimizer: torch.optim.Optimizer, group: dict, keys: tuple[str, ...]
+) -> tuple[list[torch.Tensor], list[torch.Tensor], list[dict]]:
     """The group's parameters that have a gradient, those gradients, and each one's state.
 
     A new state gets zero tensors under `keys` and ``step = 0``; parameters without a gradient are
@@ -128,11 +131,19 @@ def _adam_update(group: dict, grads: list[torch.Tensor], states: list[dict]) -> 
 class _AdamFamily(torch.optim.Optimizer):
     """What LAMB and AdamW share: the hyper-parameters, their checks, and the walk over parameter groups."""
 
-    def __init__(self, params: Iterable, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-6,
-                 weight_decay: float = 0.01, bias_correction: bool = True):
+    def __init__(
+        self,
+        params: Iterable,
+        lr: float,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-6,
+        weight_decay: float = 0.01,
+        bias_correction: bool = True,
+    ):
         _check_adam_args(lr, betas, eps, weight_decay)
-        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
-                                      bias_correction=bias_correction))
+        super().__init__(
+            params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, bias_correction=bias_correction)
+        )
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
@@ -198,9 +209,19 @@ class AdamW(_AdamFamily):
             state["step"] += 1
         steps = [torch.tensor(float(state["step"]), device=params[0].device) for state in states]
         torch._fused_adamw_(
-            params, grads, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states], [], steps,
-            amsgrad=False, lr=group["lr"], beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"],
-            eps=group["eps"], maximize=False,
+            params,
+            grads,
+            [s["exp_avg"] for s in states],
+            [s["exp_avg_sq"] for s in states],
+            [],
+            steps,
+            amsgrad=False,
+            lr=group["lr"],
+            beta1=beta1,
+            beta2=beta2,
+            weight_decay=group["weight_decay"],
+            eps=group["eps"],
+            maximize=False,
         )
 
 
@@ -239,9 +260,17 @@ class Momentum(torch.optim.Optimizer):
         return loss
 
 
-def build_optimizer(name: str, model: nn.Module, lr: float, weight_decay: float, *, eps: float = 1e-6,
-                    betas: tuple[float, float] = (0.9, 0.999), bias_correction: bool = True,
-                    momentum: float = 0.9) -> torch.optim.Optimizer:
+def build_optimizer(
+    name: str,
+    model: nn.Module,
+    lr: float,
+    weight_decay: float,
+    *,
+    eps: float = 1e-6,
+    betas: tuple[float, float] = (0.9, 0.999),
+    bias_correction: bool = True,
+    momentum: float = 0.9,
+) -> torch.optim.Optimizer:
     """The named optimizer over `param_groups(model, weight_decay)`; options a method lacks are ignored."""
     groups = param_groups(model, weight_decay)
     if not groups:

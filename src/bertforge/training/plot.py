@@ -49,7 +49,8 @@ GROUPS = (
 
 
 def plot_run(
-    run_dir: str | os.PathLike[str], output: str | os.PathLike[str] | None = None,
+    run_dir: str | os.PathLike[str],
+    output: str | os.PathLike[str] | None = None,
     groups: Sequence[PlotGroup] = GROUPS,
 ) -> list[Path]:
     """Write one PNG per group of `groups` that has data in ``RUN_DIR/metrics.jsonl`` into `output`
@@ -71,8 +72,9 @@ def plot_run(
         written.append(path)
     if not written:
         known = ", ".join(key for group in groups for key in group.keys)
-        raise BertforgeError(f"{run_dir / METRICS_FILE}: no metrics to plot ({len(records)} records); expected "
-                             f"some of: {known}")
+        raise BertforgeError(
+            f"{run_dir / METRICS_FILE}: no metrics to plot ({len(records)} records); expected some of: {known}"
+        )
     return written
 
 

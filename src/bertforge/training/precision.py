@@ -30,8 +30,7 @@ def autocast_context(precision: str, device_type: str) -> contextlib.AbstractCon
     if precision not in AUTOCAST_DTYPES:
         raise BertforgeError(f"precision must be one of fp32, {', '.join(AUTOCAST_DTYPES)}, not {precision!r}")
     if not torch.amp.is_autocast_available(device_type):
-        raise BertforgeError(f"{precision} mixed precision is not available on device type {device_type!r}; "
-                             f"use fp32")
+        raise BertforgeError(f"{precision} mixed precision is not available on device type {device_type!r}; use fp32")
     return torch.autocast(device_type, dtype=AUTOCAST_DTYPES[precision])
 
 
@@ -42,15 +41,23 @@ class DynamicLossScaler:
     clip; ``optimizer.step()`` only if not found_inf; ``scaler.update(found_inf)``.
     """
 
-    def __init__(self, init_scale: float = 65536.0, scale_factor: float = 2.0, scale_window: int = 1000,
-                 max_consecutive_overflows: int = 50, enabled: bool = True):
+    def __init__(
+        self,
+        init_scale: float = 65536.0,
+        scale_factor: float = 2.0,
+        scale_window: int = 1000,
+        max_consecutive_overflows: int = 50,
+        enabled: bool = True,
+    ):
         if init_scale < 1:
             raise BertforgeError(f"init_scale must be >= 1, not {init_scale}")
         if scale_factor <= 1:
             raise BertforgeError(f"scale_factor must be > 1, not {scale_factor}")
         if scale_window < 1 or max_consecutive_overflows < 1:
-            raise BertforgeError(f"scale_window ({scale_window}) and max_consecutive_overflows "
-                                 f"({max_consecutive_overflows}) must be >= 1")
+            raise BertforgeError(
+                f"scale_window ({scale_window}) and max_consecutive_overflows "
+                f"({max_consecutive_overflows}) must be >= 1"
+            )
         self.scale_factor = float(scale_factor)
         self.scale_window = scale_window
         self.max_consecutive_overflows = max_consecutive_overflows
@@ -98,7 +105,8 @@ class DynamicLossScaler:
             if self.consecutive_overflows >= self.max_consecutive_overflows:
                 raise BertforgeError(
                     f"{self.consecutive_overflows} consecutive steps overflowed in fp16 (loss scale now "
-                    f"{self.loss_scale:g}); lower the learning rate or use bf16")
+                    f"{self.loss_scale:g}); lower the learning rate or use bf16"
+                )
             return
         self.consecutive_overflows = 0
         self.good_steps += 1
@@ -107,8 +115,12 @@ class DynamicLossScaler:
             self.good_steps = 0
 
     def state_dict(self) -> dict[str, Any]:
-        return {"loss_scale": self.loss_scale, "good_steps": self.good_steps,
-                "consecutive_overflows": self.consecutive_overflows, "skipped": self.skipped}
+        return {
+            "loss_scale": self.loss_scale,
+            "good_steps": self.good_steps,
+            "consecutive_overflows": self.consecutive_overflows,
+            "skipped": self.skipped,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.loss_scale = float(state["loss_scale"])

@@ -28,8 +28,16 @@ import torch
 from bertforge.errors import BertforgeError
 
 
-def warmup_poly_lr(step: int, *, learning_rate: float, end_learning_rate: float, warmup_steps: int,
-                   decay_steps: int, power: float, decay_from_zero: bool = False) -> float:
+def warmup_poly_lr(
+    step: int,
+    *,
+    learning_rate: float,
+    end_learning_rate: float,
+    warmup_steps: int,
+    decay_steps: int,
+    power: float,
+    decay_from_zero: bool = False,
+) -> float:
     """The learning rate for update number `step` (0-based); see the module docstring for the formula."""
     _check(learning_rate, end_learning_rate, warmup_steps, decay_steps, power)
     if step < 0:
@@ -43,9 +51,16 @@ def warmup_poly_lr(step: int, *, learning_rate: float, end_learning_rate: float,
     return (learning_rate - end_learning_rate) * (1 - done / span) ** power + end_learning_rate
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, *, learning_rate: float, end_learning_rate: float,
-                    warmup_steps: int, decay_steps: int, power: float, decay_from_zero: bool = False
-                    ) -> torch.optim.lr_scheduler.LambdaLR:
+def build_scheduler(
+    optimizer: torch.optim.Optimizer,
+    *,
+    learning_rate: float,
+    end_learning_rate: float,
+    warmup_steps: int,
+    decay_steps: int,
+    power: float,
+    decay_from_zero: bool = False,
+) -> torch.optim.lr_scheduler.LambdaLR:
     """A LambdaLR following `warmup_poly_lr`; call ``scheduler.step()`` after each optimizer step.
 
     LambdaLR multiplies each group's initial lr by warmup_poly_lr(step)/learning_rate, so a group created
@@ -54,9 +69,15 @@ def build_scheduler(optimizer: torch.optim.Optimizer, *, learning_rate: float, e
     change it).
     """
     _check(learning_rate, end_learning_rate, warmup_steps, decay_steps, power)
-    factor = functools.partial(_factor, learning_rate=learning_rate, end_learning_rate=end_learning_rate,
-                               warmup_steps=warmup_steps, decay_steps=decay_steps, power=power,
-                               decay_from_zero=decay_from_zero)
+    factor = functools.partial(
+        _factor,
+        learning_rate=learning_rate,
+        end_learning_rate=end_learning_rate,
+        warmup_steps=warmup_steps,
+        decay_steps=decay_steps,
+        power=power,
+        decay_from_zero=decay_from_zero,
+    )
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
@@ -64,17 +85,19 @@ def _factor(step: int, *, learning_rate: float, **schedule) -> float:
     return warmup_poly_lr(step, learning_rate=learning_rate, **schedule) / learning_rate
 
 
-def _check(learning_rate: float, end_learning_rate: float, warmup_steps: int, decay_steps: int,
-           power: float) -> None:
+def _check(learning_rate: float, end_learning_rate: float, warmup_steps: int, decay_steps: int, power: float) -> None:
     if learning_rate <= 0:
         raise BertforgeError(f"learning_rate must be > 0, not {learning_rate}")
     if not 0 <= end_learning_rate <= learning_rate:
-        raise BertforgeError(f"end_learning_rate must be in [0, learning_rate={learning_rate}], "
-                             f"not {end_learning_rate}")
+        raise BertforgeError(
+            f"end_learning_rate must be in [0, learning_rate={learning_rate}], not {end_learning_rate}"
+        )
     if power <= 0:
         raise BertforgeError(f"power must be > 0, not {power}")
     if warmup_steps < 0:
         raise BertforgeError(f"warmup_steps must be >= 0, not {warmup_steps}")
     if decay_steps <= warmup_steps:
-        raise BertforgeError(f"decay_steps ({decay_steps}) must be larger than warmup_steps ({warmup_steps}): "
-                             f"it is the step where the learning rate reaches end_learning_rate")
+        raise BertforgeError(
+            f"decay_steps ({decay_steps}) must be larger than warmup_steps ({warmup_steps}): "
+            f"it is the step where the learning rate reaches end_learning_rate"
+        )
