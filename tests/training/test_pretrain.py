@@ -281,3 +281,14 @@ def test_existing_run_is_not_overwritten(small_data, tmp_path):
     pretrain(tiny(small_data, "train.train_steps=1", "train.batch_size=8"), tmp_path / "run", progress=False)
     with pytest.raises(BertforgeError, match="already holds a run; pass --resume"):
         pretrain(tiny(small_data, "train.train_steps=1", "train.batch_size=8"), tmp_path / "run", progress=False)
+
+
+def test_bf16_autocast_runs_and_fp16_needs_cuda(small_data, tmp_path):
+    final = pretrain(
+        tiny(small_data, "train.train_steps=2", "train.batch_size=8", "train.precision=bf16"),
+        tmp_path / "bf16",
+        progress=False,
+    )
+    assert all(torch.isfinite(t).all() for t in weights(final).values())
+    with pytest.raises(BertforgeError, match="fp16 needs a CUDA device"):
+        pretrain(tiny(small_data, "train.precision=fp16"), tmp_path / "fp16", progress=False)
