@@ -1,5 +1,6 @@
 import itertools
 
+import numpy as np
 import pytest
 
 from bertforge.data.sampler import DistributedSampler
@@ -40,3 +41,20 @@ def test_resume_mid_epoch_without_replaying():
     assert seen + list(resumed) == expected
     with pytest.raises(ValueError):
         DistributedSampler(1000, rank=0, world_size=2, seed=9).load_state_dict(state)
+
+
+def test_length_grouped_batches_are_homogeneous_disjoint_and_resumable():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(5, 128, 1000)
+    samplers = [DistributedSampler(1000, r, 2, seed=1, lengths=lengths, batch_size=16) for r in range(2)]
+    parts = [list(s) for s in samplers]
+    assert len(parts[0]) == len(parts[1]) == (500 // 16) * 16
+    assert not set(parts[0]) & set(parts[1])
+    batches = np.array(parts[0]).reshape(-1, 16)
+    spread = np.mean([lengths[b].max() - lengths[b].min() for b in batches])
+    assert spread < 15  # random batches of 16 would span ~100
+    firsts = [lengths[b].max() for b in batches[:10]]
+    assert firsts != sorted(firsts, reverse=True)  # batches are shuffled, not longest first
+    resumed = DistributedSampler(1000, 0, 2, seed=1, lengths=lengths, batch_size=16)
+    resumed.advance(64)
+    assert list(resumed) == parts[0][64:]

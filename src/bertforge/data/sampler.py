@@ -26,6 +26,8 @@ class DistributedSampler:
     drop_last: bool = True
     epoch: int = 0
     position: int = 0  # items of this epoch the trainer has used on this rank
+    lengths: np.ndarray | None = None  # with `batch_size`: batches of similar lengths (less padding)
+    batch_size: int = 1
 
     def __post_init__(self) -> None:
         if not 0 <= self.rank < self.world_size:
@@ -46,15 +48,27 @@ class DistributedSampler:
         self.position += count
 
     def _indices(self) -> np.ndarray:
-        order = (
-            np.random.default_rng([self.seed, self.epoch]).permutation(self.num_items)
-            if self.shuffle
-            else np.arange(self.num_items)
-        )
+        rng = np.random.default_rng([self.seed, self.epoch])
+        order = rng.permutation(self.num_items) if self.shuffle else np.arange(self.num_items)
         total = len(self) * self.world_size
         if total > self.num_items:  # pad by wrapping around
             order = np.concatenate([order, order[: total - self.num_items]])
-        return order[self.rank : total : self.world_size]
+        if self.lengths is None:
+            return order[self.rank : total : self.world_size]
+        return self._length_grouped(order[:total], rng)
+
+    def _length_grouped(self, order: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Sort windows of 50 batches by length, cut them into batches, shuffle the batches (so that the
+        epoch does not go from short to long), and deal whole batches to the ranks in turn."""
+        per_rank = len(self) // self.batch_size  # whole batches only: every rank gets the same number
+        order = order[: per_rank * self.world_size * self.batch_size]
+        window = 50 * self.batch_size
+        chunks = [order[i : i + window] for i in range(0, len(order), window)]
+        grouped = np.concatenate([c[np.argsort(-self.lengths[c], kind="stable")] for c in chunks] or [order])
+        batches = grouped.reshape(-1, self.batch_size)
+        if self.shuffle:
+            batches = batches[rng.permutation(len(batches))]
+        return batches[self.rank :: self.world_size].reshape(-1)
 
     def __iter__(self) -> Iterator[int]:
         return iter(self._indices()[self.position :].tolist())

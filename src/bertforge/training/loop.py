@@ -1,0 +1,302 @@
+"""The one training loop every job runs (pretraining, fine-tuning): readable top to bottom.
+
+A job supplies a model, a dataset, a collate function and an `Objective`; the loop supplies everything
+else — optimizer, schedule, clipping, fp16 loss scaling, accumulation, DDP, checkpoints with exact resume,
+signals, logging and periodic evaluation.
+
+One optimizer step = `accumulation_steps` micro-batches on every process. The loss is normalised over the
+whole step: the objective's `totals` (e.g. the number of masked-LM targets, of examples) are summed over
+the step's micro-batches and all processes before the first backward, and every micro-batch's loss is its
+sums divided by those totals — so k micro-batches of b equal one batch of k·b, and n processes equal one
+process with n× accumulation. Gradients are all-reduced only on the last micro-step (`no_sync`). Dropout
+is reseeded from (seed, rank, step, micro-step) and the data order is a function of (seed, epoch): a
+resumed run repeats exactly what the uninterrupted run would have done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from bertforge.data.sampler import DistributedSampler
+from bertforge.errors import BertforgeError
+from bertforge.training import checkpoints, distributed
+from bertforge.training.config import LossScaleConfig, OptimizerConfig, TrainConfig
+from bertforge.training.metrics import MetricsLogger
+from bertforge.training.optimizers import build_optimizer, clip_gradients, describe_groups
+from bertforge.training.precision import DynamicLossScaler, autocast_context
+from bertforge.training.schedule import build_scheduler
+
+Batch = dict[str, torch.Tensor]
+
+
+@dataclass
+class Objective:
+    """What a task plugs into the loop. All tensors are 1-D vectors of sums, so they add up exactly over
+    micro-batches and processes."""
+
+    totals: Callable[[Sequence[Batch]], torch.Tensor]  # the step's normalisers, from its micro-batches
+    sums: Callable[[nn.Module, Batch], torch.Tensor]  # differentiable sums of one micro-batch
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (sums, all-process totals) -> scalar
+    summary: Callable[[torch.Tensor], dict[str, float]]  # the step's summed sums -> values to log
+    tokens: Callable[[Batch], int]  # real tokens of a micro-batch, for throughput
+
+
+@dataclass
+class Job:
+    model: nn.Module  # already on its device, with its weights (fresh, initialised or resumed)
+    dataset: Any  # __len__, __getitem__; optionally set_epoch (dynamic masking)
+    collate: Callable[[list[Any]], Batch]
+    objective: Objective
+    name: str = "train"  # progress bar label
+    lengths: np.ndarray | None = None  # per-item lengths: batches of similar length (fine-tuning)
+    evaluate: Callable[[int], dict[str, float]] | None = None  # called on every process at each epoch end
+
+
+def _stop_requested() -> tuple[list[bool], contextlib.AbstractContextManager]:
+    """A flag set by SIGTERM/SIGINT, so the loop can save a checkpoint and exit between steps."""
+    flag = [False]
+
+    def handler(signum, frame):
+        flag[0] = True
+
+    @contextlib.contextmanager
+    def installed():
+        old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+
+    return flag, installed()
+
+
+def run(
+    job: Job,
+    tc: TrainConfig,
+    oc: OptimizerConfig,
+    ls: LossScaleConfig,
+    run_dir: Path,
+    dist: distributed.Distributed,
+    *,
+    previous: Path | None = None,
+    num_workers: int = 0,
+    progress: bool = True,
+) -> Path:
+    """Train `job` and return its last checkpoint; `previous` is the checkpoint a resumed run continues."""
+    model, dataset = job.model, job.dataset
+    ddp = DistributedDataParallel(model) if dist.enabled else model
+    sampler = DistributedSampler(
+        len(dataset),
+        dist.rank,
+        dist.world_size,
+        seed=tc.seed,
+        drop_last=True,
+        lengths=job.lengths,
+        batch_size=tc.batch_size,
+    )
+    step_items = tc.batch_size * tc.accumulation_steps
+    steps_per_epoch = len(sampler) // step_items
+    if steps_per_epoch == 0:
+        raise BertforgeError(
+            f"{len(dataset)} examples make no full step of {tc.batch_size} × {tc.accumulation_steps} "
+            f"micro-batches on {dist.world_size} process(es)"
+        )
+    total_steps = tc.train_steps if tc.train_steps > 0 else tc.epochs * steps_per_epoch
+    optimizer, scheduler, scaler = _optimization(model, tc, oc, ls, total_steps, dist)
+    step = 0
+    if previous is not None:
+        state = checkpoints.load_trainer_state(previous)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        sampler.load_state_dict(state["sampler"])
+        checkpoints.set_rng_state(state["rng"])
+        step = state["step"]
+    if dist.is_main:
+        print(describe_groups(optimizer))
+        print(
+            f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters; {len(dataset)} examples; "
+            f"{steps_per_epoch} steps/epoch; {total_steps} steps of {tc.batch_size}×{tc.accumulation_steps}"
+            f"×{dist.world_size} examples" + (f"; resuming at step {step}" if step else "")
+        )
+    logger = MetricsLogger(run_dir, enabled=dist.is_main, resume_step=step if previous else None)
+    loader = DataLoader(
+        dataset,
+        batch_size=tc.batch_size,
+        sampler=sampler,
+        collate_fn=job.collate,
+        drop_last=True,
+        num_workers=num_workers,
+        generator=torch.Generator().manual_seed(tc.seed),  # keeps the global RNG for dropout
+    )
+
+    def save() -> Path:
+        state = {
+            "step": step,
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(),
+            "sampler": sampler.state_dict(),
+            "rng": checkpoints.rng_state(),
+        }
+        path = checkpoints.save_checkpoint(run_dir, step, model, state, keep=tc.save_checkpoint_num)
+        dist.barrier()
+        return path
+
+    stop, handlers = _stop_requested()
+    bar = tqdm(total=total_steps, initial=step, disable=not (progress and dist.is_main), desc=job.name, unit="step")
+    window = _Window()
+    last = None
+    with handlers:
+        while step < total_steps:
+            epoch = sampler.epoch
+            if hasattr(dataset, "set_epoch"):
+                dataset.set_epoch(epoch)
+            batches = iter(loader)
+            for _ in range((len(sampler) - sampler.position) // step_items):
+                if step >= total_steps:
+                    break
+                started = time.perf_counter()
+                micro = [next(batches) for _ in range(tc.accumulation_steps)]
+                sampler.advance(step_items)
+                stats = _train_step(ddp, micro, job.objective, optimizer, scaler, dist, tc, oc, step)
+                scheduler.step()
+                step += 1
+                window.add(stats, time.perf_counter() - started)
+                if dist.is_main and (step % tc.log_steps == 0 or step == total_steps):
+                    values = window.flush() | {
+                        "lr": scheduler.get_last_lr()[0],
+                        "loss_scale": scaler.loss_scale,
+                        "skipped_steps": scaler.skipped,
+                    }
+                    logger.log(step, values)
+                    bar.set_postfix(
+                        loss=f"{values['loss']:.3f}",
+                        lr=f"{values['lr']:.2e}",
+                        tok_s=f"{values['tokens_per_second']:.0f}",
+                    )
+                bar.update(1)
+                if dist.any(stop[0]):
+                    last = save()
+                    if dist.is_main:
+                        bar.write(f"stopped by signal at step {step}; checkpoint {last}; continue with --resume")
+                    logger.close()
+                    return last
+                if step % tc.save_checkpoint_steps == 0:
+                    last = save()
+            else:  # a whole epoch ran (its remainder too short for a full step is skipped)
+                sampler.set_epoch(epoch + 1)
+                if job.evaluate is not None:
+                    model.eval()
+                    metrics = job.evaluate(step)
+                    model.train()
+                    logger.log(step, {f"eval_{k}": v for k, v in metrics.items()})
+                    if dist.is_main:
+                        bar.write(
+                            f"epoch {epoch + 1}, step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+                        )
+    bar.close()
+    if last is None or not last.name.endswith(f"{step:08d}"):
+        last = save()
+    logger.close()
+    return last
+
+
+def _optimization(model, tc: TrainConfig, oc: OptimizerConfig, ls: LossScaleConfig, total_steps: int, dist):
+    optimizer = build_optimizer(
+        oc.name,
+        model,
+        lr=oc.learning_rate,
+        weight_decay=oc.weight_decay,
+        eps=oc.eps,
+        betas=(oc.beta1, oc.beta2),
+        bias_correction=oc.bias_correction,
+        momentum=oc.momentum,
+    )
+    decay_steps = oc.decay_steps
+    if decay_steps <= 0:  # decay over the run; a run shorter than its warm-up only warms up
+        decay_steps = max(total_steps, oc.warmup_steps + 1)
+        if total_steps <= oc.warmup_steps and dist.is_main:
+            print(f"note: the run ({total_steps} steps) ends before warm-up ({oc.warmup_steps} steps) does")
+    scheduler = build_scheduler(
+        optimizer,
+        learning_rate=oc.learning_rate,
+        end_learning_rate=oc.end_learning_rate,
+        warmup_steps=oc.warmup_steps,
+        decay_steps=decay_steps,
+        power=oc.power,
+        decay_from_zero=oc.decay_from_zero,
+    )
+    scaler = DynamicLossScaler(
+        ls.init_scale, ls.scale_factor, ls.scale_window, ls.max_consecutive_overflows, enabled=tc.precision == "fp16"
+    )
+    return optimizer, scheduler, scaler
+
+
+def _train_step(
+    ddp,
+    micro: list[Batch],
+    objective: Objective,
+    optimizer,
+    scaler,
+    dist,
+    tc: TrainConfig,
+    oc: OptimizerConfig,
+    step: int,
+) -> dict[str, float]:
+    """Forward/backward over the micro-batches, then one (possibly skipped) optimizer update."""
+    device = dist.device
+    micro = [{k: v.to(device, non_blocking=True) for k, v in mb.items()} for mb in micro]
+    totals = dist.sum(objective.totals(micro).to(device))  # normalisers of the whole step, all processes
+    acc = None
+    for i, mb in enumerate(micro):
+        # Dropout draws depend only on (seed, rank, step, micro-step): reproducible after a resume.
+        torch.manual_seed(int(np.random.SeedSequence([tc.seed, dist.rank, step, i]).generate_state(1)[0]))
+        sync = i == len(micro) - 1 or not dist.enabled
+        with contextlib.nullcontext() if sync else ddp.no_sync(), autocast_context(tc.precision, device.type):
+            sums = objective.sums(ddp, mb)
+            # DDP averages gradients over processes: scale by world size to get the sum-normalised loss.
+            loss = objective.loss(sums, totals) * dist.world_size
+            scaler.scale(loss).backward()
+        acc = sums.detach() if acc is None else acc + sums.detach()
+    found_inf = scaler.unscale_and_check(optimizer)
+    grad_norm = clip_gradients(ddp.parameters(), oc.clip_norm, oc.clip_mode)
+    if not found_inf:
+        optimizer.step()
+    scaler.update(found_inf)
+    optimizer.zero_grad(set_to_none=True)
+    tokens = dist.sum(torch.tensor(float(sum(objective.tokens(mb) for mb in micro)), device=device)).item()
+    return objective.summary(dist.sum(acc)) | {"grad_norm": float(grad_norm), "tokens": tokens}
+
+
+class _Window:
+    """Averages of the step statistics since the last log line (token-weighted throughput)."""
+
+    def __init__(self):
+        self.rows, self.seconds = [], 0.0
+
+    def add(self, stats: dict[str, float], seconds: float) -> None:
+        self.rows.append(stats)
+        self.seconds += seconds
+
+    def flush(self) -> dict[str, float]:
+        keys = [k for k in self.rows[0] if k != "tokens"]
+        out = {k: float(np.mean([r[k] for r in self.rows if math.isfinite(r[k])] or [math.nan])) for k in keys}
+        out["tokens_per_second"] = sum(r["tokens"] for r in self.rows) / max(self.seconds, 1e-9)
+        self.rows, self.seconds = [], 0.0
+        return out
