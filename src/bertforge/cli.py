@@ -176,6 +176,39 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     print(f"checkpoint: {final}")
 
 
+FINETUNE_FLAGS = {
+    "train": ("task.train", str),
+    "dev": ("task.dev", str),
+    "test": ("task.test", str),
+    "init": ("init", str),
+    "task": ("task.format", str),
+    "labels": ("task.labels", str),
+    "epochs": ("train.epochs", int),
+    "batch_size": ("train.batch_size", int),
+    "max_seq_length": ("task.max_seq_length", int),
+    "learning_rate": ("optimizer.learning_rate", float),
+    "optimizer": ("optimizer.name", str),
+    "assessment_method": ("task.assessment_method", str),
+    "seed": ("train.seed", int),
+    "device": ("train.device", str),
+}
+
+
+def cmd_finetune(args: argparse.Namespace) -> None:
+    from bertforge.training.config import load_config
+    from bertforge.training.finetune import FinetuneConfig, finetune
+
+    overrides = [
+        f"{key}={getattr(args, flag)}" for flag, (key, _) in FINETUNE_FLAGS.items() if getattr(args, flag) is not None
+    ]
+    overrides += [f"{name}={str(getattr(args, name)).lower()}" for name in ("do_train", "do_eval", "do_predict")]
+    overrides += ["task.skip_bad_lines=true"] if args.skip_bad_lines else []
+    if args.seeds:
+        overrides.append(f"seeds=[{args.seeds}]")
+    config = load_config(args.config, overrides + dotted_overrides(args.overrides), FinetuneConfig)
+    finetune(config, args.output, progress=not args.quiet)
+
+
 def cmd_pretrain_eval(args: argparse.Namespace) -> None:
     from bertforge.training.pretrain import evaluate
 
@@ -319,6 +352,24 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--" + flag.replace("_", "-"), dest=flag, type=kind, help=f"sets {key}")
     p.set_defaults(func=cmd_pretrain, overrides=[])
 
+    p = sub.add_parser(
+        "finetune",
+        parents=[common],
+        help="fine-tune a model on a task",
+        epilog="Any config key can be set as --section.key value, e.g. --optimizer.weight_decay 0.",
+    )
+    p.add_argument("kind", choices=["classification"], help="the task family")
+    p.add_argument("--output", required=True, help="output directory (best model, eval_results.json, predictions)")
+    p.add_argument("--config", help="YAML config (configs/finetune/classification.yaml)")
+    for flag, (key, kind) in FINETUNE_FLAGS.items():
+        p.add_argument("--" + flag.replace("_", "-"), dest=flag, type=kind, help=f"sets {key}")
+    for name, default in (("do_train", True), ("do_eval", True), ("do_predict", False)):
+        p.add_argument("--" + name.replace("_", "-"), dest=name, action=argparse.BooleanOptionalAction, default=default)
+    p.add_argument("--seeds", help="comma-separated seeds: one run each, mean ± std reported")
+    p.add_argument("--skip-bad-lines", action="store_true", help="skip (and count) malformed input lines")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_finetune, overrides=[])
+
     p = sub.add_parser("pretrain-eval", parents=[common], help="MLM and NSP accuracy of a checkpoint on a dataset")
     p.add_argument("--model", required=True, help="checkpoint (any format from_pretrained reads)")
     p.add_argument("--data", required=True, help="dataset directory or TFRecord file(s)")
@@ -338,7 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    if extra and args.command != "pretrain":
+    if extra and args.command not in ("pretrain", "finetune"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.overrides = extra
     logging.basicConfig(

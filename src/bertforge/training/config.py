@@ -41,6 +41,7 @@ class OptimizerConfig:
     learning_rate: float = 3e-5
     end_learning_rate: float = 0.0
     warmup_steps: int = 10000
+    warmup_proportion: float = 0.0  # > 0: warm up for this fraction of the run instead of warmup_steps
     decay_steps: int = -1  # -1: the run's total steps
     power: float = 1.0
     decay_from_zero: bool = False  # the model zoo counts decay from step 0 (a jump after warm-up)
@@ -92,9 +93,11 @@ _CHOICES = {
 }
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> PretrainConfig:
-    """Defaults, then the YAML file, then `key.sub=value` overrides; errors name the key and suggest one."""
-    schema = OmegaConf.structured(PretrainConfig)
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None, schema_class: type = None):
+    """Defaults, then the YAML file, then `key.sub=value` overrides; errors name the key and suggest one.
+
+    `schema_class` is the dataclass of the job's config (default: `PretrainConfig`)."""
+    schema = OmegaConf.structured(schema_class or PretrainConfig)
     try:
         merged = schema
         if path is not None:
@@ -108,13 +111,14 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         raise BertforgeError(f"{path or 'command line'}: {exc.msg.splitlines()[0]} (key {exc.full_key})") from None
     except OmegaConfBaseException as exc:
         raise BertforgeError(f"{path or 'command line'}: {exc}") from None
-    config: PretrainConfig = OmegaConf.to_object(merged)
+    config = OmegaConf.to_object(merged)
     for key, allowed in _CHOICES.items():
         section, name = key.split(".")
         value = getattr(getattr(config, section), name)
         if value not in allowed:
             raise BertforgeError(f"{key} must be one of {', '.join(allowed)}, not {value!r}")
-    config.bert_config()  # validate the model section now, not after data loading
+    if isinstance(config, PretrainConfig):
+        config.bert_config()  # validate the model section now, not after data loading
     return config
 
 
@@ -128,5 +132,5 @@ def _unknown_key_message(exc: OmegaConfBaseException, schema: DictConfig, path) 
     return f"{path or 'command line'}: unknown config key '{key}'{hint}"
 
 
-def save_config(config: PretrainConfig, path: str | Path) -> None:
+def save_config(config, path: str | Path) -> None:
     atomic_write_text(path, OmegaConf.to_yaml(OmegaConf.structured(config)))

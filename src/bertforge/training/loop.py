@@ -228,16 +228,17 @@ def _optimization(model, tc: TrainConfig, oc: OptimizerConfig, ls: LossScaleConf
         bias_correction=oc.bias_correction,
         momentum=oc.momentum,
     )
+    warmup = round(oc.warmup_proportion * total_steps) if oc.warmup_proportion > 0 else oc.warmup_steps
     decay_steps = oc.decay_steps
     if decay_steps <= 0:  # decay over the run; a run shorter than its warm-up only warms up
-        decay_steps = max(total_steps, oc.warmup_steps + 1)
-        if total_steps <= oc.warmup_steps and dist.is_main:
-            print(f"note: the run ({total_steps} steps) ends before warm-up ({oc.warmup_steps} steps) does")
+        decay_steps = max(total_steps, warmup + 1)
+        if total_steps <= warmup and dist.is_main:
+            print(f"note: the run ({total_steps} steps) ends before warm-up ({warmup} steps) does")
     scheduler = build_scheduler(
         optimizer,
         learning_rate=oc.learning_rate,
         end_learning_rate=oc.end_learning_rate,
-        warmup_steps=oc.warmup_steps,
+        warmup_steps=warmup,
         decay_steps=decay_steps,
         power=oc.power,
         decay_from_zero=oc.decay_from_zero,
