@@ -10,6 +10,7 @@ import pytest
 
 from bertforge.cli import main as cli
 from bertforge.modeling import BertConfig, BertForPreTraining, BertForSequenceClassification
+from bertforge.training.metrics import read_metrics
 
 GOOD = ["good", "great", "excellent", "wonderful", "superb", "lovely"]
 BAD = ["bad", "awful", "terrible", "boring", "dreadful", "poor"]
@@ -171,9 +172,13 @@ def test_regression(tiny_checkpoint, tmp_path):
             "spearman_correlation",
             "--learning-rate",
             1e-3,
+            "--train.eval_steps",
+            2,
         )
         == 0
     )
     results = json.loads((tmp_path / "o" / "eval_results.json").read_text())
     assert set(results) >= {"spearman", "pearson"}
+    evaluated = [r["step"] for r in read_metrics(tmp_path / "o") if "eval_spearman" in r]
+    assert evaluated[:3] == [2, 4, 5]  # every 2 steps (--train.eval_steps) and at each epoch's end (5 steps)
     assert BertForSequenceClassification.from_pretrained(tmp_path / "o" / "best").config.num_labels == 1

@@ -33,6 +33,7 @@ class TrainConfig:
     precision: str = "fp32"  # fp32 | bf16 | fp16 (mixed precision on CUDA)
     device: str = "auto"  # auto | cpu | cuda
     log_steps: int = 10  # metrics every N optimizer steps
+    eval_steps: int = 0  # > 0: also evaluate every N steps (jobs that evaluate do so at every epoch's end)
 
 
 @dataclass

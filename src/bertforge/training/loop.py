@@ -199,22 +199,26 @@ def run(
                     return last
                 if step % tc.save_checkpoint_steps == 0:
                     last = save()
+                if tc.eval_steps > 0 and step % tc.eval_steps == 0 and job.evaluate is not None:
+                    _evaluate(job, step, f"step {step}", logger, bar, dist)
             else:  # a whole epoch ran (its remainder too short for a full step is skipped)
                 sampler.set_epoch(epoch + 1)
                 if job.evaluate is not None:
-                    model.eval()
-                    metrics = job.evaluate(step)
-                    model.train()
-                    logger.log(step, {f"eval_{k}": v for k, v in metrics.items()})
-                    if dist.is_main:
-                        bar.write(
-                            f"epoch {epoch + 1}, step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
-                        )
+                    _evaluate(job, step, f"epoch {epoch + 1}, step {step}", logger, bar, dist)
     bar.close()
     if last is None or not last.name.endswith(f"{step:08d}"):
         last = save()
     logger.close()
     return last
+
+
+def _evaluate(job: Job, step: int, when: str, logger: MetricsLogger, bar, dist) -> None:
+    job.model.eval()
+    metrics = job.evaluate(step)
+    job.model.train()
+    logger.log(step, {f"eval_{k}": v for k, v in metrics.items()})
+    if dist.is_main:
+        bar.write(f"{when}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
 
 
 def _optimization(model, tc: TrainConfig, oc: OptimizerConfig, ls: LossScaleConfig, total_steps: int, dist):
