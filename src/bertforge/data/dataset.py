@@ -15,17 +15,10 @@ import numpy as np
 
 from bertforge.data import shards
 from bertforge.data.masking import MaskingConfig, mask_instances
+from bertforge.data.tfrecord import PRETRAINING_FEATURES, read_pretraining_tfrecords
 from bertforge.errors import BertforgeError
 
-FEATURES = (
-    "input_ids",
-    "input_mask",
-    "segment_ids",
-    "masked_lm_positions",
-    "masked_lm_ids",
-    "masked_lm_weights",
-    "next_sentence_labels",
-)
+FEATURES = PRETRAINING_FEATURES  # Google's seven TFRecord feature names, in its order
 
 
 class PretrainingDataset:
@@ -58,8 +51,6 @@ class PretrainingDataset:
         self._dense = None
 
     def _open_tfrecords(self, paths: list[Path]) -> None:
-        from bertforge.data.tfrecord import read_pretraining_tfrecords
-
         for p in paths:
             if not p.is_file():
                 raise BertforgeError(f"{p}: neither a bertforge dataset directory (no schema.json) nor a TFRecord file")

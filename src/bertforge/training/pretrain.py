@@ -13,26 +13,16 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from bertforge.data.dataset import PretrainingDataset
+from bertforge.data.dataset import FEATURES, PretrainingDataset
 from bertforge.errors import BertforgeError
 from bertforge.modeling.heads import BertForPreTraining, pretraining_loss_terms
 from bertforge.training import checkpoints, distributed, loop
 from bertforge.training.config import PretrainConfig, save_config
 
-BATCH_KEYS = (
-    "input_ids",
-    "input_mask",
-    "segment_ids",
-    "masked_lm_positions",
-    "masked_lm_ids",
-    "masked_lm_weights",
-    "next_sentence_labels",
-)
-
 
 def collate(items: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
     """Stack items and cut the padding common to all of them (dynamic padding)."""
-    batch = {k: torch.from_numpy(np.stack([it[k] for it in items])) for k in BATCH_KEYS}
+    batch = {k: torch.from_numpy(np.stack([it[k] for it in items])) for k in FEATURES}
     length = max(1, int(batch["input_mask"].sum(1).max()))
     for k in ("input_ids", "input_mask", "segment_ids"):
         batch[k] = batch[k][:, :length]
