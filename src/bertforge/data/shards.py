@@ -14,14 +14,13 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from bertforge.errors import BertforgeError
-from bertforge.fileio import atomic_write_text
+from bertforge.fileio import atomic_dir, atomic_write_text
 
 FORMAT = "bertforge-pretraining"
 VERSION = 1
@@ -42,20 +41,12 @@ def shard_name(index: int) -> str:
 
 
 def write_shard(directory: Path, index: int, columns: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
-    """Write one shard's columns into a temporary directory, then rename it into place."""
-    final = directory / shard_name(index)
-    tmp = directory / f".{shard_name(index)}.{uuid.uuid4().hex[:8]}.tmp"
-    tmp.mkdir()
-    try:
+    """Write one shard's columns into a temporary directory, then rename it into place (replacing a stale
+    shard from an overwritten run)."""
+    with atomic_dir(directory / shard_name(index)) as tmp:
         for name, array in columns.items():
             np.save(tmp / f"{name}.npy", array, allow_pickle=False)
-        atomic_write_text(tmp / "meta.json", json.dumps(meta, indent=1) + "\n")
-        if final.exists():  # a stale shard from an overwritten run
-            shutil.rmtree(final)
-        tmp.rename(final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
 
 
 def read_shard_meta(directory: Path, index: int) -> dict[str, Any] | None:

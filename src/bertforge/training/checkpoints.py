@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import random
 import shutil
-import uuid
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from bertforge.errors import BertforgeError
-from bertforge.fileio import atomic_path, atomic_write_text
+from bertforge.fileio import atomic_dir, atomic_write_text
 
 PREFIX = "step-"
 
@@ -49,19 +48,9 @@ def save_checkpoint(run_dir: Path, step: int, model, trainer_state: dict[str, An
     root = checkpoint_dir(run_dir)
     root.mkdir(parents=True, exist_ok=True)
     name = f"{PREFIX}{step:08d}"
-    tmp = root / f".{name}.{uuid.uuid4().hex[:8]}.tmp"
-    tmp.mkdir()
-    try:
+    with atomic_dir(root / name) as tmp:  # the same step saved again (at the end) replaces its twin
         model.save_pretrained(tmp)
-        with atomic_path(tmp / "trainer.pt") as path:
-            torch.save(trainer_state, path)
-        final = root / name
-        if final.exists():  # the same step saved again (e.g. at the end after a periodic save)
-            shutil.rmtree(final)
-        tmp.rename(final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+        torch.save(trainer_state, tmp / "trainer.pt")
     atomic_write_text(root / "latest", name + "\n")
     for old in sorted(p for p in root.glob(f"{PREFIX}*") if p.is_dir())[: -max(1, keep)]:
         shutil.rmtree(old)

@@ -24,11 +24,11 @@ import torch
 import torch.nn.functional as F
 
 from bertforge.errors import BertforgeError
-from bertforge.fileio import atomic_write_text
+from bertforge.fileio import atomic_dir, atomic_write_text
 from bertforge.modeling.heads import BertForSequenceClassification
 from bertforge.samples import cache_dir
 from bertforge.tasks import classification
-from bertforge.tasks.metrics import compute_metrics, format_metrics
+from bertforge.tasks.metrics import METHODS, compute_metrics, format_metrics
 from bertforge.tokenization import FullTokenizer
 from bertforge.training import distributed, loop
 from bertforge.training.config import LossScaleConfig, OptimizerConfig, TrainConfig
@@ -254,9 +254,7 @@ def _finetune_one(config: FinetuneConfig, output: Path, seed: int, progress: boo
     dev_examples = _read(task.dev, "dev", task) if (config.do_eval or config.do_train) and task.dev else None
     dev = EncodedSet(encode_cached(dev_examples, Path(task.dev), tokenizer, task, label_map)) if dev_examples else None
     best_dir, best = output / "best", {"score": -float("inf")}
-    main_metric = {"accuracy": "accuracy", "f1": "f1", "mcc": "mcc", "spearman_correlation": "spearman"}[
-        task.assessment_method
-    ]
+    main_metric = METHODS[task.assessment_method]
 
     def evaluate(step: int) -> dict[str, float]:
         if dev is None:
@@ -307,13 +305,13 @@ def _finetune_one(config: FinetuneConfig, output: Path, seed: int, progress: boo
 
 
 def _save_model(model, directory: Path, label_map, vocab: Path) -> None:
-    """The kept model: weights + config (with label names), its label list and vocab, loadable by --init."""
-    if directory.exists():
-        shutil.rmtree(directory)
-    model.save_pretrained(directory)
-    if label_map is not None:
-        label_map.save(directory / "labels.json")
-    shutil.copyfile(vocab, directory / "vocab.txt")
+    """The kept model: weights + config (with label names), its label list and vocab, loadable by --init;
+    replaced as a whole, so a kill while saving leaves the previous best."""
+    with atomic_dir(directory) as tmp:
+        model.save_pretrained(tmp)
+        if label_map is not None:
+            label_map.save(tmp / "labels.json")
+        shutil.copyfile(vocab, tmp / "vocab.txt")
 
 
 def _write_predictions(model, task: TaskConfig, tokenizer, label_map, output: Path, device) -> list[Path]:

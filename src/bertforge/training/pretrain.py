@@ -128,18 +128,8 @@ def evaluate(
     with torch.no_grad():
         for start in tqdm(range(0, len(indices), batch_size), disable=not (progress and dist.is_main), desc="eval"):
             mb = collate([dataset[i] for i in indices[start : start + batch_size]])
-            mb = {k: v.to(dist.device) for k, v in mb.items()}
-            out = model(mb["input_ids"], mb["segment_ids"], mb["input_mask"], mb["masked_lm_positions"])
-            t = pretraining_loss_terms(
-                out.mlm_logits, out.nsp_logits, mb["masked_lm_ids"], mb["masked_lm_weights"], mb["next_sentence_labels"]
-            )
-            sums += torch.stack([t.mlm_nll, t.mlm_weight, t.mlm_correct, t.nsp_nll, t.nsp_count, t.nsp_correct])
-    s = dist.sum(sums).tolist()
+            sums += _sums(model, {k: v.to(dist.device) for k, v in mb.items()})
+    sums = dist.sum(sums)
     distributed.teardown()
-    return {
-        "instances": int(s[4]),
-        "mlm_accuracy": s[2] / max(s[1], 1e-5),
-        "mlm_loss": s[0] / max(s[1], 1e-5),
-        "nsp_accuracy": s[5] / max(s[4], 1),
-        "nsp_loss": s[3] / max(s[4], 1),
-    }
+    summary = _summary(sums)
+    return {"instances": int(sums[4].item())} | {k: v for k, v in summary.items() if k != "loss"}
