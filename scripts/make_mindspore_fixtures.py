@@ -14,7 +14,7 @@ What it does, and why:
    tests' expected values come from MindSpore's own reader;
 3. writes `dtypes_split_crc.ckpt` (every tensor_type, scalars, a string, a tensor split over several
    records, CRC trailer) and two files that are not plain checkpoints (encrypted; safetensors);
-4. checks the other direction: files written by `bertforge.modeling.mindspore_ckpt` load in MindSpore
+4. checks the other direction: files written by `bertforge.formats.mindspore_ckpt` load in MindSpore
    with identical names, dtypes and values. It exits non-zero if any check fails.
 Last run: MindSpore 2.10.0, numpy 1.26.4, Python 3.11.
 """
@@ -22,7 +22,6 @@ Last run: MindSpore 2.10.0, numpy 1.26.4, Python 3.11.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import shutil
 import sys
 import tempfile
@@ -32,14 +31,11 @@ import mindspore as ms
 import numpy as np
 from mindspore.train import serialization
 
-# Load the module by path: bertforge.modeling's __init__ imports torch, which this venv need not have.
+# bertforge from the source tree, uninstalled: bertforge.formats imports no torch, which this venv need not have.
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))  # for bertforge.errors
-_spec = importlib.util.spec_from_file_location("mindspore_ckpt", ROOT / "src/bertforge/modeling/mindspore_ckpt.py")
-mindspore_ckpt = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(mindspore_ckpt)
-read_mindspore_checkpoint = mindspore_ckpt.read_mindspore_checkpoint
-write_mindspore_checkpoint = mindspore_ckpt.write_mindspore_checkpoint
+sys.path.insert(0, str(ROOT / "src"))
+from bertforge.formats import mindspore_ckpt  # noqa: E402
+from bertforge.formats.mindspore_ckpt import read_mindspore_checkpoint, write_mindspore_checkpoint  # noqa: E402
 
 TINY = dict(
     vocab_size=128,

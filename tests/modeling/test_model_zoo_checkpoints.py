@@ -11,8 +11,8 @@ import transformers
 
 from bertforge.cli import main as cli
 from bertforge.errors import BertforgeError
+from bertforge.formats.mindspore_ckpt import read_mindspore_checkpoint
 from bertforge.modeling import BertConfig, BertForPreTraining, BertModel
-from bertforge.modeling.mindspore_ckpt import read_mindspore_checkpoint
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "mindspore"
 YAML = FIXTURES / "pretrain_config.yaml"

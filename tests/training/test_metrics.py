@@ -10,8 +10,8 @@ import time
 import numpy as np
 import pytest
 
-from bertforge.data.tfrecord import iter_tfrecord
 from bertforge.errors import BertforgeError
+from bertforge.formats.tfrecord import iter_tfrecord
 from bertforge.training.metrics import METRICS_FILE, MetricsLogger, read_metrics, truncate_after
 
 event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")

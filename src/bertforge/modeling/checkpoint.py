@@ -189,7 +189,7 @@ def locate(path: str | Path) -> tuple[Path, Path | None]:
 def read_weights(path: Path) -> dict[str, torch.Tensor]:
     """Read a weights file into Hugging Face full-model names."""
     if path.suffix == ".ckpt":
-        from bertforge.modeling.mindspore_ckpt import read_mindspore_checkpoint
+        from bertforge.formats.mindspore_ckpt import read_mindspore_checkpoint
 
         return from_model_zoo_names(read_mindspore_checkpoint(path), str(path))
     if path.suffix == ".safetensors":
@@ -304,7 +304,7 @@ class PretrainedMixin:
 
     def save_mindspore(self, path: str | Path, overwrite: bool = False) -> Path:
         """Write a MindSpore model zoo `.ckpt` (pretraining-network names) that MindSpore's loader reads."""
-        from bertforge.modeling.mindspore_ckpt import write_mindspore_checkpoint
+        from bertforge.formats.mindspore_ckpt import write_mindspore_checkpoint
 
         path = Path(path)
         if path.exists() and not overwrite:

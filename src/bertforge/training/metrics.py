@@ -27,10 +27,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO
 
-from bertforge.crc32c import crc32c, mask
 from bertforge.errors import BertforgeError
 from bertforge.fileio import atomic_path
-from bertforge.protowire import encode_varint, length_delimited
+from bertforge.formats.crc32c import crc32c, mask
+from bertforge.formats.protowire import encode_varint, length_delimited
 
 METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"

@@ -32,8 +32,8 @@ import numpy as np
 
 from bertforge.errors import BertforgeError
 from bertforge.fileio import atomic_path
-from bertforge.protowire import encode_varint as _varint
-from bertforge.protowire import length_delimited as _field_bytes
+from bertforge.formats.protowire import encode_varint as _varint
+from bertforge.formats.protowire import length_delimited as _field_bytes
 
 # tensor_type string (str() of a mindspore dtype) -> numpy dtype of the payload.
 _NUMPY_DTYPES: dict[str, np.dtype] = {

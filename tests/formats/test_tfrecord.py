@@ -13,17 +13,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bertforge.crc32c import crc32c, crc32c_spans
-from bertforge.data import tfrecord
-from bertforge.data.tfrecord import (
+from bertforge.errors import BertforgeError
+from bertforge.formats import tfrecord
+from bertforge.formats.crc32c import crc32c, crc32c_spans
+from bertforge.formats.protowire import encode_varint, length_delimited
+from bertforge.formats.tfrecord import (
     PRETRAINING_FEATURES,
     iter_tfrecord,
     parse_example,
     read_pretraining_tfrecords,
     write_tfrecord,
 )
-from bertforge.errors import BertforgeError
-from bertforge.protowire import encode_varint, length_delimited
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "tfrecord"
 MAIN = FIXTURES / "google_en.tfrecord"

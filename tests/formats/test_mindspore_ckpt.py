@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from bertforge.errors import BertforgeError
-from bertforge.modeling import mindspore_ckpt
-from bertforge.modeling.mindspore_ckpt import (
+from bertforge.formats import mindspore_ckpt
+from bertforge.formats.mindspore_ckpt import (
     read_mindspore_checkpoint,
     write_mindspore_checkpoint,
 )

@@ -30,10 +30,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bertforge.crc32c import crc32c, crc32c_spans, mask
 from bertforge.errors import BertforgeError
 from bertforge.fileio import atomic_path
-from bertforge.protowire import (
+from bertforge.formats.crc32c import crc32c, crc32c_spans, mask
+from bertforge.formats.protowire import (
     WireError,
     decode_varint,
     decode_varints,
