@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from bertforge.data import shards
+from bertforge.data.pretraining_tfrecords import read_pretraining_tfrecords
 from bertforge.errors import BertforgeError
-from bertforge.formats.tfrecord import read_pretraining_tfrecords
 from bertforge.tokenization import FullTokenizer
 
 INSTANCES_PER_SHARD = 1 << 20

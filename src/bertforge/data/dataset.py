@@ -15,8 +15,8 @@ import numpy as np
 
 from bertforge.data import shards
 from bertforge.data.masking import MaskingConfig, mask_instances
+from bertforge.data.pretraining_tfrecords import PRETRAINING_FEATURES, read_pretraining_tfrecords
 from bertforge.errors import BertforgeError
-from bertforge.formats.tfrecord import PRETRAINING_FEATURES, read_pretraining_tfrecords
 
 FEATURES = PRETRAINING_FEATURES  # Google's seven TFRecord feature names, in its order
 

@@ -1,18 +1,8 @@
 """Training metrics on disk: one JSON line per logged step (``RUN_DIR/metrics.jsonl``, for scripts and
-``bertforge plot``) and TensorBoard scalar events (``RUN_DIR/tensorboard/``), written without TensorFlow
-or TensorBoard installed.
+``bertforge plot``) and TensorBoard scalar events (``RUN_DIR/tensorboard/``, see `formats.tensorboard`).
 
-An event file is a TFRecord file of serialized ``Event`` protos; the few fields used here are::
-
-    Event      { double wall_time = 1; int64 step = 2; string file_version = 3;
-                 Summary summary = 5; SessionLog session_log = 7 }
-    Summary    { repeated Value value = 1 }
-    Value      { string tag = 1; float simple_value = 2 }
-    SessionLog { Status status = 1 }   # START = 1
-
-The first event of a file carries only ``file_version = "brain.Event:2"``. A resumed run writes
-``SessionLog.START`` at the step after its checkpoint: TensorBoard then drops the old files' events from
-that step on, as ``truncate_after`` does for the JSONL, so both views agree after a resume.
+A resumed run writes ``SessionLog.START`` at the step after its checkpoint: TensorBoard then drops the old
+files' events from that step on, as ``truncate_after`` does for the JSONL, so both views agree after a resume.
 """
 
 from __future__ import annotations
@@ -20,8 +10,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import socket
-import struct
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -29,14 +17,11 @@ from typing import IO
 
 from bertforge.errors import BertforgeError
 from bertforge.fileio import atomic_path
-from bertforge.formats.crc32c import crc32c, mask
-from bertforge.formats.protowire import encode_varint, length_delimited
+from bertforge.formats.tensorboard import EventFileWriter
 
 METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
 _RESERVED = ("step", "time")
-_FLOAT32_MAX = 3.4028234663852886e38
-_SESSION_START = 1
 
 
 class MetricsLogger:
@@ -63,7 +48,7 @@ class MetricsLogger:
         self.jsonl_path = self.run_dir / METRICS_FILE
         self.event_path: Path | None = None
         self._jsonl: IO[str] | None = None
-        self._events: IO[bytes] | None = None
+        self._events: EventFileWriter | None = None
         self._last_flush = time.monotonic()
         if not enabled:
             return
@@ -73,10 +58,10 @@ class MetricsLogger:
         else:
             _repair_tail(self.jsonl_path)
         self._jsonl = open(self.jsonl_path, "a", encoding="utf-8")
-        self.event_path, self._events = _new_event_file(self.run_dir / TENSORBOARD_DIR)
-        self._write_event(_encode_event(time.time(), 0, file_version="brain.Event:2"))
+        self._events = EventFileWriter(self.run_dir / TENSORBOARD_DIR)
+        self.event_path = self._events.path
         if resume_step is not None:
-            self._write_event(_encode_event(time.time(), resume_step + 1, session_start=True))
+            self._events.add_session_start(time.time(), resume_step + 1)
         self.flush()
 
     def log(self, step: int, values: Mapping[str, float]) -> None:
@@ -91,7 +76,7 @@ class MetricsLogger:
         record.update({k: v if math.isfinite(v) else None for k, v in scalars.items()})  # strict JSON: no NaN
         self._jsonl.write(json.dumps(record) + "\n")
         self._jsonl.flush()
-        self._write_event(_encode_event(now, step, scalars=scalars))
+        self._events.add_scalars(now, step, scalars)
         if time.monotonic() - self._last_flush >= self.flush_secs:
             self.flush()
 
@@ -112,10 +97,6 @@ class MetricsLogger:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-    def _write_event(self, event: bytes) -> None:
-        assert self._events is not None
-        self._events.write(_frame(event))
 
 
 # ------------------------------------------------------------------------------------------------ JSONL
@@ -200,56 +181,3 @@ def _as_floats(values: Mapping[str, float]) -> dict[str, float]:
         except (TypeError, ValueError):
             raise TypeError(f"metric {name!r}: {value!r} is not a number") from None
     return out
-
-
-# ------------------------------------------------------------------------------------------ TensorBoard
-
-
-def _new_event_file(directory: Path) -> tuple[Path, IO[bytes]]:
-    """Create ``events.out.tfevents.<time>.<host>.<pid>`` (TF's naming, which TensorBoard sorts by), with
-    a counter suffix if a logger of this process already made one this second (a resume in a test)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    base = f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}.{os.getpid()}"
-    for n in range(1000):
-        path = directory / (base if n == 0 else f"{base}.{n}")
-        try:
-            return path, open(path, "xb")
-        except FileExistsError:
-            continue
-    raise BertforgeError(f"{directory}: cannot create a new event file ({base}.* all exist)")
-
-
-def _encode_event(
-    wall_time: float,
-    step: int,
-    *,
-    file_version: str | None = None,
-    scalars: Mapping[str, float] | None = None,
-    session_start: bool = False,
-) -> bytes:
-    """A serialized ``Event``; field keys are ``number << 3 | wire type`` (1: 8 bytes, 0: varint, 5: 4 bytes)."""
-    out = bytearray(encode_varint(1 << 3 | 1) + struct.pack("<d", wall_time))
-    out += encode_varint(2 << 3 | 0) + encode_varint(step)
-    if file_version is not None:
-        out += length_delimited(3, file_version.encode())
-    if scalars:
-        values = b"".join(
-            length_delimited(1, length_delimited(1, tag.encode()) + encode_varint(2 << 3 | 5) + _float32(v))
-            for tag, v in scalars.items()
-        )
-        out += length_delimited(5, values)
-    if session_start:
-        out += length_delimited(7, encode_varint(1 << 3 | 0) + encode_varint(_SESSION_START))
-    return bytes(out)
-
-
-def _float32(value: float) -> bytes:
-    if math.isfinite(value) and abs(value) > _FLOAT32_MAX:  # struct refuses to round these to inf
-        value = math.copysign(math.inf, value)
-    return struct.pack("<f", value)
-
-
-def _frame(record: bytes) -> bytes:
-    """One TFRecord: length, masked CRC of the length, data, masked CRC of the data."""
-    head = struct.pack("<Q", len(record))
-    return head + struct.pack("<I", mask(crc32c(head))) + record + struct.pack("<I", mask(crc32c(record)))

@@ -1,4 +1,5 @@
-"""TFRecord / tf.train.Example reading against files written by Google's create_pretraining_data.py and TF.
+"""Google pretraining TFRecords (TFRecord framing, tf.train.Example, the seven features) read and written
+against files written by Google's create_pretraining_data.py and TF.
 
 The fixtures and their .npz expectations (what tf.data + tf.io.parse_single_example returned) come from
 scripts/make_tfrecord_fixtures.py; TensorFlow itself is not needed here.
@@ -13,17 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bertforge.data.pretraining_tfrecords import PRETRAINING_FEATURES, read_pretraining_tfrecords
 from bertforge.errors import BertforgeError
 from bertforge.formats import tfrecord
-from bertforge.formats.crc32c import crc32c, crc32c_spans
-from bertforge.formats.protowire import encode_varint, length_delimited
-from bertforge.formats.tfrecord import (
-    PRETRAINING_FEATURES,
-    iter_tfrecord,
-    parse_example,
-    read_pretraining_tfrecords,
-    write_tfrecord,
-)
+from bertforge.formats.example_proto import encode_example, parse_example
+from bertforge.formats.tfrecord import iter_tfrecord, write_tfrecord
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "tfrecord"
 MAIN = FIXTURES / "google_en.tfrecord"
@@ -138,36 +133,6 @@ def test_round_trip(tmp_path, compression):
         np.testing.assert_array_equal(got[name], want.reshape(got[name].shape), err_msg=name)
 
 
-def test_crc32c():
-    assert crc32c(b"123456789") == 0xE3069283  # the standard CRC-32C check value
-    rng = np.random.default_rng(0)
-    lengths = np.array([0, 1, 3, 4, 5, 63, 64, 65, 1300, 5000, 70000])
-    buf = rng.integers(0, 256, int(lengths.sum()) + 100, dtype=np.uint8)
-    starts = np.cumsum(lengths) - lengths + 7
-    got = crc32c_spans(buf, starts, lengths)
-    assert got.tolist() == [crc32c(buf[s : s + n].tobytes()) for s, n in zip(starts, lengths)]
-
-
-def test_protobuf_merging_rules():
-    """Valid protobuf TF never writes: repeated keys keep the last entry, lists of one kind concatenate,
-    unknown fields of every wire type are skipped."""
-    ints = length_delimited(3, length_delimited(1, encode_varint(1) + encode_varint(2)))
-    more = length_delimited(3, b"\x08" + encode_varint(-5))
-    unknown = b"\x20\x96\x01" + b"\x29" + bytes(8) + b"\x35" + bytes(4) + length_delimited(9, b"zz")
-
-    def entry(name: bytes, feature: bytes) -> bytes:
-        return length_delimited(1, length_delimited(1, name) + unknown + length_delimited(2, feature))
-
-    features = entry(b"a", length_delimited(2, length_delimited(1, b"\x00\x00\x80?")))
-    features += entry(b"a", ints + unknown + more) + entry(b"empty", b"")
-    record = unknown + length_delimited(1, features + unknown)
-    got = parse_example(record)
-    assert got["a"].tolist() == [1, 2, -5]
-    assert got["empty"].size == 0
-    with pytest.raises(BertforgeError, match="byte"):
-        parse_example(record[:-3])
-
-
 # ------------------------------------------------------------------------------------------- errors
 
 
@@ -244,7 +209,7 @@ def test_inconsistent_lengths(tmp_path):
 
 
 def test_corrupt_example_inside_valid_frame(tmp_path):
-    good = tfrecord.encode_example(pretraining_example())
+    good = encode_example(pretraining_example())
     write_tfrecord(tmp_path / "a.tfrecord", [good, good[:-5] + b"\xff" * 5])
     with pytest.raises(BertforgeError, match=r"a\.tfrecord: record 1 \(byte \d+\): not a valid tf\.train\.Example"):
         read_pretraining_tfrecords(tmp_path / "a.tfrecord")
