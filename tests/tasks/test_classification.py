@@ -10,19 +10,28 @@ import pytest
 
 from bertforge.errors import BertforgeError
 from bertforge.tasks.classification import (
+    TASK,
     TASK_LABELS,
     Example,
-    LabelMap,
-    featurize,
+    fixed_labels,
     is_regression,
     read_examples,
     write_clue_submission,
     write_glue_predictions,
-    write_predictions,
 )
+from bertforge.tasks.folder import ModelSettings
+from bertforge.tasks.labels import LabelMap
 from bertforge.tokenization import FullTokenizer
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "classification"
+
+
+def settings(labels: LabelMap | None) -> ModelSettings:
+    return ModelSettings("classification", labels=None if labels is None else labels.labels)
+
+
+def featurize(examples, tokenizer, max_seq_length, labels):
+    return TASK.featurize(examples, tokenizer, settings(labels), max_seq_length)
 
 
 def read(name, task="auto", **kw):
@@ -87,14 +96,14 @@ def test_mnli_columns_by_header_name():
     dev, _ = read("mnli_dev_matched.tsv", "mnli")
     assert [e.label for e in dev] == ["neutral", "entailment", "contradiction"]
     assert dev[1].text_a == 'He called it "a mistake" in his letter.' and dev[1].text_b == "He wrote a letter."
-    assert LabelMap.for_task("mnli").labels == ["contradiction", "entailment", "neutral"]
+    assert fixed_labels("mnli").labels == ["contradiction", "entailment", "neutral"]
 
 
 def test_stsb_is_regression():
     train, _ = read("stsb_train.tsv", "STS-B")
     assert [e.label for e in train] == [5.0, 0.25, 3.8]
     assert train[2].text_b == "Markets dropped Monday."
-    assert is_regression("stsb") and not is_regression("mrpc") and LabelMap.for_task("stsb") is None
+    assert is_regression("stsb") and not is_regression("mrpc") and fixed_labels("stsb") is None
 
 
 def test_mrpc_bom_and_quotes_inside_text():
@@ -276,8 +285,7 @@ def test_unknown_label_at_eval_time_names_file_and_line(tmp_path):
     dev, _ = read("tnews_dev.json", "tnews")
     with pytest.raises(
         BertforgeError,
-        match=r"tnews_dev\.json line 2: label '110' is not in .*labels\.json "
-        r"\(3 labels\)",
+        match=r"tnews_dev\.json line 2: label '110' is not in the model's labels \(3 labels\)",
     ):
         featurize(dev, None, 32, labels)  # labels are checked before any tokenizing
     with pytest.raises(BertforgeError, match="label id 3 is out of range"):
@@ -310,10 +318,10 @@ def test_label_files(tmp_path):
 
 
 def test_fixed_task_labels():
-    assert LabelMap.for_task("SST-2").labels == ["0", "1"]
-    assert LabelMap.for_task("qnli").labels == ["entailment", "not_entailment"]
-    assert LabelMap.for_task("tnews").num_labels == 15 and LabelMap.for_task("iflytek").num_labels == 119
-    assert LabelMap.for_task("csv") is None
+    assert fixed_labels("SST-2").labels == ["0", "1"]
+    assert fixed_labels("qnli").labels == ["entailment", "not_entailment"]
+    assert fixed_labels("tnews").num_labels == 15 and fixed_labels("iflytek").num_labels == 119
+    assert fixed_labels("csv") is None
 
 
 # --- model inputs -------------------------------------------------------------------------------------------
@@ -326,30 +334,30 @@ def tokenizer(sample):
 
 def test_featurize_single_and_pairs_with_truncation(tokenizer):
     examples, _ = read("mnli_dev_matched.tsv", "mnli")
-    labels = LabelMap.for_task("mnli")
+    labels = fixed_labels("mnli")
     features = featurize(examples, tokenizer, 12, labels)
     reference = tokenizer.encode_batch([e.text_a for e in examples], [e.text_b for e in examples], 12)
-    assert features.input_ids == [e.input_ids for e in reference.encodings]
-    assert features.token_type_ids == [e.token_type_ids for e in reference.encodings]
-    assert features.lengths == [len(ids) for ids in features.input_ids] and max(features.lengths) == 12
-    assert features.labels == [2, 1, 0]
+    assert features.inputs["input_ids"] == [e.input_ids for e in reference.encodings]
+    assert features.inputs["token_type_ids"] == [e.token_type_ids for e in reference.encodings]
+    assert list(features.lengths) == [len(ids) for ids in features.inputs["input_ids"]] and max(features.lengths) == 12
+    assert features.inputs["labels"] == [2, 1, 0] and features.example_index == [0, 1, 2]
     full = featurize(examples, tokenizer, 128, labels)
     assert full.num_truncated == 0
     assert features.num_truncated == reference.num_truncated == sum(n > 12 for n in full.lengths) > 0
 
     mixed = [Example("one sentence", None, "a", "0", "m line 1"), Example("a pair", "of texts", "b", "1", "m line 2")]
     features = featurize(mixed, tokenizer, 16, LabelMap(["a", "b"]))
-    assert features.token_type_ids[0] == [0] * 4 and features.token_type_ids[1][-3:] == [1, 1, 1]
-    assert features.labels == [0, 1]
+    assert features.inputs["token_type_ids"][0] == [0] * 4 and features.inputs["token_type_ids"][1][-3:] == [1, 1, 1]
+    assert features.inputs["labels"] == [0, 1]
 
 
 def test_featurize_regression_and_unlabelled(tokenizer):
     train, _ = read("stsb_train.tsv", "stsb")
-    assert featurize(train, tokenizer, 64, None).labels == [5.0, 0.25, 3.8]
+    assert featurize(train, tokenizer, 64, None).inputs["labels"] == [5.0, 0.25, 3.8]
     test, _ = read("cola_test.tsv", "cola")
-    assert featurize(test, tokenizer, 64, LabelMap.for_task("cola")).labels is None
+    assert "labels" not in featurize(test, tokenizer, 64, fixed_labels("cola")).inputs
     with pytest.raises(BertforgeError, match=r"cola_test\.tsv line 2: no label, but other examples have one"):
-        featurize(test + [Example("x", None, "1", "9", "extra")], tokenizer, 64, LabelMap.for_task("cola"))
+        featurize(test + [Example("x", None, "1", "9", "extra")], tokenizer, 64, fixed_labels("cola"))
     classes, _ = read("qqp_train.tsv", "qqp")
     with pytest.raises(BertforgeError, match=r"qqp_train\.tsv line 2: label '1' is a class name, but no label map"):
         featurize(classes, tokenizer, 64, None)
@@ -358,24 +366,38 @@ def test_featurize_regression_and_unlabelled(tokenizer):
 # --- prediction files ---------------------------------------------------------------------------------------
 
 
-def test_write_predictions_round_trip(tmp_path):
-    examples, _ = read("mnli_dev_matched.tsv", "mnli")
-    labels = LabelMap.for_task("mnli")
-    probabilities = np.array([[0.1, 0.2, 0.7], [0.05, 0.9, 0.05], [0.6, 0.3, 0.1]], dtype=np.float32)
-    write_predictions(tmp_path / "predictions.jsonl", examples, probabilities, labels)
-    lines = [json.loads(x) for x in (tmp_path / "predictions.jsonl").read_text().splitlines()]
-    assert [(r["guid"], r["label"]) for r in lines] == [("0", "neutral"), ("1", "entailment"), ("2", "contradiction")]
-    assert list(lines[0]["probabilities"]) == labels.labels
-    assert lines[1]["probabilities"]["entailment"] == pytest.approx(0.9)
+def test_postprocess_record_and_score(tmp_path):
+    examples, _ = read("mnli_dev_matched.tsv", "mnli")  # gold: neutral, entailment, contradiction
+    mnli = settings(fixed_labels("mnli"))
+    logits = np.array([[0.1, 0.2, 2.7], [0.05, 3.0, 0.05], [0.6, 0.3, 0.1]], dtype=np.float32)
+    results = TASK.postprocess(examples, None, [{"logits": row} for row in logits], mnli)
+    softmax = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    for result, row in zip(results, softmax):
+        assert [r["score"] for r in result] == sorted((r["score"] for r in result), reverse=True)
+        assert {r["label"]: r["score"] for r in result} == pytest.approx(dict(zip(mnli.labels, row)), abs=1e-6)
+    assert [r[0]["label"] for r in results] == ["neutral", "entailment", "contradiction"]
+    assert TASK.record(results[1]) == {
+        "label": "entailment",
+        "score": results[1][0]["score"],
+        "probabilities": {r["label"]: r["score"] for r in results[1]},
+    }
+    metrics = TASK.score(results, examples, mnli, "accuracy")
+    assert metrics["accuracy"] == 1.0 and metrics["total_num"] == 3
+    wrong = [results[1], results[0], results[2]]
+    assert TASK.score(wrong, examples, mnli, "accuracy")["accuracy"] == pytest.approx(1 / 3)
 
-    train, _ = read("stsb_train.tsv", "stsb")
-    write_predictions(tmp_path / "scores.jsonl", train, np.array([[4.5], [0.5], [3.0]]), None)
-    assert json.loads((tmp_path / "scores.jsonl").read_text().splitlines()[1]) == {"guid": "1", "score": 0.5}
+    train, _ = read("stsb_train.tsv", "stsb")  # regression: the raw score
+    scores = TASK.postprocess(train, None, [{"logits": np.array([v])} for v in (4.5, 0.5, 3.0)], settings(None))
+    assert scores == [{"score": 4.5}, {"score": 0.5}, {"score": 3.0}] and TASK.record(scores[1]) == {"score": 0.5}
+    assert TASK.score(scores, train, settings(None), "spearman_correlation")["spearman"] == pytest.approx(1.0)
 
-    with pytest.raises(BertforgeError, match=r"probabilities of shape \(3, 2\), expected \(3, 3\)"):
-        write_predictions(tmp_path / "p.jsonl", examples, probabilities[:, :2], labels)
-    with pytest.raises(BertforgeError, match="2 predictions for 3 examples"):
-        write_predictions(tmp_path / "p.jsonl", examples, probabilities[:2], labels)
+
+def test_raw_inputs_become_examples():
+    assert TASK.example("a text", "3") == Example("a text", None, None, "3", "input 3")
+    assert TASK.example(("a", "b"), "0").text_b == "b"
+    assert TASK.example({"text": "a", "text_b": "b", "id": 7}, "0").guid == "7"
+    with pytest.raises(BertforgeError, match="expected a text"):
+        TASK.example(42, "0")
 
 
 def test_clue_submission(tmp_path):
@@ -465,4 +487,4 @@ def test_real_glue_files(sample, tmp_path):
     # The real file starts with a UTF-8 BOM; this test data spells it as the three letters "BOM".
     train, _ = read_examples(mrpc / "train", "mrpc", label="BOMQuality")
     assert train[0].label == "1" and train[0].text_a.startswith('Amrozi accused his brother , whom he called "')
-    assert LabelMap.for_task("mrpc").encode(train[1].label, train[1].source) == 0
+    assert fixed_labels("mrpc").encode(train[1].label, train[1].source) == 0

@@ -83,7 +83,7 @@ def test_train_eval_predict_end_to_end(tiny_checkpoint, tmp_path):
     assert {p.name for p in (out / "best").iterdir()} >= {
         "config.json",
         "model.safetensors",
-        "labels.json",
+        "bertforge.json",
         "vocab.txt",
     }
     model = BertForSequenceClassification.from_pretrained(out / "best")

@@ -1,5 +1,9 @@
 """Task heads on the encoder: pretraining (MLM + NSP), sequence classification/regression, token
 classification (softmax, CRF, optional BiLSTM) and span extraction. Names follow Hugging Face's heads.
+
+Given targets, every head returns its loss as named *sums* (`terms`: e.g. `loss_sum` and the `count` it is
+a sum over), computed once; `loss` is their ratio. A trainer adds the sums over micro-batches and processes
+and normalises once over the whole step (`bertforge.training.loop`), so it never recomputes a loss.
 """
 
 from __future__ import annotations
@@ -18,6 +22,12 @@ from bertforge.modeling.dropout import Dropout
 
 IGNORE_INDEX = -100  # label value that contributes no loss
 
+LossTerms = dict[str, torch.Tensor]  # named scalar sums over a (micro-)batch
+
+
+def _ratio(terms: LossTerms, num: str = "loss_sum", den: str = "count") -> torch.Tensor:
+    return terms[num] / terms[den].clamp(min=1)
+
 
 @dataclass
 class PreTrainingOutput:
@@ -26,19 +36,22 @@ class PreTrainingOutput:
     nsp_loss: torch.Tensor | None
     mlm_logits: torch.Tensor  # (B, P, V) at the masked positions (or (B, S, V) when no positions are given)
     nsp_logits: torch.Tensor  # (B, 2); class 1 = "B is a random sentence"
+    terms: LossTerms | None = None  # `pretraining_loss_terms`, when targets were given
 
 
 @dataclass
 class ClassifierOutput:
-    loss: torch.Tensor | None
+    loss: torch.Tensor | None  # loss_sum / count
     logits: torch.Tensor  # (B, num_labels), or (B, S, num_labels) for token classification
+    terms: LossTerms | None = None  # loss_sum, count (and correct, except for a CRF), when labels were given
 
 
 @dataclass
 class SpanOutput:
-    loss: torch.Tensor | None
+    loss: torch.Tensor | None  # loss_sum / count
     start_logits: torch.Tensor  # (B, S)
     end_logits: torch.Tensor  # (B, S)
+    terms: LossTerms | None = None  # loss_sum (mean of start and end NLL, summed), count, when positions given
 
 
 class _Head(PretrainedMixin, nn.Module):
@@ -121,26 +134,13 @@ class BertForPreTraining(_Head):
             hidden = torch.gather(hidden, 1, index)  # (B, P, H)
         mlm_logits = self.cls.predictions(hidden, self.bert.embeddings.word_embeddings.weight)
         nsp_logits = self.cls.seq_relationship(out.pooler_output)
-        mlm_loss = nsp_loss = loss = None
-        terms = pretraining_loss_terms(mlm_logits, nsp_logits, masked_lm_ids, masked_lm_weights, next_sentence_labels)
-        if masked_lm_ids is not None:
-            mlm_loss = loss = terms.mlm_nll / terms.mlm_weight.clamp(min=1e-5)
-        if next_sentence_labels is not None:
-            nsp_loss = terms.nsp_nll / terms.nsp_count
-            loss = nsp_loss if loss is None else loss + nsp_loss
-        return PreTrainingOutput(loss, mlm_loss, nsp_loss, mlm_logits, nsp_logits)
-
-
-@dataclass
-class PretrainingLossTerms:
-    """Sums over a (micro-)batch, so a trainer can normalise over a whole accumulated, distributed batch."""
-
-    mlm_nll: torch.Tensor  # sum of weight * NLL over masked positions
-    mlm_weight: torch.Tensor  # sum of weights (real predictions)
-    mlm_correct: torch.Tensor  # weighted count of correct predictions
-    nsp_nll: torch.Tensor
-    nsp_count: torch.Tensor
-    nsp_correct: torch.Tensor
+        if masked_lm_ids is None and next_sentence_labels is None:
+            return PreTrainingOutput(None, None, None, mlm_logits, nsp_logits)
+        t = pretraining_loss_terms(mlm_logits, nsp_logits, masked_lm_ids, masked_lm_weights, next_sentence_labels)
+        mlm_loss = _ratio(t, "mlm_nll", "mlm_weight") if masked_lm_ids is not None else None
+        nsp_loss = _ratio(t, "nsp_nll", "nsp_count") if next_sentence_labels is not None else None
+        loss = sum(x for x in (mlm_loss, nsp_loss) if x is not None)
+        return PreTrainingOutput(loss, mlm_loss, nsp_loss, mlm_logits, nsp_logits, t)
 
 
 def pretraining_loss_terms(
@@ -149,26 +149,39 @@ def pretraining_loss_terms(
     masked_lm_ids: torch.Tensor | None,
     masked_lm_weights: torch.Tensor | None,
     next_sentence_labels: torch.Tensor | None,
-) -> PretrainingLossTerms:
-    """NLL sums and correct counts of the MLM (B, P, V) and NSP (B, 2) logits; absent targets give zeros."""
+) -> LossTerms:
+    """Sums over the batch of the MLM (B, P, V) and NSP (B, 2) logits; absent targets give zeros.
+
+    mlm_nll: sum of weight * NLL over masked positions; mlm_weight: sum of weights (real predictions);
+    mlm_correct: weighted count of correct predictions; nsp_nll, nsp_count, nsp_correct likewise."""
     zero = mlm_logits.new_zeros((), dtype=torch.float32)
-    mlm = (zero, zero, zero)
+    terms = dict.fromkeys(("mlm_nll", "mlm_weight", "mlm_correct", "nsp_nll", "nsp_count", "nsp_correct"), zero)
     if masked_lm_ids is not None:
         ids = masked_lm_ids.flatten().long()
         logits = mlm_logits.flatten(0, 1).float()
         weights = (ids != IGNORE_INDEX).float() if masked_lm_weights is None else masked_lm_weights.flatten().float()
         nll = F.cross_entropy(logits, ids, reduction="none", ignore_index=IGNORE_INDEX)
         correct = (logits.argmax(-1) == ids).float()
-        mlm = ((nll * weights).sum(), weights.sum(), (correct * weights).sum())
-    nsp = (zero, zero, zero)
+        terms |= {"mlm_nll": (nll * weights).sum(), "mlm_weight": weights.sum(), "mlm_correct": (correct * weights).sum()}
     if next_sentence_labels is not None:
         labels = next_sentence_labels.flatten().long()
-        nsp = (
-            F.cross_entropy(nsp_logits.float(), labels, reduction="sum"),
-            zero + labels.numel(),
-            (nsp_logits.argmax(-1) == labels).float().sum(),
-        )
-    return PretrainingLossTerms(*mlm, *nsp)
+        terms |= {
+            "nsp_nll": F.cross_entropy(nsp_logits.float(), labels, reduction="sum"),
+            "nsp_count": zero + labels.numel(),
+            "nsp_correct": (nsp_logits.argmax(-1) == labels).float().sum(),
+        }
+    return terms
+
+
+def classification_terms(logits: torch.Tensor, labels: torch.Tensor) -> LossTerms:
+    """Cross-entropy sums of logits (N, C) against class ids (N,); ids equal to IGNORE_INDEX count for nothing."""
+    logits, labels = logits.float(), labels.long()
+    kept = labels != IGNORE_INDEX
+    return {
+        "loss_sum": F.cross_entropy(logits, labels, reduction="sum", ignore_index=IGNORE_INDEX),
+        "count": kept.sum().float(),
+        "correct": ((logits.argmax(-1) == labels) & kept).sum().float(),
+    }
 
 
 class BertForSequenceClassification(_Head):
@@ -190,13 +203,16 @@ class BertForSequenceClassification(_Head):
         """labels (B,): class ids, or float targets when regressing -> logits (B, num_labels)."""
         pooled = self.bert(input_ids, token_type_ids, attention_mask).pooler_output
         logits = self.classifier(self.dropout(pooled))
-        loss = None
-        if labels is not None:
-            if self.config.num_labels == 1:
-                loss = F.mse_loss(logits.squeeze(-1).float(), labels.float())
-            else:
-                loss = F.cross_entropy(logits.float(), labels.long())
-        return ClassifierOutput(loss, logits)
+        if labels is None:
+            return ClassifierOutput(None, logits)
+        if self.config.num_labels == 1:
+            terms = {
+                "loss_sum": F.mse_loss(logits.squeeze(-1).float(), labels.float(), reduction="sum"),
+                "count": logits.new_tensor(float(labels.numel()), dtype=torch.float32),
+            }
+        else:
+            terms = classification_terms(logits, labels)
+        return ClassifierOutput(_ratio(terms), logits, terms)
 
 
 class BertForTokenClassification(_Head):
@@ -229,13 +245,16 @@ class BertForTokenClassification(_Head):
         if hasattr(self, "lstm"):
             hidden = self._bilstm(hidden, attention_mask)
         logits = self.classifier(hidden)
-        loss = None
-        if labels is not None:
-            if self.crf is not None:
-                loss = -self.crf(logits, labels, labels != IGNORE_INDEX, reduction="mean")
-            else:
-                loss = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten().long(), ignore_index=IGNORE_INDEX)
-        return ClassifierOutput(loss, logits)
+        if labels is None:
+            return ClassifierOutput(None, logits)
+        if self.crf is not None:  # a sum over sequences: the CRF scores whole tag sequences
+            terms = {
+                "loss_sum": -self.crf(logits, labels, labels != IGNORE_INDEX, reduction="sum"),
+                "count": logits.new_tensor(float(len(labels)), dtype=torch.float32),
+            }
+        else:  # a sum over labelled tokens
+            terms = classification_terms(logits.flatten(0, 1), labels.flatten())
+        return ClassifierOutput(_ratio(terms), logits, terms)
 
     def decode(self, logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Best tags (B, S) at `mask` positions (Viterbi with a CRF, else argmax); -100 elsewhere."""
@@ -272,13 +291,18 @@ class BertForQuestionAnswering(_Head):
         """start/end_positions (B,) token indices of the answer (0 = [CLS] for no answer)."""
         hidden = self.bert(input_ids, token_type_ids, attention_mask).last_hidden_state
         start_logits, end_logits = self.qa_outputs(hidden).float().unbind(-1)  # (B, S) each
-        loss = None
-        if start_positions is not None and end_positions is not None:
-            S = start_logits.shape[1]
-            # Positions outside the window (answer truncated away) are ignored, as in Hugging Face.
-            start = start_positions.long().clamp(0, S)
-            end = end_positions.long().clamp(0, S)
-            loss = (
-                F.cross_entropy(start_logits, start, ignore_index=S) + F.cross_entropy(end_logits, end, ignore_index=S)
-            ) / 2
-        return SpanOutput(loss, start_logits, end_logits)
+        if start_positions is None or end_positions is None:
+            return SpanOutput(None, start_logits, end_logits)
+        S = start_logits.shape[1]
+        # Positions outside the window (answer truncated away) are ignored, as in Hugging Face.
+        start = start_positions.long().clamp(0, S)
+        end = end_positions.long().clamp(0, S)
+        terms = {
+            "loss_sum": (
+                F.cross_entropy(start_logits, start, ignore_index=S, reduction="sum")
+                + F.cross_entropy(end_logits, end, ignore_index=S, reduction="sum")
+            )
+            / 2,
+            "count": ((start < S) & (end < S)).sum().float(),
+        }
+        return SpanOutput(_ratio(terms), start_logits, end_logits, terms)

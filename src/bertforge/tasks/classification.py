@@ -1,36 +1,33 @@
-"""Sentence(-pair) classification and regression: the label map, model inputs, and prediction files.
+"""Sentence(-pair) classification and regression as a task: CLUE, GLUE and generic CSV/TSV/JSON lines.
 
-Reading the public formats lives in `bertforge.tasks.readers` (re-exported here). A `LabelMap` fixes the
-label ↔ id mapping once (from a labels file, the training labels, or a task's known list) and is saved next
-to the model, so training, evaluation and prediction all apply the same mapping.
+Reading the public formats lives in `bertforge.tasks.readers`, the label list in `bertforge.tasks.labels`.
+A result is Hugging Face's and TEI's shape: `[{"label", "score"}, ...]` over all labels, sorted by score,
+or `{"score"}` for regression.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import torch
 
 from bertforge.errors import BertforgeError
 from bertforge.fileio import atomic_write_text
-from bertforge.tasks.readers import FORMATS, Example, ReadReport, read_examples, task_name
+from bertforge.modeling.heads import BertForSequenceClassification
+from bertforge.tasks.folder import ModelSettings
+from bertforge.tasks.labels import LabelMap
+from bertforge.tasks.metrics import METHODS, compute_metrics
+from bertforge.tasks.readers import FORMATS, Example, read_examples, task_name
+from bertforge.tasks.task import Features, Task, TaskConfig
 from bertforge.tokenization import FullTokenizer
 
-__all__ = [
-    "Example",
-    "ReadReport",
-    "read_examples",
-    "LabelMap",
-    "Features",
-    "featurize",
-    "is_regression",
-    "write_predictions",
-    "write_clue_submission",
-    "write_glue_predictions",
-]
+log = logging.getLogger("bertforge")
 
 _NLI = ("contradiction", "entailment", "neutral")
 _BINARY = ("0", "1")
@@ -55,130 +52,103 @@ TASK_LABELS: dict[str, tuple[str, ...]] = {
 _CLUE_DESC_FIELD = {"tnews": "label_desc", "iflytek": "label_des"}
 
 
+@dataclass
+class ClassificationConfig(TaskConfig):
+    assessment_method: str = "accuracy"  # accuracy | f1 | mcc | spearman_correlation
+    text_a: str | None = None  # column names for generic files
+    text_b: str | None = None
+    label: str | None = None
+    regression: bool = False
+
+
 def is_regression(task: str) -> bool:
     """Whether `task` predicts a score (STS-B) rather than a class."""
     fmt = FORMATS.get(task_name(task))
     return fmt is not None and fmt.regression
 
 
-@dataclass
-class LabelMap:
-    """The class names in id order. `origin` names where the list came from, for error messages."""
-
-    labels: list[str]
-    origin: str = "the label list"
-    descriptions: dict[str, str] = field(default_factory=dict)  # label -> readable name (CLUE labels.json)
-
-    def __post_init__(self) -> None:
-        self._ids = {label: i for i, label in enumerate(self.labels)}
-        if len(self._ids) != len(self.labels):
-            twice = sorted({x for x in self.labels if self.labels.count(x) > 1})
-            raise BertforgeError(f"{self.origin}: label {twice[0]!r} is listed twice")
-        if not self.labels:
-            raise BertforgeError(f"{self.origin}: no labels")
-
-    @property
-    def num_labels(self) -> int:
-        return len(self.labels)
-
-    def encode(self, label: str | int, source: str = "") -> int:
-        """Id of `label`; `source` ("dev.json line 17") is named in the error for a label outside the map."""
-        try:
-            return self._ids[str(label)]
-        except KeyError:
-            where = f"{source}: " if source else ""
-            raise BertforgeError(
-                f"{where}label {str(label)!r} is not in {self.origin} ({self.num_labels} labels)"
-            ) from None
-
-    def decode(self, i: int) -> str:
-        if not 0 <= int(i) < self.num_labels:
-            raise BertforgeError(f"label id {i} is out of range for {self.origin} ({self.num_labels} labels)")
-        return self.labels[int(i)]
-
-    @classmethod
-    def for_task(cls, task: str) -> LabelMap | None:
-        """The fixed label list of a CLUE/GLUE task; None for regression and generic formats."""
-        name = task_name(task)
-        return cls(list(TASK_LABELS[name]), f"the {name} labels") if name in TASK_LABELS else None
-
-    @classmethod
-    def from_examples(cls, examples: Sequence[Example], origin: str = "the training labels") -> LabelMap:
-        """Sorted unique labels: numerically when all are integers ("2" before "10"), else as strings."""
-        labels = {str(e.label) for e in examples if e.label is not None}
-        if not labels:
-            where = examples[0].source.rsplit(" line ", 1)[0] + ": " if examples else ""
-            raise BertforgeError(f"{where}no labelled examples to take the label list from")
-        numeric = all(x.lstrip("-").isdigit() for x in labels)
-        return cls(sorted(labels, key=int if numeric else None), origin)
-
-    def save(self, path: str | Path) -> None:
-        data = {"labels": self.labels, "descriptions": self.descriptions}
-        atomic_write_text(path, json.dumps(data, ensure_ascii=False, indent=1) + "\n")
-
-    @classmethod
-    def load(cls, path: str | Path) -> LabelMap:
-        """A saved map (`save`), a CLUE labels.json (JSON lines with "label" and "label_desc"/"label_des"),
-        or a text file with one label per line."""
-        path_str, path = str(path), Path(path)
-        try:
-            text = path.read_text(encoding="utf-8-sig")
-        except FileNotFoundError:
-            raise BertforgeError(f"{path_str}: no such labels file") from None
-        except UnicodeDecodeError as exc:
-            raise BertforgeError(f"{path_str}: labels file is not valid UTF-8 ({exc.reason})") from None
-        try:
-            saved = json.loads(text)
-        except json.JSONDecodeError:
-            saved = None
-        if isinstance(saved, dict) and isinstance(saved.get("labels"), list):
-            return cls([str(x) for x in saved["labels"]], path_str, dict(saved.get("descriptions") or {}))
-        labels, descriptions = [], {}
-        is_json = path.suffix.lower() in (".json", ".jsonl")
-        for number, line in enumerate(text.split("\n"), 1):
-            if not line.strip():
-                continue
-            label = line.strip()
-            if is_json:
-                label, desc = _clue_label_line(line, f"{path_str} line {number}")
-                if desc is not None:
-                    descriptions[label] = desc
-            if label in labels:
-                raise BertforgeError(f"{path_str} line {number}: label {label!r} is listed twice")
-            labels.append(label)
-        if not labels:
-            raise BertforgeError(f"{path_str}: labels file is empty, expected one label per line")
-        return cls(labels, path_str, descriptions)
+def fixed_labels(task: str) -> LabelMap | None:
+    """The fixed label list of a CLUE/GLUE task; None for regression and generic formats."""
+    name = task_name(task)
+    return LabelMap(list(TASK_LABELS[name]), f"the {name} labels") if name in TASK_LABELS else None
 
 
-def _clue_label_line(line: str, where: str) -> tuple[str, str | None]:
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise BertforgeError(f'{where}: malformed JSON ({exc.msg}); expected {{"label": ...}}') from None
-    if not isinstance(record, dict) or record.get("label") is None:
-        raise BertforgeError(f'{where}: expected a JSON object with a "label", got {line.strip()[:60]!r}')
-    desc = record.get("label_desc", record.get("label_des"))
-    return str(record["label"]), None if desc is None else str(desc)
+def label_map(settings: ModelSettings) -> LabelMap | None:
+    """The model's label list (None for regression)."""
+    if settings.labels is None:
+        return None
+    return LabelMap(settings.labels, "the model's labels", dict(settings.task.get("descriptions") or {}))
 
 
-@dataclass
-class Features:
-    """Unpadded model inputs, one entry per example in input order."""
+# ------------------------------------------------------------------------------------------ the task
+def read(path: str, tc: ClassificationConfig) -> list[Example]:
+    examples, report = read_examples(
+        path,
+        tc.format,
+        text_a=tc.text_a,
+        text_b=tc.text_b,
+        label=tc.label,
+        regression=tc.regression,
+        skip_bad_lines=tc.skip_bad_lines,
+    )
+    if report.skipped or report.unlabelled:
+        log.info(report.summary())
+    return examples
 
-    input_ids: list[list[int]]  # [CLS] a [SEP] (b [SEP])
-    token_type_ids: list[list[int]]
-    labels: list[int] | list[float] | None  # class ids, regression scores, or None for unlabelled examples
-    lengths: list[int]
-    num_truncated: int  # examples cut to max_seq_length
+
+def prepare(tc: ClassificationConfig, train: list[Example], init: ModelSettings | None) -> ModelSettings:
+    """Labels from, in order: a labels file; the initial model's (when evaluating or predicting with it);
+    the benchmark's fixed list; the training set. None for regression."""
+    name = task_name(tc.format)
+    regression = tc.regression or is_regression(name)
+    labels = None
+    if not regression:
+        if tc.labels:
+            labels = LabelMap.load(tc.labels)
+        elif init is not None and init.labels and not train:
+            labels = label_map(init)
+        else:
+            labels = fixed_labels(name) or LabelMap.from_examples(train, origin=str(tc.train))
+    task: dict[str, Any] = {"regression": regression, "format": name}
+    if labels is not None and labels.descriptions:
+        task["descriptions"] = labels.descriptions
+    return ModelSettings(
+        kind="classification",
+        labels=None if labels is None else labels.labels,
+        max_seq_length=tc.max_seq_length,
+        task=task,
+    )
+
+
+def model_overrides(settings: ModelSettings) -> dict[str, Any]:
+    if settings.labels is None:
+        return {"num_labels": 1, "id2label": None}
+    return {"num_labels": len(settings.labels), "id2label": dict(enumerate(settings.labels))}
+
+
+def example(raw: Any, index: str) -> Example:
+    """A text, a (text, text_b) pair, or a record with "text" (or "text_a") and optionally "text_b"."""
+    if isinstance(raw, str):
+        return Example(raw, None, None, index, f"input {index}")
+    if isinstance(raw, (list, tuple)) and len(raw) == 2 and all(isinstance(t, str) for t in raw):
+        return Example(raw[0], raw[1], None, index, f"input {index}")
+    if isinstance(raw, dict):
+        text = raw.get("text", raw.get("text_a"))
+        text_b = raw.get("text_b")
+        if isinstance(text, str) and (text_b is None or isinstance(text_b, str)):
+            return Example(text, text_b, None, str(raw.get("id", index)), f"input {index}")
+    raise BertforgeError(
+        'expected a text, a [text, text_b] pair or an object with "text" (and "text_b"), '
+        f"got {str(raw)[:60]!r}"
+    )
 
 
 def featurize(
-    examples: Sequence[Example], tokenizer: FullTokenizer, max_seq_length: int, label_map: LabelMap | None
+    examples: Sequence[Example], tokenizer: FullTokenizer, settings: ModelSettings, max_seq_length: int
 ) -> Features:
-    """Tokenize `examples` with Google's pair truncation. With a `label_map` labels become ids; without one
-    they must be regression scores. Labels are None when no example has one; a mix is an error."""
-    labels = _labels(examples, label_map)
+    """Tokenize `examples` with Google's pair truncation; labels become class ids (or regression scores).
+    Labels are left out when no example has one; a mix is an error."""
+    labels = _labels(examples, label_map(settings))
     encodings: list = [None] * len(examples)
     num_truncated = 0
     # encode_batch takes all singles or all pairs; hand-built lists may mix the two.
@@ -192,16 +162,13 @@ def featurize(
         num_truncated += batch.num_truncated
         for i, enc in zip(idx, batch.encodings):
             encodings[i] = enc
-    return Features(
-        [e.input_ids for e in encodings],
-        [e.token_type_ids for e in encodings],
-        labels,
-        [len(e.input_ids) for e in encodings],
-        num_truncated,
-    )
+    inputs = {"input_ids": [e.input_ids for e in encodings], "token_type_ids": [e.token_type_ids for e in encodings]}
+    if labels is not None:
+        inputs["labels"] = labels
+    return Features(inputs, list(range(len(examples))), num_truncated)
 
 
-def _labels(examples: Sequence[Example], label_map: LabelMap | None) -> list[int] | list[float] | None:
+def _labels(examples: Sequence[Example], labels: LabelMap | None) -> list[int] | list[float] | None:
     unlabelled = [e for e in examples if e.label is None]
     if len(unlabelled) == len(examples):
         return None
@@ -210,8 +177,8 @@ def _labels(examples: Sequence[Example], label_map: LabelMap | None) -> list[int
             f"{unlabelled[0].source}: no label, but other examples have one "
             f"({len(unlabelled)} of {len(examples)} unlabelled)"
         )
-    if label_map is not None:
-        return [label_map.encode(e.label, e.source) for e in examples]
+    if labels is not None:
+        return [labels.encode(e.label, e.source) for e in examples]
     scores = []
     for e in examples:
         if not isinstance(e.label, (int, float)) or isinstance(e.label, bool):
@@ -223,34 +190,55 @@ def _labels(examples: Sequence[Example], label_map: LabelMap | None) -> list[int
     return scores
 
 
-def write_predictions(
-    path: str | Path, examples: Sequence[Example], probabilities: np.ndarray | Sequence, label_map: LabelMap | None
-) -> None:
-    """`predictions.jsonl`, one line per example in input order: {"guid", "label", "probabilities": {name: p}}
-    for classification (probabilities: (N, num_labels)); {"guid", "score"} for regression (scores: (N,))."""
-    values = np.asarray(probabilities, dtype=np.float64)
-    if label_map is None:
-        values = values.reshape(len(values), -1)
-        if values.shape[1] != 1:
-            raise BertforgeError(
-                f"{path}: {values.shape[1]} values per example but no label map (regression "
-                "predictions have one score each)"
-            )
-    elif values.ndim != 2 or values.shape[1] != label_map.num_labels:
-        raise BertforgeError(
-            f"{path}: probabilities of shape {values.shape}, expected "
-            f"({len(examples)}, {label_map.num_labels}) for {label_map.origin}"
-        )
-    _check_count(path, examples, values)
-    lines = []
-    for example, row in zip(examples, values):
-        if label_map is None:
-            record = {"guid": example.guid, "score": float(row[0])}
-        else:
-            probs = {name: float(p) for name, p in zip(label_map.labels, row)}
-            record = {"guid": example.guid, "label": label_map.decode(int(np.argmax(row))), "probabilities": probs}
-        lines.append(json.dumps(record, ensure_ascii=False) + "\n")
-    atomic_write_text(path, "".join(lines))
+def postprocess(examples: Sequence[Example], features: Features, outputs, settings: ModelSettings) -> list:
+    """Softmax over each example's logits: labels sorted by probability; a regression's raw score."""
+    if settings.labels is None:
+        return [{"score": float(out["logits"][0])} for out in outputs]
+    logits = np.stack([out["logits"] for out in outputs]).astype(np.float64)
+    probs = np.exp(logits - logits.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    names = settings.labels
+    return [
+        [{"label": names[j], "score": float(row[j])} for j in np.argsort(-row, kind="stable")] for row in probs
+    ]
+
+
+def score(results: list, examples: Sequence[Example], settings: ModelSettings, method: str) -> dict[str, float]:
+    """Metrics of `method` (accuracy, f1, mcc, spearman_correlation) on labelled examples."""
+    labels = label_map(settings)
+    gold = _labels(examples, labels)
+    if gold is None:
+        raise BertforgeError(f"{examples[0].source}: no labels to evaluate against")
+    if labels is None:
+        predicted = np.array([r["score"] for r in results])[:, None]
+    else:
+        predicted = np.array([labels.encode(r[0]["label"]) for r in results])
+    return compute_metrics(method, predicted, np.asarray(gold))
+
+
+def record(result) -> dict[str, Any]:
+    """{"label", "score", "probabilities": {label: p, ...}} (most probable first), or {"score"}."""
+    if isinstance(result, dict):
+        return dict(result)
+    return {"label": result[0]["label"], "score": result[0]["score"], "probabilities": {r["label"]: r["score"] for r in result}}
+
+
+def submissions(
+    output: Path, examples: Sequence[Example], results: list, settings: ModelSettings, tc: ClassificationConfig
+) -> list[Path]:
+    """CLUE's `<task>_predict.json` for a CLUE task, GLUE's `<task>.tsv` for a GLUE task."""
+    name = task_name(tc.format)
+    kind = FORMATS[name].kind if name in FORMATS else None
+    predicted = [r["score"] if isinstance(r, dict) else r[0]["label"] for r in results]
+    if kind == "jsonl" and settings.labels is not None:
+        path = output / f"{name}_predict.json"
+        write_clue_submission(path, examples, predicted, name, label_map(settings))
+    elif kind == "tsv":
+        path = output / f"{name}.tsv"
+        write_glue_predictions(path, examples, predicted)
+    else:
+        return []
+    return [path]
 
 
 def write_clue_submission(
@@ -296,3 +284,22 @@ def write_glue_predictions(
 def _check_count(path: str | Path, examples: Sequence[Example], predictions: Sequence | np.ndarray) -> None:
     if len(predictions) != len(examples):
         raise BertforgeError(f"{path}: {len(predictions)} predictions for {len(examples)} examples")
+
+
+TASK = Task(
+    kind="classification",
+    config=ClassificationConfig,
+    head=BertForSequenceClassification,
+    default_method="accuracy",
+    methods=METHODS,
+    read=read,
+    prepare=prepare,
+    model_overrides=model_overrides,
+    example=example,
+    featurize=featurize,
+    loss_count=lambda batch: torch.tensor(float(len(batch["labels"]))),
+    postprocess=postprocess,
+    score=score,
+    record=record,
+    submissions=submissions,
+)

@@ -7,12 +7,14 @@ CSV / TSV / JSON lines files with configurable column names. Every problem in a 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import itertools
 import json
+import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -140,7 +142,7 @@ def read_examples(
         raise BertforgeError(f"{path_str}: no such file" + (" (it is a directory)" if path.is_dir() else ""))
     if path.stat().st_size == 0:
         raise BertforgeError(f"{path_str}: file is empty; expected {_describe(fmt)}")
-    records = _json_records(path, path_str) if fmt.kind == "jsonl" else _table_records(path, path_str, fmt)
+    records = json_records(path, path_str) if fmt.kind == "jsonl" else _table_records(path, path_str, fmt)
     report = ReadReport(path_str)
     examples = []
     for index, (line, record) in enumerate(records):
@@ -173,24 +175,35 @@ def _describe(fmt: _Format) -> str:
     return f"{kind} {a}{b}, {fmt.label}"
 
 
-def _lines(path: Path, path_str: str) -> Iterator[tuple[int, str]]:
-    """(1-based line number, text without its line ending), splitting only at \\n: CR and U+2028 are text."""
-    with path.open("rb") as f:
+def lines(
+    path: Path, path_str: str, on_invalid: Callable[[int, str], None] | None = None
+) -> Iterator[tuple[int, str]]:
+    """(1-based line number, text without its line ending), splitting only at \\n: CR and U+2028 are text.
+    A path of "-" reads standard input. Streams: memory does not grow with the file. A line that is not
+    UTF-8 is an error naming it, or, given `on_invalid(line number, message)`, reported there and blanked."""
+    with contextlib.nullcontext(sys.stdin.buffer) if path_str == "-" else path.open("rb") as f:
         for number, raw in enumerate(f, 1):
             if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
                 raw = raw[3:]
             try:
-                yield number, raw.decode("utf-8").removesuffix("\n").removesuffix("\r")
+                text = raw.decode("utf-8").removesuffix("\n").removesuffix("\r")
             except UnicodeDecodeError as exc:
-                raise BertforgeError(f"{path_str} line {number}: not valid UTF-8 ({exc.reason})") from None
+                message = f"{path_str} line {number}: not valid UTF-8 ({exc.reason})"
+                if on_invalid is None:
+                    raise BertforgeError(message) from None
+                on_invalid(number, message)
+                text = ""  # a blank line in its place keeps the numbering; readers skip blank lines
+            yield number, text
 
 
 # A record is its fields by name, or the problem that kept them from being read.
 _Record = dict | _BadRecord
 
 
-def _json_records(path: Path, path_str: str) -> Iterator[tuple[int, _Record]]:
-    for number, text in _lines(path, path_str):
+def json_records(
+    path: Path, path_str: str, on_invalid: Callable[[int, str], None] | None = None
+) -> Iterator[tuple[int, _Record]]:
+    for number, text in lines(path, path_str, on_invalid):
         if not text.strip():
             continue
         try:
@@ -203,16 +216,18 @@ def _json_records(path: Path, path_str: str) -> Iterator[tuple[int, _Record]]:
         yield number, value
 
 
-def _table_rows(path: Path, path_str: str, kind: str) -> Iterator[tuple[int, list[str]]]:
+def table_rows(
+    path: Path, path_str: str, kind: str, on_invalid: Callable[[int, str], None] | None = None
+) -> Iterator[tuple[int, list[str]]]:
     """(start line, fields) of each non-blank row. TSV is split at tabs (GLUE's quote characters are text);
     CSV follows RFC 4180, so a quoted field may hold newlines and a record may span lines."""
     if kind == "tsv":
-        for number, text in _lines(path, path_str):
+        for number, text in lines(path, path_str, on_invalid):
             if text.strip():
                 yield number, text.split("\t")
         return
-    lines = (text + "\n" for _, text in _lines(path, path_str))
-    reader = csv.reader(lines, strict=True)
+    texts = (text + "\n" for _, text in lines(path, path_str, on_invalid))
+    reader = csv.reader(texts, strict=True)
     start = 1
     while True:
         try:
@@ -227,7 +242,7 @@ def _table_rows(path: Path, path_str: str, kind: str) -> Iterator[tuple[int, lis
 
 
 def _table_records(path: Path, path_str: str, fmt: _Format) -> Iterator[tuple[int, _Record]]:
-    rows = _table_rows(path, path_str, fmt.kind)
+    rows = table_rows(path, path_str, fmt.kind)
     first = next(rows, None)
     if first is None:
         return

@@ -39,6 +39,13 @@ class Distributed:
             dist.all_reduce(values)
         return values
 
+    def sum_terms(self, terms: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Sum named scalars over all processes in one all-reduce."""
+        if not self.enabled:
+            return terms
+        total = self.sum(torch.stack([v.float() for v in terms.values()]))
+        return dict(zip(terms, total.unbind()))
+
     def any(self, flag: bool) -> bool:
         """True on every process when `flag` is true on any (e.g. a stop signal received by one)."""
         return bool(self.sum(torch.tensor([float(flag)], device=self.device)).item() > 0)

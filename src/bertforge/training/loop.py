@@ -16,6 +16,7 @@ resumed run repeats exactly what the uninterrupted run would have done.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import signal
 import time
@@ -41,17 +42,21 @@ from bertforge.training.precision import DynamicLossScaler, autocast_context
 from bertforge.training.schedule import build_scheduler
 
 Batch = dict[str, torch.Tensor]
+log = logging.getLogger("bertforge")
+
+
+Terms = dict[str, torch.Tensor]  # named scalar sums (see `bertforge.modeling.heads`)
 
 
 @dataclass
 class Objective:
-    """What a task plugs into the loop. All tensors are 1-D vectors of sums, so they add up exactly over
+    """What a task plugs into the loop. Sums and totals are named scalars, so they add up exactly over
     micro-batches and processes."""
 
-    totals: Callable[[Sequence[Batch]], torch.Tensor]  # the step's normalisers, from its micro-batches
-    sums: Callable[[nn.Module, Batch], torch.Tensor]  # differentiable sums of one micro-batch
-    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (sums, all-process totals) -> scalar
-    summary: Callable[[torch.Tensor], dict[str, float]]  # the step's summed sums -> values to log
+    totals: Callable[[Sequence[Batch]], Terms]  # the step's normalisers, from its micro-batches (before forward)
+    sums: Callable[[nn.Module, Batch], Terms]  # differentiable sums of one micro-batch (the head's loss terms)
+    loss: Callable[[Terms, Terms], torch.Tensor]  # (sums, all-process totals) -> scalar
+    summary: Callable[[Terms], dict[str, float]]  # the step's summed sums -> values to log
     tokens: Callable[[Batch], int]  # real tokens of a micro-batch, for throughput
 
 
@@ -64,6 +69,30 @@ class Job:
     name: str = "train"  # progress bar label
     lengths: np.ndarray | None = None  # per-item lengths: batches of similar length (fine-tuning)
     evaluate: Callable[[int], dict[str, float]] | None = None  # called on every process at each epoch end
+
+
+@dataclass
+class Run:
+    """Everything a run holds between steps; `save` writes what `setup` reads back on resume."""
+
+    job: Job
+    tc: TrainConfig
+    oc: OptimizerConfig
+    run_dir: Path
+    dist: distributed.Distributed
+    ddp: nn.Module  # the model, wrapped for DDP when distributed
+    sampler: DistributedSampler
+    loader: DataLoader
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: DynamicLossScaler
+    logger: MetricsLogger
+    total_steps: int
+    step: int = 0
+
+    @property
+    def step_items(self) -> int:
+        return self.tc.batch_size * self.tc.accumulation_steps
 
 
 def _stop_requested() -> tuple[list[bool], contextlib.AbstractContextManager]:
@@ -98,8 +127,22 @@ def run(
     progress: bool = True,
 ) -> Path:
     """Train `job` and return its last checkpoint; `previous` is the checkpoint a resumed run continues."""
+    return train(setup(job, tc, oc, ls, run_dir, dist, previous=previous, num_workers=num_workers), progress)
+
+
+def setup(
+    job: Job,
+    tc: TrainConfig,
+    oc: OptimizerConfig,
+    ls: LossScaleConfig,
+    run_dir: Path,
+    dist: distributed.Distributed,
+    *,
+    previous: Path | None = None,
+    num_workers: int = 0,
+) -> Run:
+    """Sampler, optimizer, schedule, loss scaler and logger for `job`, restored from `previous` if given."""
     model, dataset = job.model, job.dataset
-    ddp = DistributedDataParallel(model) if dist.enabled else model
     sampler = DistributedSampler(
         len(dataset),
         dist.rank,
@@ -128,13 +171,12 @@ def run(
         checkpoints.set_rng_state(state["rng"])
         step = state["step"]
     if dist.is_main:
-        print(describe_groups(optimizer))
-        print(
+        log.info(describe_groups(optimizer))
+        log.info(
             f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters; {len(dataset)} examples; "
             f"{steps_per_epoch} steps/epoch; {total_steps} steps of {tc.batch_size}×{tc.accumulation_steps}"
             f"×{dist.world_size} examples" + (f"; resuming at step {step}" if step else "")
         )
-    logger = MetricsLogger(run_dir, enabled=dist.is_main, resume_step=step if previous else None)
     loader = DataLoader(
         dataset,
         batch_size=tc.batch_size,
@@ -144,80 +186,101 @@ def run(
         num_workers=num_workers,
         generator=torch.Generator().manual_seed(tc.seed),  # keeps the global RNG for dropout
     )
+    return Run(
+        job=job,
+        tc=tc,
+        oc=oc,
+        run_dir=run_dir,
+        dist=dist,
+        ddp=DistributedDataParallel(model) if dist.enabled else model,
+        sampler=sampler,
+        loader=loader,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=scaler,
+        logger=MetricsLogger(run_dir, enabled=dist.is_main, resume_step=step if previous else None),
+        total_steps=total_steps,
+        step=step,
+    )
 
-    def save() -> Path:
-        state = {
-            "step": step,
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(),
-            "sampler": sampler.state_dict(),
-            "rng": checkpoints.rng_state(),
-        }
-        path = checkpoints.save_checkpoint(run_dir, step, model, state, keep=tc.save_checkpoint_num)
-        dist.barrier()
-        return path
 
+def save(r: Run) -> Path:
+    """A checkpoint of the model and everything needed to continue exactly (optimizer, RNG, data position)."""
+    state = {
+        "step": r.step,
+        "optimizer": r.optimizer.state_dict(),
+        "scheduler": r.scheduler.state_dict(),
+        "scaler": r.scaler.state_dict(),
+        "sampler": r.sampler.state_dict(),
+        "rng": checkpoints.rng_state(),
+    }
+    path = checkpoints.save_checkpoint(r.run_dir, r.step, r.job.model, state, keep=r.tc.save_checkpoint_num)
+    r.dist.barrier()
+    return path
+
+
+def train(r: Run, progress: bool = True) -> Path:
+    """Steps until `total_steps`, logging, evaluating and saving as configured; returns the last checkpoint.
+    A SIGTERM/SIGINT saves a checkpoint and returns early."""
+    tc, dist, job, dataset = r.tc, r.dist, r.job, r.job.dataset
     stop, handlers = _stop_requested()
-    bar = tqdm(total=total_steps, initial=step, disable=not (progress and dist.is_main), desc=job.name, unit="step")
+    bar = tqdm(
+        total=r.total_steps, initial=r.step, disable=not (progress and dist.is_main), desc=job.name, unit="step"
+    )
     window = _Window()
     last = None
     with handlers:
-        while step < total_steps:
-            epoch = sampler.epoch
+        while r.step < r.total_steps:
+            epoch = r.sampler.epoch
             if hasattr(dataset, "set_epoch"):
                 dataset.set_epoch(epoch)
-            batches = iter(loader)
-            for _ in range((len(sampler) - sampler.position) // step_items):
-                if step >= total_steps:
+            batches = iter(r.loader)
+            for _ in range((len(r.sampler) - r.sampler.position) // r.step_items):
+                if r.step >= r.total_steps:
                     break
                 started = time.perf_counter()
                 micro = [next(batches) for _ in range(tc.accumulation_steps)]
-                sampler.advance(step_items)
-                stats = _train_step(ddp, micro, job.objective, optimizer, scaler, dist, tc, oc, step)
-                scheduler.step()
-                step += 1
+                r.sampler.advance(r.step_items)
+                stats = train_step(r, micro)
+                r.scheduler.step()
+                r.step += 1
                 window.add(stats, time.perf_counter() - started)
-                if dist.is_main and (step % tc.log_steps == 0 or step == total_steps):
-                    values = window.flush() | {
-                        "lr": scheduler.get_last_lr()[0],
-                        "loss_scale": scaler.loss_scale,
-                        "skipped_steps": scaler.skipped,
-                    }
-                    logger.log(step, values)
-                    bar.set_postfix(
-                        loss=f"{values['loss']:.3f}",
-                        lr=f"{values['lr']:.2e}",
-                        tok_s=f"{values['tokens_per_second']:.0f}",
-                    )
+                if dist.is_main and (r.step % tc.log_steps == 0 or r.step == r.total_steps):
+                    _log(r, window.flush(), bar)
                 bar.update(1)
                 if dist.any(stop[0]):
-                    last = save()
+                    last = save(r)
                     if dist.is_main:
-                        bar.write(f"stopped by signal at step {step}; checkpoint {last}; continue with --resume")
-                    logger.close()
+                        bar.write(f"stopped by signal at step {r.step}; checkpoint {last}; continue with --resume")
+                    r.logger.close()
                     return last
-                if step % tc.save_checkpoint_steps == 0:
-                    last = save()
-                if tc.eval_steps > 0 and step % tc.eval_steps == 0 and job.evaluate is not None:
-                    _evaluate(job, step, f"step {step}", logger, bar, dist)
+                if r.step % tc.save_checkpoint_steps == 0:
+                    last = save(r)
+                if tc.eval_steps > 0 and r.step % tc.eval_steps == 0 and job.evaluate is not None:
+                    _evaluate(r, f"step {r.step}", bar)
             else:  # a whole epoch ran (its remainder too short for a full step is skipped)
-                sampler.set_epoch(epoch + 1)
+                r.sampler.set_epoch(epoch + 1)
                 if job.evaluate is not None:
-                    _evaluate(job, step, f"epoch {epoch + 1}, step {step}", logger, bar, dist)
+                    _evaluate(r, f"epoch {epoch + 1}, step {r.step}", bar)
     bar.close()
-    if last is None or not last.name.endswith(f"{step:08d}"):
-        last = save()
-    logger.close()
+    if last is None or not last.name.endswith(f"{r.step:08d}"):
+        last = save(r)
+    r.logger.close()
     return last
 
 
-def _evaluate(job: Job, step: int, when: str, logger: MetricsLogger, bar, dist) -> None:
-    job.model.eval()
-    metrics = job.evaluate(step)
-    job.model.train()
-    logger.log(step, {f"eval_{k}": v for k, v in metrics.items()})
-    if dist.is_main:
+def _log(r: Run, values: dict[str, float], bar) -> None:
+    values |= {"lr": r.scheduler.get_last_lr()[0], "loss_scale": r.scaler.loss_scale, "skipped_steps": r.scaler.skipped}
+    r.logger.log(r.step, values)
+    bar.set_postfix(loss=f"{values['loss']:.3f}", lr=f"{values['lr']:.2e}", tok_s=f"{values['tokens_per_second']:.0f}")
+
+
+def _evaluate(r: Run, when: str, bar) -> None:
+    r.job.model.eval()
+    metrics = r.job.evaluate(r.step)
+    r.job.model.train()
+    r.logger.log(r.step, {f"eval_{k}": v for k, v in metrics.items()})
+    if r.dist.is_main:
         bar.write(f"{when}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
 
 
@@ -237,7 +300,7 @@ def _optimization(model, tc: TrainConfig, oc: OptimizerConfig, ls: LossScaleConf
     if decay_steps <= 0:  # decay over the run; a run shorter than its warm-up only warms up
         decay_steps = max(total_steps, warmup + 1)
         if total_steps <= warmup and dist.is_main:
-            print(f"note: the run ({total_steps} steps) ends before warm-up ({warmup} steps) does")
+            log.warning(f"note: the run ({total_steps} steps) ends before warm-up ({warmup} steps) does")
     scheduler = build_scheduler(
         optimizer,
         learning_rate=oc.learning_rate,
@@ -253,40 +316,32 @@ def _optimization(model, tc: TrainConfig, oc: OptimizerConfig, ls: LossScaleConf
     return optimizer, scheduler, scaler
 
 
-def _train_step(
-    ddp,
-    micro: list[Batch],
-    objective: Objective,
-    optimizer,
-    scaler,
-    dist,
-    tc: TrainConfig,
-    oc: OptimizerConfig,
-    step: int,
-) -> dict[str, float]:
+def train_step(r: Run, micro: list[Batch]) -> dict[str, float]:
     """Forward/backward over the micro-batches, then one (possibly skipped) optimizer update."""
+    tc, dist, objective, scaler = r.tc, r.dist, r.job.objective, r.scaler
     device = dist.device
     micro = [{k: v.to(device, non_blocking=True) for k, v in mb.items()} for mb in micro]
-    totals = dist.sum(objective.totals(micro).to(device))  # normalisers of the whole step, all processes
-    acc = None
+    # Normalisers of the whole step, all processes.
+    totals = dist.sum_terms({k: v.to(device) for k, v in objective.totals(micro).items()})
+    acc: Terms = {}
     for i, mb in enumerate(micro):
         # Dropout draws depend only on (seed, rank, step, micro-step): reproducible after a resume.
-        torch.manual_seed(int(np.random.SeedSequence([tc.seed, dist.rank, step, i]).generate_state(1)[0]))
+        torch.manual_seed(int(np.random.SeedSequence([tc.seed, dist.rank, r.step, i]).generate_state(1)[0]))
         sync = i == len(micro) - 1 or not dist.enabled
-        with contextlib.nullcontext() if sync else ddp.no_sync(), autocast_context(tc.precision, device.type):
-            sums = objective.sums(ddp, mb)
+        with contextlib.nullcontext() if sync else r.ddp.no_sync(), autocast_context(tc.precision, device.type):
+            sums = objective.sums(r.ddp, mb)
             # DDP averages gradients over processes: scale by world size to get the sum-normalised loss.
             loss = objective.loss(sums, totals) * dist.world_size
             scaler.scale(loss).backward()
-        acc = sums.detach() if acc is None else acc + sums.detach()
-    found_inf = scaler.unscale_and_check(optimizer)
-    grad_norm = clip_gradients(ddp.parameters(), oc.clip_norm, oc.clip_mode)
+        acc = {k: v.detach() + acc.get(k, 0) for k, v in sums.items()}
+    found_inf = scaler.unscale_and_check(r.optimizer)
+    grad_norm = clip_gradients(r.ddp.parameters(), r.oc.clip_norm, r.oc.clip_mode)
     if not found_inf:
-        optimizer.step()
+        r.optimizer.step()
     scaler.update(found_inf)
-    optimizer.zero_grad(set_to_none=True)
+    r.optimizer.zero_grad(set_to_none=True)
     tokens = dist.sum(torch.tensor(float(sum(objective.tokens(mb) for mb in micro)), device=device)).item()
-    return objective.summary(dist.sum(acc)) | {"grad_norm": float(grad_norm), "tokens": tokens}
+    return objective.summary(dist.sum_terms(acc)) | {"grad_norm": float(grad_norm), "tokens": tokens}
 
 
 class _Window:

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from bertforge.data.dataset import FEATURES, PretrainingDataset
 from bertforge.errors import BertforgeError
-from bertforge.modeling.heads import BertForPreTraining, pretraining_loss_terms
+from bertforge.modeling.heads import BertForPreTraining
 from bertforge.training import checkpoints, distributed, loop
 from bertforge.training.config import PretrainConfig, save_config
 
@@ -29,35 +29,37 @@ def collate(items: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
     return batch
 
 
-def _sums(model, mb) -> torch.Tensor:
-    out = model(mb["input_ids"], mb["segment_ids"], mb["input_mask"], mb["masked_lm_positions"])
-    t = pretraining_loss_terms(
-        out.mlm_logits, out.nsp_logits, mb["masked_lm_ids"], mb["masked_lm_weights"], mb["next_sentence_labels"]
-    )
-    return torch.stack([t.mlm_nll, t.mlm_weight, t.mlm_correct, t.nsp_nll, t.nsp_count, t.nsp_correct])
+def _sums(model, mb) -> dict[str, torch.Tensor]:
+    return model(
+        mb["input_ids"],
+        mb["segment_ids"],
+        mb["input_mask"],
+        mb["masked_lm_positions"],
+        mb["masked_lm_ids"],
+        mb["masked_lm_weights"],
+        mb["next_sentence_labels"],
+    ).terms
 
 
-def _summary(s: torch.Tensor) -> dict[str, float]:
-    s = s.tolist()
-    mlm_loss, nsp_loss = s[0] / max(s[1], 1e-5), s[3] / max(s[4], 1)
+def _summary(s: dict[str, torch.Tensor]) -> dict[str, float]:
+    s = {k: float(v) for k, v in s.items()}
+    mlm_loss, nsp_loss = s["mlm_nll"] / max(s["mlm_weight"], 1e-5), s["nsp_nll"] / max(s["nsp_count"], 1)
     return {
         "loss": mlm_loss + nsp_loss,
         "mlm_loss": mlm_loss,
         "nsp_loss": nsp_loss,
-        "mlm_accuracy": s[2] / max(s[1], 1e-5),
-        "nsp_accuracy": s[5] / max(s[4], 1),
+        "mlm_accuracy": s["mlm_correct"] / max(s["mlm_weight"], 1e-5),
+        "nsp_accuracy": s["nsp_correct"] / max(s["nsp_count"], 1),
     }
 
 
 PRETRAINING = loop.Objective(
-    totals=lambda micro: torch.stack(
-        [
-            sum(mb["masked_lm_weights"].sum() for mb in micro).float(),
-            torch.tensor(float(sum(len(mb["input_ids"]) for mb in micro)), device=micro[0]["input_ids"].device),
-        ]
-    ),
+    totals=lambda micro: {
+        "mlm_weight": sum(mb["masked_lm_weights"].sum() for mb in micro).float(),
+        "nsp_count": torch.tensor(float(sum(len(mb["input_ids"]) for mb in micro)), device=micro[0]["input_ids"].device),
+    },
     sums=_sums,
-    loss=lambda s, totals: s[0] / totals[0].clamp(min=1e-5) + s[3] / totals[1],
+    loss=lambda s, t: s["mlm_nll"] / t["mlm_weight"].clamp(min=1e-5) + s["nsp_nll"] / t["nsp_count"],
     summary=_summary,
     tokens=lambda mb: int(mb["input_mask"].sum()),
 )
@@ -124,12 +126,13 @@ def evaluate(
     dataset.check_vocab(model.config.vocab_size)
     n = len(dataset) if limit is None else min(limit, len(dataset))
     indices = list(range(dist.rank, n, dist.world_size))
-    sums = torch.zeros(6, device=dist.device)
+    sums: dict[str, torch.Tensor] = {}
     with torch.no_grad():
         for start in tqdm(range(0, len(indices), batch_size), disable=not (progress and dist.is_main), desc="eval"):
             mb = collate([dataset[i] for i in indices[start : start + batch_size]])
-            sums += _sums(model, {k: v.to(dist.device) for k, v in mb.items()})
-    sums = dist.sum(sums)
+            terms = _sums(model, {k: v.to(dist.device) for k, v in mb.items()})
+            sums = {k: v + sums.get(k, 0) for k, v in terms.items()}
+    sums = dist.sum_terms(sums)
     distributed.teardown()
     summary = _summary(sums)
-    return {"instances": int(sums[4].item())} | {k: v for k, v in summary.items() if k != "loss"}
+    return {"instances": int(sums["nsp_count"].item())} | {k: v for k, v in summary.items() if k != "loss"}

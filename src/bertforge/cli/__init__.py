@@ -1,0 +1,74 @@
+"""`bertforge` command line: one small module per subcommand (parse, call the Python API, print).
+User errors become one line on stderr and exit status 2."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from bertforge.cli import (
+    convert,
+    convert_data,
+    create_data,
+    extract_wiki,
+    finetune,
+    inspect,
+    plot,
+    predict,
+    pretrain,
+    pretrain_eval,
+    tokenize,
+)
+from bertforge.errors import BertforgeError
+
+SUBCOMMANDS = (
+    convert,
+    tokenize,
+    extract_wiki,
+    create_data,
+    convert_data,
+    inspect,
+    pretrain,
+    finetune,
+    predict,
+    pretrain_eval,
+    plot,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log details (unused tensors, ...)"
+    )
+    parser = argparse.ArgumentParser(
+        prog="bertforge",
+        parents=[common],
+        description="Pretrain, fine-tune, evaluate, export and serve BERT and NEZHA models.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    for module in SUBCOMMANDS:
+        module.register(sub, common)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "accepts_overrides", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.overrides = extra
+    # Library code logs; the command line shows its messages plainly (details with -v).
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log = logging.getLogger("bertforge")
+    log.handlers[:] = [handler]
+    log.propagate = False
+    log.setLevel(logging.DEBUG if getattr(args, "verbose", False) else logging.INFO)
+    try:
+        args.func(args)
+    except (BertforgeError, FileNotFoundError) as exc:
+        print(f"bertforge {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0

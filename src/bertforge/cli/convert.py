@@ -1,0 +1,40 @@
+"""`bertforge convert`: a checkpoint from one layout to another (Hugging Face/bertforge folder, MindSpore .ckpt)."""
+
+from __future__ import annotations
+
+import argparse
+
+from bertforge.modeling.auto import MODEL_CLASSES
+
+
+def register(sub, common) -> None:
+    p = sub.add_parser(
+        "convert", parents=[common], help="convert a checkpoint (Hugging Face, bertforge, MindSpore .ckpt)"
+    )
+    p.add_argument("source", help="checkpoint directory or weights file (.safetensors, .bin, .ckpt)")
+    p.add_argument("output", help="output directory (--to hf) or .ckpt file (--to mindspore)")
+    p.add_argument("--to", choices=["hf", "mindspore"], default="hf", help="output format (default: hf)")
+    p.add_argument("--config", help="config file or preset, needed when none lies beside the weights (.ckpt)")
+    p.add_argument(
+        "--head", default="auto", choices=["auto", *MODEL_CLASSES], help="model class to load (default: detected)"
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> None:
+    from bertforge.tasks import kinds_by_head
+    from bertforge.tasks.folder import convert_checkpoint
+
+    model, out = convert_checkpoint(
+        args.source,
+        args.output,
+        to=args.to,
+        config=args.config,
+        head=args.head,
+        overwrite=args.overwrite,
+        kinds=kinds_by_head(),
+    )
+    head = next(name for name, cls in MODEL_CLASSES.items() if type(model) is cls)
+    params = sum(p.numel() for p in model.parameters())
+    print(f"converted {args.source} ({head}, {params / 1e6:.1f}M parameters) -> {out} [{args.to}]")

@@ -1,0 +1,39 @@
+"""Config flags shared by the training commands: named flags that set config keys, and `--section.key value`."""
+
+from __future__ import annotations
+
+import argparse
+
+from bertforge.errors import BertforgeError
+
+
+def add_flags(parser: argparse.ArgumentParser, flags: dict[str, tuple[str, type]]) -> None:
+    for flag, (key, kind) in flags.items():
+        parser.add_argument("--" + flag.replace("_", "-"), dest=flag, type=kind, help=f"sets {key}")
+    parser.set_defaults(accepts_overrides=True)
+
+
+def flag_overrides(args: argparse.Namespace, flags: dict[str, tuple[str, type]]) -> list[str]:
+    """`key=value` for each named flag given, then the `--section.key value` pairs."""
+    named = [f"{key}={getattr(args, flag)}" for flag, (key, _) in flags.items() if getattr(args, flag) is not None]
+    return named + dotted_overrides(args.overrides)
+
+
+def dotted_overrides(extra: list[str]) -> list[str]:
+    """`--optimizer.learning_rate 1e-4` / `--optimizer.learning_rate=1e-4` -> `optimizer.learning_rate=1e-4`."""
+    out, i = [], 0
+    while i < len(extra):
+        arg = extra[i]
+        if not arg.startswith("--") or "." not in arg.split("=")[0]:
+            raise BertforgeError(
+                f"unrecognized argument {arg!r} (config keys look like --optimizer.learning_rate 1e-4)"
+            )
+        if "=" in arg:
+            out.append(arg[2:])
+            i += 1
+        elif i + 1 < len(extra):
+            out.append(f"{arg[2:]}={extra[i + 1]}")
+            i += 2
+        else:
+            raise BertforgeError(f"{arg} needs a value")
+    return out

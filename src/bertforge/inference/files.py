@@ -1,0 +1,159 @@
+"""Files in and out of `bertforge predict`: raw inputs streamed from a text file (one input per line), JSON
+lines, CSV/TSV with named columns or standard input; results written as JSON lines in input order,
+atomically (a failed run leaves no partial file and never replaces an existing one unless asked)."""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import os
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from tqdm import tqdm
+
+from bertforge.errors import BertforgeError
+from bertforge.fileio import atomic_path
+from bertforge.tasks.readers import json_records, lines, table_rows
+
+_EXTENSIONS = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "tsv"}
+FORMATS = ("auto", "text", "jsonl", "csv", "tsv")
+
+
+@dataclass
+class InputReport:
+    """Records read and skipped (by reason, with the first message of each)."""
+
+    path: str
+    records: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    first: dict[str, str] = field(default_factory=dict)
+
+    def skip(self, reason: str, message: str) -> None:
+        self.skipped[reason] += 1
+        self.first.setdefault(reason, message)
+
+    def summary(self) -> str:
+        text = f"{self.path}: {self.records - sum(self.skipped.values())} inputs from {self.records} records"
+        for reason, count in self.skipped.items():
+            text += f"; skipped {count} ({reason}), e.g. {self.first[reason]}"
+        return text
+
+
+def read_inputs(
+    path: str,
+    report: InputReport,
+    *,
+    format: str = "auto",
+    text_column: str = "text",
+    text_b_column: str = "text_b",
+    skip_bad_lines: bool = False,
+) -> Iterator[tuple[int, Any]]:
+    """(line number, raw input) for each record: a text line, or a record whose `text_column` and
+    `text_b_column` are renamed to "text" and "text_b". Blank lines are skipped and counted; a bad record
+    is an error naming file and line, or skipped and counted with `skip_bad_lines`."""
+    kind = format if format != "auto" else _EXTENSIONS.get(Path(path).suffix.lower(), "text")
+    if kind not in FORMATS:
+        raise BertforgeError(f"unknown input format {format!r}; expected one of {', '.join(FORMATS)}")
+    if path != "-":
+        if not Path(path).is_file():
+            raise BertforgeError(f"{path}: no such file" + (" (it is a directory)" if Path(path).is_dir() else ""))
+        if os.path.getsize(path) == 0:
+            raise BertforgeError(f"{path}: file is empty; expected one input per line")
+
+    def bad(number: int, message: str, reason: str = "bad record") -> None:
+        if not skip_bad_lines:
+            raise BertforgeError(message)
+        report.skip(reason, message)
+
+    def invalid(number: int, message: str) -> None:
+        report.records += 1
+        bad(number, message, "not UTF-8")
+
+    if kind == "text":
+        records: Iterator = ((n, t) for n, t in lines(Path(path), path, invalid))
+    elif kind == "jsonl":
+        records = json_records(Path(path), path, invalid)
+    else:
+        records = _table(path, kind, invalid)
+    for number, value in records:
+        if kind == "text" and not value.strip():
+            if value:  # a blank line of spaces; empty ones (and blanked invalid lines) are not records
+                report.records += 1
+                report.skip("blank line", f"{path} line {number}")
+            continue
+        report.records += 1
+        if isinstance(value, dict):
+            value = _renamed(value, {text_column: "text", text_b_column: "text_b"})
+            if not isinstance(value.get("text"), str) or not value["text"].strip():
+                bad(number, f"{path} line {number}: no text in field {text_column!r} (fields: {', '.join(value)})")
+                continue
+        elif not isinstance(value, str):  # a record that could not be parsed
+            bad(number, f"{path} line {number}: {value}")
+            continue
+        yield number, value
+    if report.records == 0:
+        raise BertforgeError(f"{path}: no inputs; expected one input per line ({kind})")
+
+
+def _renamed(record: dict, names: dict[str, str]) -> dict:
+    """`record` with its columns named as the task expects (a column already so named gives way)."""
+    if all(old == new for old, new in names.items()):
+        return record
+    out = {k: v for k, v in record.items() if k not in names.values()}
+    return {names.get(k, k): v for k, v in out.items()}
+
+
+def _table(path: str, kind: str, invalid) -> Iterator[tuple[int, dict | str]]:
+    rows = table_rows(Path(path), path, kind, invalid)
+    first = next(rows, None)
+    if first is None:
+        return
+    names = [n.strip() for n in first[1]]
+    for number, row in rows:
+        if len(row) != len(names):
+            yield number, f"{len(row)} fields, expected {len(names)} ({', '.join(names)})"
+        else:
+            yield number, dict(zip(names, row))
+
+
+@contextlib.contextmanager
+def jsonl_output(path: str | None, overwrite: bool = False) -> Iterator[TextIO]:
+    """A text stream for JSON lines: standard output for None or "-"; else a temporary file renamed over
+    `path` when the block succeeds (an existing file only with `overwrite`)."""
+    if path in (None, "-"):
+        yield sys.stdout
+        sys.stdout.flush()
+        return
+    if Path(path).exists() and not overwrite:
+        raise BertforgeError(f"{path} already exists; pass --overwrite to replace it")
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        yield f
+
+
+def write_record(stream: TextIO, record: dict[str, Any]) -> None:
+    stream.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def predict_file(predictor, path: str, inputs: Iterator[tuple[int, Any]], stream: TextIO, progress: bool = False) -> int:
+    """Predict each (line, raw input) of `path` and write `{"line", ["id",] ...result}` in input order;
+    returns the number written."""
+    pending: collections.deque[tuple[int, Any]] = collections.deque()
+
+    def examples() -> Iterator:
+        for number, raw in tqdm(inputs, disable=not progress, desc="predict", unit=" inputs"):
+            pending.append((number, raw))
+            yield predictor.example(raw, str(number), f"{path} line {number}")
+
+    count = 0
+    for _, result in predictor.predict_examples(examples()):
+        number, raw = pending.popleft()
+        head = {"line": number} | ({"id": raw["id"]} if isinstance(raw, dict) and "id" in raw else {})
+        write_record(stream, head | predictor.task.record(result))
+        count += 1
+    return count

@@ -1,0 +1,135 @@
+"""`Predictor`: raw inputs → a task's results, for any fine-tuned model folder, on any backend.
+
+Inputs are featurized by the model's own task with the model's own tokenizer settings, run in batches of
+similar length (sorted, dynamically padded, input order restored), and post-processed into the shapes users
+know from Hugging Face pipelines and TEI. Streams: inputs are taken a chunk at a time, so memory does not
+grow with their number. Fine-tuning's evaluation runs through `run_features` too, so evaluation and
+prediction cannot disagree.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bertforge.errors import BertforgeError
+from bertforge.inference.backends import BACKENDS, INPUT_NAMES
+from bertforge.modeling.config import BertConfig
+from bertforge.tasks import get_task, kinds_by_head
+from bertforge.tasks.folder import VOCAB_FILE, ModelSettings, check_vocab, load_settings
+from bertforge.tasks.task import Features, Outputs, Task, collate
+from bertforge.tokenization import FullTokenizer
+
+log = logging.getLogger("bertforge")
+
+
+def run_features(
+    backend, features: Features, batch_size: int, token_outputs: Sequence[str] = (), pad_to: int | None = None
+) -> list[Outputs]:
+    """The backend's outputs for each feature, in feature order. Batches hold features of similar length
+    (longest first), padded to their longest (or to `pad_to`); per-token outputs are cut to each length."""
+    order = np.argsort(-features.lengths, kind="stable")
+    ids, types = features.inputs["input_ids"], features.inputs["token_type_ids"]
+    results: list[Outputs] = [{}] * len(features)
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        items = [{"input_ids": np.asarray(ids[i]), "token_type_ids": np.asarray(types[i])} for i in idx]
+        batch = {k: v.numpy() for k, v in collate(items, pad_to).items() if k in INPUT_NAMES}
+        out = backend(batch)
+        for row, i in enumerate(idx):
+            n = features.lengths[i]
+            results[i] = {k: v[row, :n] if k in token_outputs else v[row] for k, v in out.items()}
+    return results
+
+
+class Predictor:
+    """A fine-tuned model ready to predict: `Predictor.from_pretrained(folder).predict(["text", ...])`."""
+
+    def __init__(
+        self,
+        task: Task,
+        settings: ModelSettings,
+        tokenizer: FullTokenizer,
+        backend,
+        *,
+        batch_size: int = 32,
+        max_seq_length: int | None = None,
+        chunk_size: int = 4096,
+    ):
+        if batch_size < 1:
+            raise BertforgeError(f"batch size must be at least 1, not {batch_size}")
+        self.task, self.settings, self.tokenizer, self.backend = task, settings, tokenizer, backend
+        self.batch_size, self.chunk_size = batch_size, max(chunk_size, batch_size)
+        self.max_seq_length = max_seq_length or settings.max_seq_length
+        self.examples = 0  # inputs predicted so far
+        self.truncated = 0  # of which cut to max_seq_length
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        folder: str | Path,
+        *,
+        backend: str = "torch",
+        device: str = "cpu",
+        threads: int | None = None,
+        batch_size: int = 32,
+        max_seq_length: int | None = None,
+    ) -> Predictor:
+        """Load a model folder (bertforge's, with bertforge.json, or one written by `transformers`)."""
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise BertforgeError(f"{folder}: no such model folder")
+        settings = load_settings(folder, kinds_by_head())
+        if settings.kind is None:
+            raise BertforgeError(
+                f"{folder}: a model without a task head (no task kind in its settings); fine-tune it first "
+                "(bertforge finetune KIND --init ...)"
+            )
+        task = get_task(settings.kind, str(folder))
+        vocab = folder / VOCAB_FILE
+        if not vocab.is_file():
+            raise BertforgeError(f"{folder}: no {VOCAB_FILE}; a model folder holds the vocab it was trained with")
+        tokenizer = FullTokenizer(vocab, do_lower_case=settings.do_lower_case)
+        config = BertConfig.from_file(folder / "config.json")
+        check_vocab(folder, settings, vocab, config.vocab_size, len(tokenizer))
+        if max_seq_length is not None and not config.use_relative_positions:
+            if max_seq_length > config.max_position_embeddings:
+                raise BertforgeError(
+                    f"--max-seq-length {max_seq_length} exceeds the model's {config.max_position_embeddings} positions"
+                )
+        if backend not in BACKENDS:
+            raise BertforgeError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+        runner = BACKENDS[backend](folder, task.head, device=device, threads=threads)
+        return cls(task, settings, tokenizer, runner, batch_size=batch_size, max_seq_length=max_seq_length)
+
+    def predict(self, inputs: Any) -> Any:
+        """One input (a text, a (text, text_b) pair, a record) -> its result; a list of inputs -> a list."""
+        single = isinstance(inputs, (str, dict)) or (
+            isinstance(inputs, tuple) and len(inputs) == 2 and all(isinstance(t, str) for t in inputs)
+        )
+        batch = [inputs] if single else list(inputs)
+        examples = [self.example(raw, str(i)) for i, raw in enumerate(batch)]
+        results = [result for _, result in self.predict_examples(examples)]
+        return results[0] if single else results
+
+    def example(self, raw: Any, index: str, where: str | None = None):
+        """The task's example for one raw input; an error names `where` (default: "input INDEX")."""
+        try:
+            return self.task.example(raw, index)
+        except BertforgeError as exc:
+            raise BertforgeError(f"{where or f'input {index}'}: {exc}") from None
+
+    def predict_examples(self, examples: Iterable) -> Iterator[tuple[Any, Any]]:
+        """(example, result) pairs in input order, a chunk of inputs at a time."""
+        examples = iter(examples)
+        while chunk := list(itertools.islice(examples, self.chunk_size)):
+            features = self.task.featurize(chunk, self.tokenizer, self.settings, self.max_seq_length)
+            outputs = run_features(self.backend, features, self.batch_size, self.task.token_outputs)
+            self.examples += len(chunk)
+            self.truncated += features.num_truncated
+            yield from zip(chunk, self.task.postprocess(chunk, features, outputs, self.settings))

@@ -1,0 +1,180 @@
+"""A self-describing model folder: weights and config, vocab, and `bertforge.json` saying how to use them.
+
+`config.json` + `model.safetensors` stay loadable by `transformers` (labels in `id2label`); `vocab.txt` is
+the vocab the model was trained with; `bertforge.json` holds what prediction needs and a transformers
+folder does not say reliably: the task kind, the labels, the tokenizer settings (`do_lower_case` — a cased
+model evaluated later must not be lower-cased — and the vocab's SHA-256), `max_seq_length`, task settings
+(e.g. regression) and the bertforge version. A folder without `bertforge.json` (made by `transformers`)
+still works: its settings are inferred from `config.json` and `tokenizer_config.json`, and said so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bertforge import __version__
+from bertforge.errors import BertforgeError
+from bertforge.fileio import atomic_dir, atomic_write_text
+from bertforge.modeling.config import BertConfig
+
+log = logging.getLogger("bertforge")
+
+SETTINGS_FILE = "bertforge.json"
+VOCAB_FILE = "vocab.txt"
+
+
+@dataclass
+class ModelSettings:
+    kind: str | None  # task family (a key of `bertforge.tasks.TASKS`); None for a pretrained encoder
+    labels: list[str] | None = None  # class/tag names in id order; None for regression and span tasks
+    do_lower_case: bool = True
+    max_seq_length: int = 512
+    vocab_sha256: str | None = None
+    task: dict[str, Any] = field(default_factory=dict)  # task-specific settings (regression, label descriptions)
+    version: str = __version__
+    inferred: list[str] = field(default_factory=list)  # settings guessed for a folder without bertforge.json
+
+    def to_json(self) -> str:
+        data = dataclasses.asdict(self)
+        del data["inferred"]
+        return json.dumps(data, ensure_ascii=False, indent=1) + "\n"
+
+
+def vocab_sha256(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def save_model_folder(directory: str | Path, model, settings: ModelSettings, vocab: str | Path) -> Path:
+    """Write weights + config, the vocab and bertforge.json; the folder is replaced as a whole, so a kill
+    while saving leaves the previous one."""
+    settings = dataclasses.replace(settings, vocab_sha256=vocab_sha256(vocab), version=__version__, inferred=[])
+    with atomic_dir(directory) as tmp:
+        model.save_pretrained(tmp)
+        shutil.copyfile(vocab, tmp / VOCAB_FILE)
+        (tmp / SETTINGS_FILE).write_text(settings.to_json(), encoding="utf-8")
+    return Path(directory)
+
+
+def write_settings(directory: str | Path, settings: ModelSettings) -> None:
+    atomic_write_text(Path(directory) / SETTINGS_FILE, settings.to_json())
+
+
+def load_settings(folder: str | Path, kinds: dict[str, str] | None = None, announce: bool = True) -> ModelSettings:
+    """The folder's bertforge.json, or settings inferred from a transformers folder (listed in `inferred`,
+    and logged as a warning when `announce`). `kinds` maps a head class name (config.json's
+    `architectures`) to a task kind."""
+    folder = Path(folder)
+    path = folder / SETTINGS_FILE
+    if path.is_file():
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            names = {f.name for f in dataclasses.fields(ModelSettings)} - {"inferred"}
+            return ModelSettings(**{k: v for k, v in data.items() if k in names})
+        except (json.JSONDecodeError, UnicodeDecodeError, TypeError) as exc:
+            raise BertforgeError(f"{path}: not a bertforge settings file ({exc})") from None
+    settings = infer_settings(folder, kinds or {})
+    log.log(
+        logging.WARNING if announce else logging.DEBUG,
+        "%s has no %s; settings inferred: %s",
+        folder,
+        SETTINGS_FILE,
+        "; ".join(settings.inferred),
+    )
+    return settings
+
+
+def infer_settings(folder: Path, kinds: dict[str, str]) -> ModelSettings:
+    """Settings of a folder written by `transformers`: the kind from `architectures`, labels from `id2label`,
+    casing and length from `tokenizer_config.json` (lower-casing and 512 tokens when it is absent)."""
+    config_file = folder / "config.json"
+    if not config_file.is_file():
+        raise BertforgeError(f"{folder}: no {SETTINGS_FILE} and no config.json; not a model folder")
+    config = BertConfig.from_file(config_file)
+    architectures = config.extra.get("architectures") or []
+    kind = next((kinds[a] for a in architectures if a in kinds), None)
+    tokenizer_file = folder / "tokenizer_config.json"
+    tokenizer = json.loads(tokenizer_file.read_text(encoding="utf-8")) if tokenizer_file.is_file() else {}
+    inferred = [f"kind={kind} (config.json architectures {architectures})"]
+    regression = config.num_labels == 1 or config.extra.get("problem_type") == "regression"
+    labels = None
+    if kind is not None and not regression and config.id2label:
+        labels = [config.id2label[i] for i in range(len(config.id2label))]
+        inferred.append("labels from config.json id2label")
+    if "do_lower_case" in tokenizer:
+        do_lower_case = bool(tokenizer["do_lower_case"])
+        inferred.append(f"do_lower_case={do_lower_case} (tokenizer_config.json)")
+    else:
+        do_lower_case = True
+        inferred.append("do_lower_case=True (no tokenizer_config.json saying otherwise)")
+    limit = tokenizer.get("model_max_length")
+    max_len = config.max_position_embeddings
+    if isinstance(limit, int) and 0 < limit < max_len:
+        max_len = limit
+    inferred.append(f"max_seq_length={max_len}")
+    return ModelSettings(
+        kind=kind,
+        labels=labels,
+        do_lower_case=do_lower_case,
+        max_seq_length=max_len,
+        task={"regression": True} if regression and kind is not None else {},
+        inferred=inferred,
+    )
+
+
+def check_vocab(folder: Path, settings: ModelSettings, vocab: Path, vocab_size: int, num_ids: int) -> None:
+    """The vocab must be the one the model was trained with: same hash when recorded, and as many ids as
+    the model has embedding rows."""
+    if settings.vocab_sha256 is not None and vocab_sha256(vocab) != settings.vocab_sha256:
+        raise BertforgeError(
+            f"{vocab}: not the vocab this model was trained with ({folder / SETTINGS_FILE} records sha256 "
+            f"{settings.vocab_sha256[:12]}…)"
+        )
+    if num_ids != vocab_size:
+        raise BertforgeError(
+            f"{vocab}: {num_ids} tokens, but the model in {folder} has {vocab_size} embedding rows; "
+            "use the model's own vocab"
+        )
+
+
+def convert_checkpoint(
+    source: str | Path,
+    output: str | Path,
+    *,
+    to: str = "hf",
+    config: str | Path | None = None,
+    head: str = "auto",
+    overwrite: bool = False,
+    kinds: dict[str, str] | None = None,
+):
+    """`bertforge convert`: load any checkpoint and write it as a model folder (weights, config, and — when
+    the source has a vocab — vocab.txt and bertforge.json) or as a MindSpore `.ckpt`. Returns (model, path)."""
+    from bertforge.modeling.auto import load_model
+
+    model = load_model(source, config=config, head=head)
+    if to == "mindspore":
+        return model, model.save_mindspore(output, overwrite=overwrite)
+    folder = Path(source) if Path(source).is_dir() else Path(source).parent
+    vocab = folder / VOCAB_FILE
+    extras = [Path(output) / VOCAB_FILE, Path(output) / SETTINGS_FILE] if vocab.is_file() else []
+    existing = [str(p) for p in extras if p.exists()]
+    if existing and not overwrite:
+        raise BertforgeError(f"{', '.join(existing)} already exist; pass overwrite=True (--overwrite) to replace")
+    out = model.save_pretrained(output, overwrite=overwrite)
+    if vocab.is_file():
+        if (folder / SETTINGS_FILE).is_file():
+            settings = load_settings(folder)
+        else:
+            settings = infer_settings(folder, kinds or {}) if (folder / "config.json").is_file() else ModelSettings(None)
+        head_kind = (kinds or {}).get(type(model).__name__)
+        settings = dataclasses.replace(settings, kind=settings.kind or head_kind, inferred=[])
+        settings = dataclasses.replace(settings, vocab_sha256=vocab_sha256(vocab), version=__version__)
+        shutil.copyfile(vocab, extras[0])
+        write_settings(out, settings)
+    return model, out

@@ -1,0 +1,133 @@
+"""The task interface: what one task family contributes to fine-tuning and to inference.
+
+Data flows one way: a file → the task's `read` → examples → `featurize` → `Features` (one example may
+give several, e.g. windows) → the training loop (with `loss_count` normalising the head's loss sums) or a
+`bertforge.inference` backend → the task's `postprocess` (features' outputs → one result per example) →
+`score` (dev metrics) or `record` (a JSON lines row) and `submissions` (a benchmark's own files).
+Everything else — tokenizer, padding, batching, the loop, the kept model folder, `predict` — is shared.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from bertforge.modeling.heads import IGNORE_INDEX
+from bertforge.tasks.folder import ModelSettings
+from bertforge.tokenization import FullTokenizer
+
+Batch = dict[str, torch.Tensor]
+
+
+@dataclass
+class TaskConfig:
+    """Settings every task has: the `task:` section of a fine-tuning config. A task's config extends it."""
+
+    format: str = "auto"  # which public format the files are in (a benchmark name, csv, tsv, jsonl, auto)
+    train: str | None = None
+    dev: str | None = None
+    test: str | None = None
+    labels: str | None = None  # label list file
+    max_seq_length: int = 128
+    assessment_method: str = ""  # the metric that picks the best model; "" = the task's default
+    skip_bad_lines: bool = False
+    do_lower_case: bool | None = None  # None: what the initial model folder says, else true
+    vocab: str | None = None  # default: vocab.txt beside the initial checkpoint
+    eval_batch_size: int = 64
+    pad_to_max_length: bool = False  # pad every batch to max_seq_length (static shapes) instead of its longest
+
+
+@dataclass
+class Features:
+    """Unpadded model inputs, one row per feature, and the feature → example map.
+
+    `inputs` holds `input_ids`, `token_type_ids` and, for labelled data, the head's targets under the names
+    of its `forward` arguments (per-token lists are padded by `collate`, scalars stacked). `meta` holds what
+    post-processing needs and the model does not (e.g. character offsets)."""
+
+    inputs: dict[str, list]
+    example_index: list[int]
+    num_truncated: int = 0  # examples cut to max_seq_length
+    meta: dict[str, list] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.lengths = np.fromiter((len(ids) for ids in self.inputs["input_ids"]), dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.example_index)
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in ("inputs", "example_index", "num_truncated", "meta")}
+
+
+class FeatureDataset:
+    """`Features` as a map-style dataset of dicts of arrays (ragged; padded by `collate`)."""
+
+    def __init__(self, features: Features):
+        self.features = features
+        self.lengths = features.lengths
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+        return {k: np.asarray(v[i]) for k, v in self.features.inputs.items()}
+
+
+PAD_VALUES = {"labels": IGNORE_INDEX}  # per-token targets are padded with "no loss"; inputs with 0
+
+
+def collate(items: list[dict[str, np.ndarray]], pad_to: int | None = None) -> Batch:
+    """Pad per-token arrays to the longest sequence of the batch (dynamic padding), or to `pad_to`; stack
+    scalars. Adds the attention mask."""
+    width = pad_to or max(len(it["input_ids"]) for it in items)
+    batch = {}
+    for key, first in items[0].items():
+        if first.ndim == 0:
+            batch[key] = torch.from_numpy(np.stack([it[key] for it in items]))
+            continue
+        out = np.full((len(items), width), PAD_VALUES.get(key, 0), dtype=np.int64 if first.dtype.kind in "iu" else first.dtype)
+        for row, it in enumerate(items):
+            out[row, : len(it[key])] = it[key]
+        batch[key] = torch.from_numpy(out)
+    mask = np.zeros((len(items), width), dtype=np.int64)
+    for row, it in enumerate(items):
+        mask[row, : len(it["input_ids"])] = 1
+    batch["attention_mask"] = torch.from_numpy(mask)
+    return batch
+
+
+Outputs = dict[str, np.ndarray]  # one feature's head outputs by name (per-token ones cut to its length)
+
+
+@dataclass(frozen=True)
+class Task:
+    """One task family. Every callable is a plain function of the task's own module."""
+
+    kind: str  # `bertforge finetune <kind>`, and the kind recorded in a model folder
+    config: type[TaskConfig]
+    head: type  # the model class (a `bertforge.modeling.heads` head)
+    default_method: str  # assessment method when the config names none
+    methods: dict[str, str]  # assessment method -> the metric it maximises
+    # A file -> examples; every problem names file and line (or is skipped and counted when asked).
+    read: Callable[[str, TaskConfig], list]
+    # The task's part of the model settings (labels, ...) from the config, the training examples and the
+    # initial model's settings (None unless it is a fine-tuned model of this task).
+    prepare: Callable[[TaskConfig, list, ModelSettings | None], ModelSettings]
+    # BertConfig fields of the head for these settings (num_labels, id2label, ...).
+    model_overrides: Callable[[ModelSettings], dict[str, Any]]
+    # One raw input (a text, a (text, text_b) pair, or a record with named fields) -> an unlabelled example.
+    example: Callable[[Any, str], Any]
+    featurize: Callable[[Sequence, FullTokenizer, ModelSettings, int], Features]
+    loss_count: Callable[[Batch], torch.Tensor]  # what the head's `loss_sum` is a sum over, in a batch
+    postprocess: Callable[[Sequence, Features, list[Outputs], ModelSettings], list]  # one result per example
+    score: Callable[[list, Sequence, ModelSettings, str], dict[str, float]]  # (results, gold, method) -> metrics
+    record: Callable[[Any], dict[str, Any]]  # a result as a flat JSON lines record
+    # Extra prediction files in a benchmark's own submission format; returns the paths written.
+    submissions: Callable[[Path, Sequence, list, ModelSettings, TaskConfig], list[Path]] = lambda *args: []
+    token_outputs: tuple[str, ...] = ()  # outputs with one row per token, cut to each feature's length
