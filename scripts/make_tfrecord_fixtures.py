@@ -29,7 +29,6 @@ Last run: TensorFlow 2.21.0 (protobuf 7.36.2), Python 3.11.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import re
 import shutil
 import subprocess
@@ -41,11 +40,9 @@ import numpy as np
 import tensorflow as tf
 
 ROOT = Path(__file__).resolve().parents[1]
-# samples.py by path: importing the bertforge package would import torch, which this venv need not have.
-_spec = importlib.util.spec_from_file_location("samples", ROOT / "src/bertforge/samples.py")
-samples = importlib.util.module_from_spec(_spec)
-sys.modules["samples"] = samples  # @dataclass looks its module up there
-_spec.loader.exec_module(samples)
+# bertforge from the source tree, uninstalled: bertforge.samples imports no torch, which this venv need not have.
+sys.path.insert(0, str(ROOT / "src"))
+from bertforge import samples  # noqa: E402
 
 DOCUMENTS = 100  # of lee-background's 300: a few hundred instances, under 300 KB
 MAX_SEQ_LENGTH = 128

@@ -1,4 +1,4 @@
-"""Atomic file writing: a reader (or a killed run) never sees a half-written file."""
+"""bertforge's cache folder, and atomic file writing: a reader (or a killed run) never sees a half-written file."""
 
 from __future__ import annotations
 
@@ -8,6 +8,12 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+
+
+def cache_dir() -> Path:
+    """Where bertforge caches what it can recompute or download: ``$BERTFORGE_CACHE``, default
+    ``~/.cache/bertforge``."""
+    return Path(os.environ.get("BERTFORGE_CACHE", Path.home() / ".cache" / "bertforge"))
 
 
 @contextlib.contextmanager

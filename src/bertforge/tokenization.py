@@ -26,8 +26,7 @@ import tokenizers
 from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers
 
 from bertforge.errors import BertforgeError
-from bertforge.fileio import atomic_write_text
-from bertforge.samples import cache_dir
+from bertforge.fileio import atomic_write_text, cache_dir
 
 UNK, CLS, SEP = "[UNK]", "[CLS]", "[SEP]"
 MAX_INPUT_CHARS_PER_WORD = 200  # longer words become [UNK], as in Google's WordpieceTokenizer
