@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
+
+from safetensors import safe_open
 
 from bertforge.modeling.bert import BertModel
 from bertforge.modeling.checkpoint import PretrainedMixin, locate, read_weights
@@ -23,9 +26,9 @@ MODEL_CLASSES: dict[str, type[PretrainedMixin]] = {
 }
 
 
-def detect_head(path: str | Path, config: BertConfig | None = None) -> str:
-    """The head whose weights the checkpoint holds ('encoder' when it holds none)."""
-    names = read_weights(locate(path)[0]).keys()
+def detect_head(names: Collection[str], config: BertConfig | None = None) -> str:
+    """The head whose weights a checkpoint holds ('encoder' when it holds none), from its tensor names: as
+    stored, or as `read_weights` returns them (the head prefixes are the same)."""
     if any(n.startswith("cls.") for n in names):
         return "pretraining"
     if any(n.startswith("qa_outputs.") for n in names):
@@ -39,9 +42,17 @@ def detect_head(path: str | Path, config: BertConfig | None = None) -> str:
 
 
 def load_model(path: str | Path, config: BertConfig | str | Path | None = None, head: str = "auto") -> PretrainedMixin:
-    """Load any checkpoint into the class matching its head (or the one named by `head`)."""
+    """Load any checkpoint into the class matching its head (or the one named by `head`), reading its
+    weights once."""
+    state = None
     if head == "auto":
-        found = locate(path)[1]
+        weights, found = locate(path)
         cfg = BertConfig.resolve(config) if config is not None else (BertConfig.from_file(found) if found else None)
-        head = detect_head(path, cfg)
-    return MODEL_CLASSES[head].from_pretrained(path, config=config)
+        if weights.suffix == ".safetensors":  # the names are in the header: no tensor is read here
+            with safe_open(weights, framework="pt") as f:
+                names = list(f.keys())
+        else:
+            state = read_weights(weights)
+            names = state.keys()
+        head = detect_head(names, cfg)
+    return MODEL_CLASSES[head].from_pretrained(path, config=config, state=state)

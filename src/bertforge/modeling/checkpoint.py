@@ -147,12 +147,18 @@ class PretrainedMixin:
 
     @classmethod
     def from_pretrained(
-        cls: type[T], path: str | Path, config: BertConfig | str | Path | None = None, **overrides: Any
+        cls: type[T],
+        path: str | Path,
+        config: BertConfig | str | Path | None = None,
+        *,
+        state: dict[str, torch.Tensor] | None = None,
+        **overrides: Any,
     ) -> T:
         """Load a bertforge or Hugging Face directory, a weights file, or a MindSpore `.ckpt`.
 
         `config` (a BertConfig, preset name or file) is needed only when no config file lies beside the
-        weights (a `.ckpt` carries none); `overrides` set config fields, e.g. `num_labels=3`.
+        weights (a `.ckpt` carries none); `overrides` set config fields, e.g. `num_labels=3`. `state` is
+        `read_weights` of the weights file, from a caller that read it already, so it is not read twice.
         """
         weights, found = locate(path)
         if config is not None:
@@ -175,7 +181,7 @@ class PretrainedMixin:
                 cfg.hidden_act,
             )
         model = cls(cfg)
-        load_weights(model, read_weights(weights), str(weights))
+        load_weights(model, read_weights(weights) if state is None else state, str(weights))
         return model
 
     def save_pretrained(self, directory: str | Path, overwrite: bool = False) -> Path:
