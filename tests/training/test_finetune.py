@@ -1,51 +1,14 @@
 """Fine-tuning end to end on a tiny model: train -> eval -> predict, labels kept, seeds, regression."""
 
-import csv
 import json
 import random
-import shutil
 
 import numpy as np
-import pytest
 
 from bertforge.cli import main as cli
-from bertforge.modeling import BertConfig, BertForPreTraining, BertForSequenceClassification
+from bertforge.modeling import BertForSequenceClassification
 from bertforge.training.metrics import read_metrics
-
-GOOD = ["good", "great", "excellent", "wonderful", "superb", "lovely"]
-BAD = ["bad", "awful", "terrible", "boring", "dreadful", "poor"]
-NOUNS = ["movie", "film", "story", "cast", "plot", "ending", "script", "music"]
-
-
-def sentences(n, seed):
-    rng = random.Random(seed)
-    rows = []
-    for _ in range(n):
-        positive = rng.random() < 0.5
-        word = rng.choice(GOOD if positive else BAD)
-        filler = " ".join(rng.choice(NOUNS) for _ in range(rng.randint(0, 12)))
-        rows.append((f"the {rng.choice(NOUNS)} was {word} {filler}".strip(), "pos" if positive else "neg"))
-    return rows
-
-
-def write_csv(path, rows, header=("text", "label")):
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        w.writerows(rows)
-    return path
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(sample, tmp_path_factory):
-    """A tiny randomly initialised BERT with the English vocab, saved as a 'pretrained' checkpoint."""
-    root = tmp_path_factory.mktemp("init")
-    config = BertConfig.from_preset(
-        "tiny", vocab_size=30522, hidden_size=64, num_attention_heads=2, intermediate_size=128
-    )
-    BertForPreTraining(config).save_pretrained(root)
-    shutil.copyfile(sample("vocab-en"), root / "vocab.txt")
-    return root
+from tests.polarity import BAD, GOOD, sentences, write_csv
 
 
 def run(*args):

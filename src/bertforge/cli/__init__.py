@@ -59,16 +59,34 @@ def main(argv: list[str] | None = None) -> int:
     if extra and not getattr(args, "accepts_overrides", False):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.overrides = extra
-    # Library code logs; the command line shows its messages plainly (details with -v).
-    handler = logging.StreamHandler(sys.stderr)
+    # Library code logs; the command line shows its messages plainly on stderr (details with -v).
+    handler = _Stderr()
     handler.setFormatter(logging.Formatter("%(message)s"))
     log = logging.getLogger("bertforge")
-    log.handlers[:] = [handler]
-    log.propagate = False
+    level = log.level
+    log.addHandler(handler)
     log.setLevel(logging.DEBUG if getattr(args, "verbose", False) else logging.INFO)
     try:
         args.func(args)
     except (BertforgeError, FileNotFoundError) as exc:
         print(f"bertforge {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
     return 0
+
+
+class _Stderr(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is when a message is logged (it may be replaced while we run)."""
+
+    def __init__(self):
+        super().__init__()
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass

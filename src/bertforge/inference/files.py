@@ -56,7 +56,8 @@ def read_inputs(
 ) -> Iterator[tuple[int, Any]]:
     """(line number, raw input) for each record: a text line, or a record whose `text_column` and
     `text_b_column` are renamed to "text" and "text_b". Blank lines are skipped and counted; a bad record
-    is an error naming file and line, or skipped and counted with `skip_bad_lines`."""
+    is an error naming file and line, or skipped and counted with `skip_bad_lines`. The file is checked
+    now; its records are read as they are consumed."""
     kind = format if format != "auto" else _EXTENSIONS.get(Path(path).suffix.lower(), "text")
     if kind not in FORMATS:
         raise BertforgeError(f"unknown input format {format!r}; expected one of {', '.join(FORMATS)}")
@@ -65,7 +66,12 @@ def read_inputs(
             raise BertforgeError(f"{path}: no such file" + (" (it is a directory)" if Path(path).is_dir() else ""))
         if os.path.getsize(path) == 0:
             raise BertforgeError(f"{path}: file is empty; expected one input per line")
+    return _records(path, kind, report, text_column, text_b_column, skip_bad_lines)
 
+
+def _records(
+    path: str, kind: str, report: InputReport, text_column: str, text_b_column: str, skip_bad_lines: bool
+) -> Iterator[tuple[int, Any]]:
     def bad(number: int, message: str, reason: str = "bad record") -> None:
         if not skip_bad_lines:
             raise BertforgeError(message)
@@ -140,7 +146,9 @@ def write_record(stream: TextIO, record: dict[str, Any]) -> None:
     stream.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
-def predict_file(predictor, path: str, inputs: Iterator[tuple[int, Any]], stream: TextIO, progress: bool = False) -> int:
+def predict_file(
+    predictor, path: str, inputs: Iterator[tuple[int, Any]], stream: TextIO, progress: bool = False
+) -> int:
     """Predict each (line, raw input) of `path` and write `{"line", ["id",] ...result}` in input order;
     returns the number written."""
     pending: collections.deque[tuple[int, Any]] = collections.deque()

@@ -21,7 +21,7 @@ from bertforge.errors import BertforgeError
 from bertforge.inference.backends import BACKENDS, INPUT_NAMES
 from bertforge.modeling.config import BertConfig
 from bertforge.tasks import get_task, kinds_by_head
-from bertforge.tasks.folder import VOCAB_FILE, ModelSettings, check_vocab, load_settings
+from bertforge.tasks.folder import ModelSettings, check_vocab, find_vocab, load_settings
 from bertforge.tasks.task import Features, Outputs, Task, collate
 from bertforge.tokenization import FullTokenizer
 
@@ -91,9 +91,7 @@ class Predictor:
                 "(bertforge finetune KIND --init ...)"
             )
         task = get_task(settings.kind, str(folder))
-        vocab = folder / VOCAB_FILE
-        if not vocab.is_file():
-            raise BertforgeError(f"{folder}: no {VOCAB_FILE}; a model folder holds the vocab it was trained with")
+        vocab = find_vocab(folder)
         tokenizer = FullTokenizer(vocab, do_lower_case=settings.do_lower_case)
         config = BertConfig.from_file(folder / "config.json")
         check_vocab(folder, settings, vocab, config.vocab_size, len(tokenizer))

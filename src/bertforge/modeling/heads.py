@@ -162,7 +162,11 @@ def pretraining_loss_terms(
         weights = (ids != IGNORE_INDEX).float() if masked_lm_weights is None else masked_lm_weights.flatten().float()
         nll = F.cross_entropy(logits, ids, reduction="none", ignore_index=IGNORE_INDEX)
         correct = (logits.argmax(-1) == ids).float()
-        terms |= {"mlm_nll": (nll * weights).sum(), "mlm_weight": weights.sum(), "mlm_correct": (correct * weights).sum()}
+        terms |= {
+            "mlm_nll": (nll * weights).sum(),
+            "mlm_weight": weights.sum(),
+            "mlm_correct": (correct * weights).sum(),
+        }
     if next_sentence_labels is not None:
         labels = next_sentence_labels.flatten().long()
         terms |= {

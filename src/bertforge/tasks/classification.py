@@ -138,8 +138,7 @@ def example(raw: Any, index: str) -> Example:
         if isinstance(text, str) and (text_b is None or isinstance(text_b, str)):
             return Example(text, text_b, None, str(raw.get("id", index)), f"input {index}")
     raise BertforgeError(
-        'expected a text, a [text, text_b] pair or an object with "text" (and "text_b"), '
-        f"got {str(raw)[:60]!r}"
+        f'expected a text, a [text, text_b] pair or an object with "text" (and "text_b"), got {str(raw)[:60]!r}'
     )
 
 
@@ -198,9 +197,7 @@ def postprocess(examples: Sequence[Example], features: Features, outputs, settin
     probs = np.exp(logits - logits.max(-1, keepdims=True))
     probs /= probs.sum(-1, keepdims=True)
     names = settings.labels
-    return [
-        [{"label": names[j], "score": float(row[j])} for j in np.argsort(-row, kind="stable")] for row in probs
-    ]
+    return [[{"label": names[j], "score": float(row[j])} for j in np.argsort(-row, kind="stable")] for row in probs]
 
 
 def score(results: list, examples: Sequence[Example], settings: ModelSettings, method: str) -> dict[str, float]:
@@ -220,7 +217,11 @@ def record(result) -> dict[str, Any]:
     """{"label", "score", "probabilities": {label: p, ...}} (most probable first), or {"score"}."""
     if isinstance(result, dict):
         return dict(result)
-    return {"label": result[0]["label"], "score": result[0]["score"], "probabilities": {r["label"]: r["score"] for r in result}}
+    return {
+        "label": result[0]["label"],
+        "score": result[0]["score"],
+        "probabilities": {r["label"]: r["score"] for r in result},
+    }
 
 
 def submissions(

@@ -21,7 +21,7 @@ from typing import Any
 
 from bertforge import __version__
 from bertforge.errors import BertforgeError
-from bertforge.fileio import atomic_dir, atomic_write_text
+from bertforge.fileio import atomic_dir, atomic_write_text, cache_dir
 from bertforge.modeling.config import BertConfig
 
 log = logging.getLogger("bertforge")
@@ -107,9 +107,13 @@ def infer_settings(folder: Path, kinds: dict[str, str]) -> ModelSettings:
     if kind is not None and not regression and config.id2label:
         labels = [config.id2label[i] for i in range(len(config.id2label))]
         inferred.append("labels from config.json id2label")
+    normalizer = _tokenizer_json_normalizer(folder)
     if "do_lower_case" in tokenizer:
         do_lower_case = bool(tokenizer["do_lower_case"])
         inferred.append(f"do_lower_case={do_lower_case} (tokenizer_config.json)")
+    elif "lowercase" in normalizer:
+        do_lower_case = bool(normalizer["lowercase"])
+        inferred.append(f"do_lower_case={do_lower_case} (tokenizer.json)")
     else:
         do_lower_case = True
         inferred.append("do_lower_case=True (no tokenizer_config.json saying otherwise)")
@@ -126,6 +130,38 @@ def infer_settings(folder: Path, kinds: dict[str, str]) -> ModelSettings:
         task={"regression": True} if regression and kind is not None else {},
         inferred=inferred,
     )
+
+
+def find_vocab(folder: Path) -> Path:
+    """The folder's vocab.txt; for a folder with only a Hugging Face `tokenizer.json` (WordPiece), its
+    vocabulary written out in id order (cached by content)."""
+    vocab = folder / VOCAB_FILE
+    if vocab.is_file():
+        return vocab
+    tokenizer = folder / "tokenizer.json"
+    if not tokenizer.is_file():
+        raise BertforgeError(f"{folder}: no {VOCAB_FILE} (nor tokenizer.json); a model folder holds its vocab")
+    data = tokenizer.read_bytes()
+    try:
+        model = json.loads(data)["model"]
+        tokens = sorted(model["vocab"], key=model["vocab"].get) if model["type"] == "WordPiece" else None
+    except (json.JSONDecodeError, KeyError, TypeError):
+        tokens = None
+    if tokens is None:
+        raise BertforgeError(f"{tokenizer}: not a WordPiece tokenizer.json; put the model's vocab.txt beside it")
+    out = cache_dir() / "vocabs" / f"{hashlib.sha256(data).hexdigest()}.txt"
+    if not out.is_file():
+        atomic_write_text(out, "".join(t + "\n" for t in tokens))
+    log.debug("%s: vocab taken from %s", folder, tokenizer)
+    return out
+
+
+def _tokenizer_json_normalizer(folder: Path) -> dict:
+    try:
+        normalizer = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8")).get("normalizer")
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        return {}
+    return normalizer if isinstance(normalizer, dict) else {}
 
 
 def check_vocab(folder: Path, settings: ModelSettings, vocab: Path, vocab_size: int, num_ids: int) -> None:
@@ -161,20 +197,28 @@ def convert_checkpoint(
     if to == "mindspore":
         return model, model.save_mindspore(output, overwrite=overwrite)
     folder = Path(source) if Path(source).is_dir() else Path(source).parent
-    vocab = folder / VOCAB_FILE
-    extras = [Path(output) / VOCAB_FILE, Path(output) / SETTINGS_FILE] if vocab.is_file() else []
+    has_vocab = (folder / VOCAB_FILE).is_file() or (folder / "tokenizer.json").is_file()
+    extras = [Path(output) / VOCAB_FILE, Path(output) / SETTINGS_FILE] if has_vocab else []
     existing = [str(p) for p in extras if p.exists()]
     if existing and not overwrite:
         raise BertforgeError(f"{', '.join(existing)} already exist; pass overwrite=True (--overwrite) to replace")
     out = model.save_pretrained(output, overwrite=overwrite)
-    if vocab.is_file():
+    if has_vocab:
+        vocab = find_vocab(folder)
         if (folder / SETTINGS_FILE).is_file():
             settings = load_settings(folder)
         else:
-            settings = infer_settings(folder, kinds or {}) if (folder / "config.json").is_file() else ModelSettings(None)
+            settings = (
+                infer_settings(folder, kinds or {}) if (folder / "config.json").is_file() else ModelSettings(None)
+            )
         head_kind = (kinds or {}).get(type(model).__name__)
-        settings = dataclasses.replace(settings, kind=settings.kind or head_kind, inferred=[])
-        settings = dataclasses.replace(settings, vocab_sha256=vocab_sha256(vocab), version=__version__)
+        settings = dataclasses.replace(
+            settings,
+            kind=settings.kind or head_kind,
+            inferred=[],
+            vocab_sha256=vocab_sha256(vocab),
+            version=__version__,
+        )
         shutil.copyfile(vocab, extras[0])
         write_settings(out, settings)
     return model, out

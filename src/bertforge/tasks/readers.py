@@ -175,9 +175,7 @@ def _describe(fmt: _Format) -> str:
     return f"{kind} {a}{b}, {fmt.label}"
 
 
-def lines(
-    path: Path, path_str: str, on_invalid: Callable[[int, str], None] | None = None
-) -> Iterator[tuple[int, str]]:
+def lines(path: Path, path_str: str, on_invalid: Callable[[int, str], None] | None = None) -> Iterator[tuple[int, str]]:
     """(1-based line number, text without its line ending), splitting only at \\n: CR and U+2028 are text.
     A path of "-" reads standard input. Streams: memory does not grow with the file. A line that is not
     UTF-8 is an error naming it, or, given `on_invalid(line number, message)`, reported there and blanked."""

@@ -91,7 +91,9 @@ def collate(items: list[dict[str, np.ndarray]], pad_to: int | None = None) -> Ba
         if first.ndim == 0:
             batch[key] = torch.from_numpy(np.stack([it[key] for it in items]))
             continue
-        out = np.full((len(items), width), PAD_VALUES.get(key, 0), dtype=np.int64 if first.dtype.kind in "iu" else first.dtype)
+        out = np.full(
+            (len(items), width), PAD_VALUES.get(key, 0), dtype=np.int64 if first.dtype.kind in "iu" else first.dtype
+        )
         for row, it in enumerate(items):
             out[row, : len(it[key])] = it[key]
         batch[key] = torch.from_numpy(out)

@@ -22,8 +22,7 @@ from typing import Any
 import torch
 
 from bertforge.errors import BertforgeError
-from bertforge.fileio import atomic_write_text
-from bertforge.samples import cache_dir  # TEMP until fileio has it
+from bertforge.fileio import atomic_write_text, cache_dir
 from bertforge.inference.backends import TorchBackend
 from bertforge.inference.files import jsonl_output, write_record
 from bertforge.inference.predictor import Predictor, run_features

@@ -224,9 +224,7 @@ def train(r: Run, progress: bool = True) -> Path:
     A SIGTERM/SIGINT saves a checkpoint and returns early."""
     tc, dist, job, dataset = r.tc, r.dist, r.job, r.job.dataset
     stop, handlers = _stop_requested()
-    bar = tqdm(
-        total=r.total_steps, initial=r.step, disable=not (progress and dist.is_main), desc=job.name, unit="step"
-    )
+    bar = tqdm(total=r.total_steps, initial=r.step, disable=not (progress and dist.is_main), desc=job.name, unit="step")
     window = _Window()
     last = None
     with handlers:

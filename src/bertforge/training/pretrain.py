@@ -56,7 +56,9 @@ def _summary(s: dict[str, torch.Tensor]) -> dict[str, float]:
 PRETRAINING = loop.Objective(
     totals=lambda micro: {
         "mlm_weight": sum(mb["masked_lm_weights"].sum() for mb in micro).float(),
-        "nsp_count": torch.tensor(float(sum(len(mb["input_ids"]) for mb in micro)), device=micro[0]["input_ids"].device),
+        "nsp_count": torch.tensor(
+            float(sum(len(mb["input_ids"]) for mb in micro)), device=micro[0]["input_ids"].device
+        ),
     },
     sums=_sums,
     loss=lambda s, t: s["mlm_nll"] / t["mlm_weight"].clamp(min=1e-5) + s["nsp_nll"] / t["nsp_count"],

@@ -1,0 +1,197 @@
+"""`Predictor` and `bertforge predict`: a kept model predicts raw text exactly as it was evaluated; folders
+written by `transformers` work with their own tokenizer settings (casing kept); inputs in every format,
+streamed in order; bad input is one clear line and writes nothing."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from bertforge.cli import main as cli
+from bertforge.errors import BertforgeError
+from bertforge.inference import Predictor
+from bertforge.tasks.folder import SETTINGS_FILE
+from tests.polarity import sentences, write_csv
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_checkpoint, tmp_path_factory):
+    """A tiny fine-tuned polarity model, with its own predictions of the dev set from `finetune --do-predict`."""
+    root = tmp_path_factory.mktemp("trained")
+    train = write_csv(root / "train.csv", sentences(300, 1))
+    dev = write_csv(root / "dev.csv", sentences(60, 2))
+    out = root / "out"
+    args = ["--train", train, "--dev", dev, "--test", dev, "--init", tiny_checkpoint, "--output", out]
+    args += ["--epochs", 3, "--batch-size", 16, "--learning-rate", 2e-3, "--do-predict", "--max-seq-length", 48]
+    assert cli(["finetune", "classification", "--quiet", "--device", "cpu", *map(str, args)]) == 0
+    return root
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_model_folder_describes_itself(trained):
+    best = trained / "out" / "best"
+    settings = json.loads((best / SETTINGS_FILE).read_text())
+    assert settings["kind"] == "classification" and settings["labels"] == ["neg", "pos"]
+    assert settings["do_lower_case"] is True and settings["max_seq_length"] == 48
+    assert len(settings["vocab_sha256"]) == 64 and settings["version"]
+    config = json.loads((best / "config.json").read_text())
+    assert config["id2label"] == {"0": "neg", "1": "pos"} and config["architectures"] == [
+        "BertForSequenceClassification"
+    ]
+
+
+def test_predict_equals_the_models_own_evaluation(trained, tmp_path):
+    evaluated = read_jsonl(trained / "out" / "predictions.jsonl")  # finetune --do-predict on dev.csv
+    out = tmp_path / "p.jsonl"
+    assert cli(["predict", "--model", str(trained / "out" / "best"), "--input", str(trained / "dev.csv"),
+                "--output", str(out), "--batch-size", "7", "--quiet"]) == 0  # fmt: skip
+    predicted = read_jsonl(out)
+    assert len(predicted) == len(evaluated) == 60
+    assert [p["line"] for p in predicted] == list(range(2, 62))  # input order (line 1 is the header)
+    assert [p["label"] for p in predicted] == [e["label"] for e in evaluated]
+    for p, e in zip(predicted, evaluated):
+        assert p["probabilities"].keys() == e["probabilities"].keys()
+        assert max(abs(p["probabilities"][k] - e["probabilities"][k]) for k in p["probabilities"]) <= 1e-6
+    gold = [label for _, label in sentences(60, 2)]
+    assert np.mean([p["label"] == g for p, g in zip(predicted, gold)]) > 0.8  # it learned something
+
+    # The Python API: HF pipeline's shape, every label sorted by score; a single text gives one result.
+    predictor = Predictor.from_pretrained(trained / "out" / "best", batch_size=5)
+    texts = [t for t, _ in sentences(60, 2)]
+    results = predictor.predict(texts)
+    assert [r[0]["label"] for r in results] == [e["label"] for e in evaluated]
+    assert all(r[0]["score"] >= r[1]["score"] and {x["label"] for x in r} == {"neg", "pos"} for r in results)
+    single = predictor.predict(texts[3])  # alone in its batch: no padding, same result within float noise
+    assert [r["label"] for r in single] == [r["label"] for r in results[3]]
+    assert [r["score"] for r in single] == pytest.approx([r["score"] for r in results[3]], abs=1e-6)
+
+
+def test_input_formats_arguments_and_stdin(trained, tmp_path, capsys, monkeypatch):
+    best = str(trained / "out" / "best")
+    rows = sentences(5, 7)
+    (tmp_path / "in.txt").write_text("".join(t + "\n" for t, _ in rows) + "   \n", encoding="utf-8")
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps({"id": i, "review": t}) + "\n" for i, (t, _) in
+                                               enumerate(rows)))  # fmt: skip
+    (tmp_path / "in.tsv").write_text("label\treview\n" + "".join(f"{g}\t{t}\n" for t, g in rows))
+    assert cli(["predict", "--model", best, "--input", str(tmp_path / "in.txt"), "--output", str(tmp_path / "a")]) == 0
+    assert "skipped 1 (blank line)" in capsys.readouterr().err
+    base = [r["label"] for r in read_jsonl(tmp_path / "a")]
+    assert len(base) == 5
+    for name in ("in.jsonl", "in.tsv"):
+        out = tmp_path / (name + ".out")
+        assert cli(["predict", "--model", best, "--input", str(tmp_path / name), "--text-column", "review",
+                    "--output", str(out)]) == 0  # fmt: skip
+        assert [r["label"] for r in read_jsonl(out)] == base, name
+    assert [r["id"] for r in read_jsonl(tmp_path / "in.jsonl.out")] == list(range(5))
+
+    capsys.readouterr()
+    assert cli(["predict", "--model", best, rows[0][0], rows[1][0]]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [x["text"] for x in lines] == [rows[0][0], rows[1][0]] and [x["label"] for x in lines] == base[:2]
+
+    monkeypatch.setattr("sys.stdin", open(tmp_path / "in.txt", encoding="utf-8"))
+    assert cli(["predict", "--model", best, "--input", "-", "--quiet"]) == 0
+    assert [json.loads(x)["label"] for x in capsys.readouterr().out.splitlines()] == base
+
+
+def test_truncation_is_reported_not_silent(trained, tmp_path, capsys):
+    long = " ".join(["the film was good"] * 40)
+    assert cli(["predict", "--model", str(trained / "out" / "best"), long, "short and good",
+                "--max-seq-length", "16"]) == 0  # fmt: skip
+    assert "1 of 2 inputs truncated to 16 tokens" in capsys.readouterr().err
+
+
+def test_bad_input_is_one_line_naming_the_file_and_writes_nothing(trained, tmp_path, capsys):
+    best = trained / "out" / "best"
+    out = tmp_path / "out.jsonl"
+
+    def fails(*args, expect):
+        assert cli(["predict", "--quiet", *map(str, args), "--output", str(out)]) == 2
+        last = capsys.readouterr().err.splitlines()[-1]  # warnings may come before; the error is one line
+        assert last.startswith("bertforge predict: error: ") and expect in last, last
+        assert not out.exists()
+
+    (tmp_path / "empty.txt").write_text("")
+    fails("--model", best, "--input", tmp_path / "empty.txt", expect="empty.txt: file is empty")
+    (tmp_path / "bad.txt").write_bytes(b"the film was good\nthe plot was \xff\xfe bad\n")
+    fails("--model", best, "--input", tmp_path / "bad.txt", expect="bad.txt line 2: not valid UTF-8")
+    assert cli(["predict", "--model", str(best), "--input", str(tmp_path / "bad.txt"), "--skip-bad-lines",
+                "--output", str(out)]) == 0  # fmt: skip
+    assert "skipped 1 (not UTF-8), e.g. " in capsys.readouterr().err and len(read_jsonl(out)) == 1
+    out.unlink()
+
+    no_weights = tmp_path / "no-weights"
+    shutil.copytree(best, no_weights)
+    (no_weights / "model.safetensors").unlink()
+    fails("--model", no_weights, "the film was good", expect=f"{no_weights}: no weights found")
+
+    wrong_vocab = tmp_path / "wrong-vocab"
+    shutil.copytree(best, wrong_vocab)
+    (wrong_vocab / "vocab.txt").write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\nthe\n")
+    fails("--model", wrong_vocab, "the film", expect=f"{wrong_vocab / 'vocab.txt'}: not the vocab this model")
+    (wrong_vocab / SETTINGS_FILE).unlink()  # a transformers-style folder: the size check still catches it
+    fails("--model", wrong_vocab, "the film", expect="5 tokens, but the model in")
+
+    (tmp_path / "cols.csv").write_text("review,label\nthe film was good,pos\n")
+    fails("--model", best, "--input", tmp_path / "cols.csv", expect="cols.csv line 2: no text in field 'text'")
+    out.write_text("mine")
+    assert cli(["predict", "--model", str(best), "x", "--output", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err and out.read_text() == "mine"
+
+
+def transformers_folder(sample, root, do_lower_case):
+    """A tiny classifier saved by `transformers` itself (weights, config, tokenizer files; no bertforge.json)."""
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(3)
+    config = transformers.BertConfig(
+        vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        num_labels=3, id2label={0: "sad", 1: "neutral", 2: "happy"}, label2id={"sad": 0, "neutral": 1, "happy": 2},
+    )  # fmt: skip
+    model = transformers.BertForSequenceClassification(config).eval()
+    model.save_pretrained(root)
+    tokenizer = transformers.BertTokenizerFast(str(sample("vocab-en")), do_lower_case=do_lower_case)
+    tokenizer.save_pretrained(root)
+    return model, tokenizer
+
+
+TEXTS = ["Hello World, this is GREAT!", "the plot was dull", "Paris and Berlin", "An ÉCOLE in Zürich?"]
+
+
+@pytest.mark.parametrize("do_lower_case", [True, False])
+def test_transformers_folder_predicts_like_transformers(sample, tmp_path, do_lower_case, caplog):
+    model, tokenizer = transformers_folder(sample, tmp_path, do_lower_case)
+    with torch.no_grad():
+        enc = tokenizer(TEXTS, padding=True, return_tensors="pt")
+        expected = torch.softmax(model(**enc).logits, -1).numpy()
+    predictor = Predictor.from_pretrained(tmp_path)
+    assert "settings inferred" in caplog.text and predictor.settings.do_lower_case is do_lower_case
+    results = predictor.predict(TEXTS)
+    for result, row in zip(results, expected):
+        got = {r["label"]: r["score"] for r in result}
+        assert result[0]["label"] == ["sad", "neutral", "happy"][int(row.argmax())]
+        assert max(abs(got[name] - p) for name, p in zip(["sad", "neutral", "happy"], row)) <= 1e-6
+    if not do_lower_case:  # the casing matters to this model: lower-casing would change its outputs
+        lowered = Predictor.from_pretrained(tmp_path)
+        lowered.tokenizer = type(lowered.tokenizer)(lowered.tokenizer.vocab_file, do_lower_case=True)
+        assert lowered.predict(TEXTS[0]) != results[0]
+
+
+def test_convert_writes_a_self_describing_folder(sample, tmp_path):
+    transformers_folder(sample, tmp_path / "hf", do_lower_case=False)
+    assert cli(["convert", str(tmp_path / "hf"), str(tmp_path / "ours")]) == 0
+    settings = json.loads((tmp_path / "ours" / SETTINGS_FILE).read_text())
+    assert settings["kind"] == "classification" and settings["do_lower_case"] is False
+    assert settings["labels"] == ["sad", "neutral", "happy"]
+    a = Predictor.from_pretrained(tmp_path / "hf").predict(TEXTS)
+    b = Predictor.from_pretrained(tmp_path / "ours").predict(TEXTS)
+    assert a == b
+
+
+def test_a_pretrained_encoder_is_not_a_predictor(tiny_checkpoint):
+    with pytest.raises(BertforgeError, match="fine-tune it first"):
+        Predictor.from_pretrained(tiny_checkpoint)
