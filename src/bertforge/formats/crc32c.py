@@ -1,10 +1,23 @@
-"""CRC-32C (Castagnoli), as TFRecord framing uses it: one record at a time, or thousands at once with numpy."""
+"""CRC-32C (Castagnoli), as TFRecord framing uses it: one record at a time, or thousands at once.
+
+With google-crc32c's C extension (the CPU's CRC instructions) when it is installed: 7-17x faster than the
+numpy code below on a batch of records of 100 B to 1.3 KB, 100x on one short input, 400x on 1 MB. Without
+it, the same values in plain Python (short inputs) and numpy (many spans at once).
+"""
 
 from __future__ import annotations
 
 from functools import lru_cache
 
 import numpy as np
+
+try:
+    import google_crc32c
+except ImportError:  # an optional speed-up
+    google_crc32c = None
+
+# None when only google-crc32c's pure-Python fallback is there: slower than the code below.
+_NATIVE = google_crc32c.value if google_crc32c is not None and google_crc32c.implementation == "c" else None
 
 _CRC_POLY = 0x82F63B78  # CRC-32C (Castagnoli), bit-reversed
 _MASK_DELTA = 0xA282EAD8  # TF's crc32c::Mask: rotate right 15 bits, add this
@@ -22,7 +35,14 @@ _TABLE_LIST: list[int] = _TABLE.tolist()
 
 
 def crc32c(data: bytes) -> int:
-    """CRC-32C of `data` in plain Python: for short inputs (the 8-byte length headers)."""
+    """CRC-32C of `data`. Without google-crc32c this is plain Python, for short inputs (the 8-byte length
+    headers)."""
+    if _NATIVE is not None:
+        return _NATIVE(data)
+    return _crc32c_python(data)
+
+
+def _crc32c_python(data: bytes) -> int:
     crc, table = 0xFFFFFFFF, _TABLE_LIST
     for byte in data:
         crc = table[(crc ^ byte) & 0xFF] ^ (crc >> 8)
@@ -53,7 +73,16 @@ def _zeros_operator(block: int) -> np.ndarray:
 
 
 def crc32c_spans(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """CRC-32C of every ``buf[start:start + length]`` (uint8 buf), all spans at once.
+    """CRC-32C of every ``buf[start:start + length]`` (uint8 buf): uint32, one per span."""
+    if _NATIVE is not None:
+        data = buf.tobytes()  # google-crc32c takes bytes only
+        spans = zip(starts.tolist(), lengths.tolist())
+        return np.fromiter((_NATIVE(data[s : s + n]) for s, n in spans), dtype=np.uint32, count=len(starts))
+    return _crc32c_spans_numpy(buf, starts, lengths)
+
+
+def _crc32c_spans_numpy(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """All spans at once in numpy.
 
     Each span is cut into blocks of B bytes, its first block the short one. The blocks' zero-init CRCs
     are computed together, one byte column per numpy step (leading zero padding leaves a zero-init CRC
@@ -66,7 +95,7 @@ def crc32c_spans(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np
         return out
     short = np.flatnonzero(lengths < 4)
     for i in short:  # init folding needs 4 bytes; these are rare (and an empty Example is 0 bytes)
-        out[i] = crc32c(buf[starts[i] : starts[i] + lengths[i]].tobytes())
+        out[i] = _crc32c_python(buf[starts[i] : starts[i] + lengths[i]].tobytes())
     long_ = np.flatnonzero(lengths >= 4)
     if not len(long_):
         return out
