@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from bertforge.samples import fetch  # noqa: E402
 from bertforge.training.config import load_config  # noqa: E402
-from bertforge.training.finetune import FinetuneConfig, finetune  # noqa: E402
+from bertforge.training.finetune import config_class, finetune  # noqa: E402
 
 LR, BATCH, MAX_LEN = 5e-5, 32, 128
 
@@ -56,7 +56,7 @@ def ours(train: Path, dev: Path, out: Path, seed: int, epochs: int, pad: bool = 
         f"init={fetch('minilm')}", f"task.train={train}", f"task.dev={dev}", f"task.max_seq_length={MAX_LEN}",
         f"train.epochs={epochs}", f"train.batch_size={BATCH}", f"train.seed={seed}", "train.device=cpu",
         f"optimizer.learning_rate={LR}", f"task.pad_to_max_length={str(pad).lower()}",
-    ], FinetuneConfig)
+    ], config_class("classification"))
     start = time.perf_counter()
     results = finetune(config, out, progress=False)
     seconds = time.perf_counter() - start

@@ -137,6 +137,12 @@ def test_bad_input_is_one_line_naming_the_file_and_writes_nothing(trained, tmp_p
     (wrong_vocab / SETTINGS_FILE).unlink()  # a transformers-style folder: the size check still catches it
     fails("--model", wrong_vocab, "the film", expect="5 tokens, but the model in")
 
+    swapped = tmp_path / "swapped"
+    shutil.copytree(best, swapped)
+    settings = json.loads((swapped / SETTINGS_FILE).read_text())
+    (swapped / SETTINGS_FILE).write_text(json.dumps(settings | {"labels": ["pos", "neg"]}))
+    fails("--model", swapped, "the film", expect="disagree")
+
     (tmp_path / "cols.csv").write_text("review,label\nthe film was good,pos\n")
     fails("--model", best, "--input", tmp_path / "cols.csv", expect="cols.csv line 2: no text in field 'text'")
     out.write_text("mine")

@@ -21,7 +21,7 @@ from bertforge.errors import BertforgeError
 from bertforge.inference.backends import BACKENDS, INPUT_NAMES
 from bertforge.modeling.config import BertConfig
 from bertforge.tasks import get_task, kinds_by_head
-from bertforge.tasks.folder import ModelSettings, check_vocab, find_vocab, load_settings
+from bertforge.tasks.folder import ModelSettings, check_labels, check_vocab, find_vocab, load_settings
 from bertforge.tasks.task import Features, Outputs, Task, collate
 from bertforge.tokenization import FullTokenizer
 
@@ -60,12 +60,14 @@ class Predictor:
         batch_size: int = 32,
         max_seq_length: int | None = None,
         chunk_size: int = 4096,
+        pad_to_max_length: bool = False,
     ):
         if batch_size < 1:
             raise BertforgeError(f"batch size must be at least 1, not {batch_size}")
         self.task, self.settings, self.tokenizer, self.backend = task, settings, tokenizer, backend
         self.batch_size, self.chunk_size = batch_size, max(chunk_size, batch_size)
         self.max_seq_length = max_seq_length or settings.max_seq_length
+        self.pad_to = self.max_seq_length if pad_to_max_length else None  # static shapes (some runtimes want them)
         self.examples = 0  # inputs predicted so far
         self.truncated = 0  # of which cut to max_seq_length
 
@@ -79,6 +81,7 @@ class Predictor:
         threads: int | None = None,
         batch_size: int = 32,
         max_seq_length: int | None = None,
+        pad_to_max_length: bool = False,
     ) -> Predictor:
         """Load a model folder (bertforge's, with bertforge.json, or one written by `transformers`)."""
         folder = Path(folder)
@@ -95,6 +98,7 @@ class Predictor:
         tokenizer = FullTokenizer(vocab, do_lower_case=settings.do_lower_case)
         config = BertConfig.from_file(folder / "config.json")
         check_vocab(folder, settings, vocab, config.vocab_size, len(tokenizer))
+        check_labels(folder, settings, config.id2label)
         if max_seq_length is not None and not config.use_relative_positions:
             if max_seq_length > config.max_position_embeddings:
                 raise BertforgeError(
@@ -103,7 +107,15 @@ class Predictor:
         if backend not in BACKENDS:
             raise BertforgeError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
         runner = BACKENDS[backend](folder, task.head, device=device, threads=threads)
-        return cls(task, settings, tokenizer, runner, batch_size=batch_size, max_seq_length=max_seq_length)
+        return cls(
+            task,
+            settings,
+            tokenizer,
+            runner,
+            batch_size=batch_size,
+            max_seq_length=max_seq_length,
+            pad_to_max_length=pad_to_max_length,
+        )
 
     def predict(self, inputs: Any) -> Any:
         """One input (a text, a (text, text_b) pair, a record) -> its result; a list of inputs -> a list."""
@@ -127,7 +139,7 @@ class Predictor:
         examples = iter(examples)
         while chunk := list(itertools.islice(examples, self.chunk_size)):
             features = self.task.featurize(chunk, self.tokenizer, self.settings, self.max_seq_length)
-            outputs = run_features(self.backend, features, self.batch_size, self.task.token_outputs)
+            outputs = run_features(self.backend, features, self.batch_size, self.task.token_outputs, self.pad_to)
             self.examples += len(chunk)
             self.truncated += features.num_truncated
             yield from zip(chunk, self.task.postprocess(chunk, features, outputs, self.settings))

@@ -164,6 +164,18 @@ def _tokenizer_json_normalizer(folder: Path) -> dict:
     return normalizer if isinstance(normalizer, dict) else {}
 
 
+def check_labels(folder: Path, settings: ModelSettings, id2label: dict[int, str] | None) -> None:
+    """bertforge.json's labels and config.json's id2label must agree: swapped names would flip every prediction."""
+    if settings.labels is None or id2label is None:
+        return
+    theirs = [id2label.get(i) for i in range(len(id2label))]
+    if theirs != list(settings.labels):
+        raise BertforgeError(
+            f"{folder}: the labels in {SETTINGS_FILE} {settings.labels} and config.json's id2label {theirs} "
+            "disagree; fix the one that was edited"
+        )
+
+
 def check_vocab(folder: Path, settings: ModelSettings, vocab: Path, vocab_size: int, num_ids: int) -> None:
     """The vocab must be the one the model was trained with: same hash when recorded, and as many ids as
     the model has embedding rows."""

@@ -182,8 +182,6 @@ def _finetune_one(config: FinetuneConfig, output: Path, seed: int, progress: boo
     backend = TorchBackend(model, dist.device)
 
     def evaluate(step: int) -> dict[str, float]:
-        if dev is None:
-            return {}
         outputs = run_features(backend, dev, tc.eval_batch_size, task.token_outputs)
         metrics = task.score(task.postprocess(dev_examples, dev, outputs, settings), dev_examples, settings, method)
         if dist.is_main and metrics[main_metric] > best["score"]:
@@ -204,9 +202,9 @@ def _finetune_one(config: FinetuneConfig, output: Path, seed: int, progress: boo
             objective(task),
             name="finetune",
             lengths=None if pad_to else train.lengths,  # length grouping only helps dynamic padding
-            evaluate=evaluate,
+            evaluate=evaluate if dev is not None else None,
         )
-        loop.run(job, seeded, config.optimizer, config.loss_scale, output, dist, progress=progress)
+        loop.train(loop.setup(job, seeded, config.optimizer, config.loss_scale, output, dist), progress)
         if dev is None and dist.is_main:  # nothing to choose by: the last model is the one kept
             save_model_folder(best_dir, model, settings, vocab)
         dist.barrier()

@@ -2,7 +2,8 @@
 
 A job supplies a model, a dataset, a collate function and an `Objective`; the loop supplies everything
 else — optimizer, schedule, clipping, fp16 loss scaling, accumulation, DDP, checkpoints with exact resume,
-signals, logging and periodic evaluation.
+signals, logging and periodic evaluation. A recipe runs `train(setup(job, ...))`: set-up, one step
+(`train_step`), `save` and the step loop (`train`) are separate functions, as in torchtune's recipes.
 
 One optimizer step = `accumulation_steps` micro-batches on every process. The loss is normalised over the
 whole step: the objective's `totals` (e.g. the number of masked-LM targets, of examples) are summed over
@@ -31,6 +32,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from bertforge.data.sampler import DistributedSampler
 from bertforge.errors import BertforgeError
@@ -112,22 +114,6 @@ def _stop_requested() -> tuple[list[bool], contextlib.AbstractContextManager]:
                 signal.signal(s, h)
 
     return flag, installed()
-
-
-def run(
-    job: Job,
-    tc: TrainConfig,
-    oc: OptimizerConfig,
-    ls: LossScaleConfig,
-    run_dir: Path,
-    dist: distributed.Distributed,
-    *,
-    previous: Path | None = None,
-    num_workers: int = 0,
-    progress: bool = True,
-) -> Path:
-    """Train `job` and return its last checkpoint; `previous` is the checkpoint a resumed run continues."""
-    return train(setup(job, tc, oc, ls, run_dir, dist, previous=previous, num_workers=num_workers), progress)
 
 
 def setup(
@@ -227,7 +213,7 @@ def train(r: Run, progress: bool = True) -> Path:
     bar = tqdm(total=r.total_steps, initial=r.step, disable=not (progress and dist.is_main), desc=job.name, unit="step")
     window = _Window()
     last = None
-    with handlers:
+    with handlers, logging_redirect_tqdm([log]):  # log lines go above the progress bar
         while r.step < r.total_steps:
             epoch = r.sampler.epoch
             if hasattr(dataset, "set_epoch"):
@@ -249,17 +235,17 @@ def train(r: Run, progress: bool = True) -> Path:
                 if dist.any(stop[0]):
                     last = save(r)
                     if dist.is_main:
-                        bar.write(f"stopped by signal at step {r.step}; checkpoint {last}; continue with --resume")
+                        log.warning(f"stopped by signal at step {r.step}; checkpoint {last}; continue with --resume")
                     r.logger.close()
                     return last
                 if r.step % tc.save_checkpoint_steps == 0:
                     last = save(r)
                 if tc.eval_steps > 0 and r.step % tc.eval_steps == 0 and job.evaluate is not None:
-                    _evaluate(r, f"step {r.step}", bar)
+                    _evaluate(r, f"step {r.step}")
             else:  # a whole epoch ran (its remainder too short for a full step is skipped)
                 r.sampler.set_epoch(epoch + 1)
                 if job.evaluate is not None:
-                    _evaluate(r, f"epoch {epoch + 1}, step {r.step}", bar)
+                    _evaluate(r, f"epoch {epoch + 1}, step {r.step}")
     bar.close()
     if last is None or not last.name.endswith(f"{r.step:08d}"):
         last = save(r)
@@ -273,13 +259,13 @@ def _log(r: Run, values: dict[str, float], bar) -> None:
     bar.set_postfix(loss=f"{values['loss']:.3f}", lr=f"{values['lr']:.2e}", tok_s=f"{values['tokens_per_second']:.0f}")
 
 
-def _evaluate(r: Run, when: str, bar) -> None:
+def _evaluate(r: Run, when: str) -> None:
     r.job.model.eval()
     metrics = r.job.evaluate(r.step)
     r.job.model.train()
     r.logger.log(r.step, {f"eval_{k}": v for k, v in metrics.items()})
     if r.dist.is_main:
-        bar.write(f"{when}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+        log.info(f"{when}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
 
 
 def _optimization(model, tc: TrainConfig, oc: OptimizerConfig, ls: LossScaleConfig, total_steps: int, dist):

@@ -97,17 +97,11 @@ def pretrain(config: PretrainConfig, run_dir: str | Path, resume: bool = False, 
         save_config(config, run_dir / "config.yaml")
     job = loop.Job(model, dataset, collate, PRETRAINING, name="pretrain")
     try:
-        return loop.run(
-            job,
-            tc,
-            config.optimizer,
-            config.loss_scale,
-            run_dir,
-            dist,
-            previous=previous,
+        run = loop.setup(
+            job, tc, config.optimizer, config.loss_scale, run_dir, dist, previous=previous,
             num_workers=config.data.num_workers,
-            progress=progress,
-        )
+        )  # fmt: skip
+        return loop.train(run, progress)
     finally:
         distributed.teardown()
 
