@@ -9,6 +9,8 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from bertforge.errors import BertforgeError
+
 
 def cache_dir() -> Path:
     """Where bertforge caches what it can recompute or download: ``$BERTFORGE_CACHE``, default
@@ -52,3 +54,43 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+
+
+LOCK_FILE = ".bertforge.lock"
+
+
+@contextlib.contextmanager
+def run_lock(directory: str | Path) -> Iterator[None]:
+    """Hold an exclusive lock on an output directory for a whole run, so that a second run writing there
+    fails at once (naming the holder's process id) instead of mixing its results in. The lock is the
+    operating system's (`flock`): it dies with its process, so a killed run never leaves a stale lock."""
+    import fcntl
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    f = open(directory / LOCK_FILE, "a+", encoding="utf-8")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        holder = f.read().strip() or "unknown"
+        f.close()
+        raise BertforgeError(
+            f"{directory} is in use by another run (process {holder}); wait for it to end or choose another --output"
+        ) from None
+    try:
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        yield
+    finally:
+        f.truncate(0)
+        fcntl.flock(f, fcntl.LOCK_UN)
+        f.close()
+
+
+def holds_files(directory: str | Path) -> bool:
+    """Whether `directory` exists and holds anything besides a run lock."""
+    directory = Path(directory)
+    return directory.is_dir() and any(p.name != LOCK_FILE for p in directory.iterdir())

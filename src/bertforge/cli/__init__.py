@@ -20,7 +20,7 @@ from bertforge.cli import (
     pretrain_eval,
     tokenize,
 )
-from bertforge.errors import BertforgeError
+from bertforge.errors import BertforgeError, Interrupted
 
 SUBCOMMANDS = (
     convert,
@@ -71,6 +71,12 @@ def main(argv: list[str] | None = None) -> int:
     except (BertforgeError, FileNotFoundError) as exc:
         print(f"bertforge {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except Interrupted as exc:  # a run that saved its state and stopped: not a success
+        print(f"bertforge {args.command}: interrupted ({exc.signal_name}): {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"bertforge {args.command}: interrupted (SIGINT)", file=sys.stderr)
+        return 130
     finally:
         log.removeHandler(handler)
         log.setLevel(level)

@@ -40,6 +40,7 @@ def register(sub, common) -> None:
         p.add_argument("--" + name.replace("_", "-"), dest=name, action=argparse.BooleanOptionalAction, default=default)
     p.add_argument("--seeds", help="comma-separated seeds: one run each, mean ± std reported")
     p.add_argument("--skip-bad-lines", action="store_true", help="skip (and count) malformed input lines")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --output")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -53,4 +54,4 @@ def run(args: argparse.Namespace) -> None:
     overrides += ["task.skip_bad_lines=true"] if args.skip_bad_lines else []
     overrides += [f"seeds=[{args.seeds}]"] if args.seeds else []
     config = load_config(args.config, overrides + flag_overrides(args, FLAGS), config_class(args.kind))
-    finetune(config, args.output, progress=not args.quiet)
+    finetune(config, args.output, progress=not args.quiet, resume=args.resume)

@@ -129,7 +129,7 @@ def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], source:
     if fresh:
         log.warning("%s: newly initialised (not in the checkpoint): %s", source, ", ".join(fresh))
     if unused:
-        log.info("%s: not used by %s: %s", source, type(model).__name__, ", ".join(unused))
+        log.debug("%s: not used by %s: %s", source, type(model).__name__, ", ".join(unused))
 
 
 def full_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:

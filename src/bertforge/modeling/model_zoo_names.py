@@ -110,9 +110,9 @@ def from_model_zoo_names(tensors: dict[str, np.ndarray], source: str) -> dict[st
     if unknown:
         raise BertforgeError(f"{source}: encoder tensors with no known mapping: {', '.join(unknown)}")
     if state:
-        log.info("%s: skipped %d optimizer/training-state entries", source, state)
+        log.debug("%s: skipped %d optimizer/training-state entries", source, state)
     if unused:
-        log.info("%s: not used (other heads): %s", source, ", ".join(unused))
+        log.debug("%s: not used (other heads): %s", source, ", ".join(unused))
     return out
 
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from bertforge import __version__
 from bertforge.errors import BertforgeError
 from bertforge.fileio import atomic_dir, atomic_write_text, cache_dir
@@ -51,14 +53,22 @@ def vocab_sha256(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def save_model_folder(directory: str | Path, model, settings: ModelSettings, vocab: str | Path) -> Path:
-    """Write weights + config, the vocab and bertforge.json; the folder is replaced as a whole, so a kill
-    while saving leaves the previous one."""
+def save_model_folder(
+    directory: str | Path, model, settings: ModelSettings, vocab: str | Path, extra: dict[str, str] | None = None
+) -> Path:
+    """Write weights + config, the vocab, bertforge.json and `extra` text files; the folder is replaced as a
+    whole, so a kill while saving leaves the previous one. A model with a non-finite weight is refused: it
+    must never replace a good one."""
+    broken = [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
+    if broken:
+        raise BertforgeError(f"not saving {directory}: non-finite values in {', '.join(broken[:5])}")
     settings = dataclasses.replace(settings, vocab_sha256=vocab_sha256(vocab), version=__version__, inferred=[])
     with atomic_dir(directory) as tmp:
         model.save_pretrained(tmp)
         shutil.copyfile(vocab, tmp / VOCAB_FILE)
         (tmp / SETTINGS_FILE).write_text(settings.to_json(), encoding="utf-8")
+        for name, text in (extra or {}).items():
+            (tmp / name).write_text(text, encoding="utf-8")
     return Path(directory)
 
 

@@ -12,6 +12,7 @@ import csv
 import dataclasses
 import itertools
 import json
+import math
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -292,6 +293,8 @@ def _example(record: _Record, fmt: _Format, index: str, where: str) -> Example:
             label = float(value)
         except (TypeError, ValueError):
             raise _BadRecord("bad label", f"label {value!r} in {fmt.label!r} is not a number") from None
+        if not math.isfinite(label):
+            raise _BadRecord("bad label", f"label {value!r} in {fmt.label!r} is not a finite number")
     else:
         label = str(value).strip()
     guid = record.get(fmt.id) if fmt.id else None

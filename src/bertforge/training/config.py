@@ -133,5 +133,35 @@ def _unknown_key_message(exc: OmegaConfBaseException, schema: DictConfig, path) 
     return f"{path or 'command line'}: unknown config key '{key}'{hint}"
 
 
+# What a resumed run may change: none of it alters what the run computes.
+RESUMABLE = (
+    "train.save_checkpoint_steps",
+    "train.save_checkpoint_num",
+    "train.log_steps",
+    "train.eval_steps",
+    "train.device",
+    "data.num_workers",
+)
+
+
+def resume_changes(saved: PretrainConfig, new: PretrainConfig) -> list[str]:
+    """The settings that differ between a run's saved config and the one it is resumed with, other than
+    those in `RESUMABLE`, as "key: saved -> new". The model is compared as resolved (preset + overrides)."""
+
+    def flat(config: PretrainConfig) -> dict[str, Any]:
+        out = {f"model.{k}": v for k, v in config.bert_config().to_dict().items()}
+        for section, values in OmegaConf.to_container(OmegaConf.structured(config)).items():
+            if section != "model":
+                out |= {f"{section}.{k}": v for k, v in values.items()}
+        return out
+
+    a, b = flat(saved), flat(new)
+    return [
+        f"{key}: {a.get(key)!r} -> {b.get(key)!r}"
+        for key in sorted(a.keys() | b.keys())
+        if key not in RESUMABLE and a.get(key) != b.get(key)
+    ]
+
+
 def save_config(config, path: str | Path) -> None:
     atomic_write_text(path, OmegaConf.to_yaml(OmegaConf.structured(config)))

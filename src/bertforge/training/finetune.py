@@ -9,11 +9,13 @@ self-describing folder (`OUTPUT/best`), `eval_results.json`, predictions, and se
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
 import json
 import logging
+import os
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,16 +24,23 @@ from typing import Any
 import torch
 
 from bertforge.errors import BertforgeError
-from bertforge.fileio import atomic_write_text, cache_dir
+from bertforge.fileio import atomic_write_text, cache_dir, holds_files, run_lock
 from bertforge.inference.backends import TorchBackend
 from bertforge.inference.files import jsonl_output, write_record
 from bertforge.inference.predictor import Predictor, run_features
 from bertforge.tasks import get_task, kinds_by_head
-from bertforge.tasks.folder import SETTINGS_FILE, VOCAB_FILE, ModelSettings, load_settings, save_model_folder
+from bertforge.tasks.folder import (
+    SETTINGS_FILE,
+    VOCAB_FILE,
+    ModelSettings,
+    check_labels,
+    load_settings,
+    save_model_folder,
+)
 from bertforge.tasks.metrics import format_metrics
 from bertforge.tasks.task import FeatureDataset, Features, Task, TaskConfig, collate
 from bertforge.tokenization import FullTokenizer
-from bertforge.training import distributed, loop
+from bertforge.training import checkpoints, distributed, loop
 from bertforge.training.config import LossScaleConfig, OptimizerConfig, TrainConfig
 
 log = logging.getLogger("bertforge")
@@ -108,26 +117,36 @@ def objective(task: Task) -> loop.Objective:
 
 
 # ------------------------------------------------------------------------------------------ recipe
-def finetune(config: FinetuneConfig, output: str | Path, progress: bool = True) -> dict[str, Any]:
-    """Fine-tune (one seed or several) and return the dev metrics (with mean/std over seeds)."""
+def finetune(config: FinetuneConfig, output: str | Path, progress: bool = True, resume: bool = False) -> dict[str, Any]:
+    """Fine-tune (one seed or several) and return the dev metrics (with mean/std over seeds).
+
+    The output directory is locked for the whole run. A SIGINT/SIGTERM during training saves a checkpoint
+    and raises `Interrupted`, writing no final results; `resume=True` continues exactly where it stopped
+    (finished seeds are kept, the interrupted one continues from its checkpoint, the rest run)."""
     output = Path(output)
-    seeds = config.seeds or [config.train.seed]
-    if len(seeds) == 1:
-        return _finetune_one(config, output, seeds[0], progress)
-    results = [_finetune_one(config, output / f"seed-{s}", s, progress) for s in seeds]
-    keys = [k for k, v in results[0].items() if isinstance(v, float)]
-    summary = {
-        k: {
-            "mean": statistics.mean(r[k] for r in results),
-            "std": statistics.stdev(r[k] for r in results),
-            "values": [r[k] for r in results],
+    with run_lock(output) if int(os.environ.get("RANK", "0")) == 0 else contextlib.nullcontext():
+        if not resume and config.do_train and holds_files(output):
+            raise BertforgeError(
+                f"{output} is not empty; choose a new --output (nothing is overwritten), or pass --resume to "
+                "continue an interrupted run"
+            )
+        seeds = config.seeds or [config.train.seed]
+        if len(seeds) == 1:
+            return _finetune_one(config, output, seeds[0], progress, resume)
+        results = [_finetune_one(config, output / f"seed-{s}", s, progress, resume) for s in seeds]
+        keys = [k for k, v in results[0].items() if isinstance(v, float)]
+        summary = {
+            k: {
+                "mean": statistics.mean(r[k] for r in results),
+                "std": statistics.stdev(r[k] for r in results),
+                "values": [r[k] for r in results],
+            }
+            for k in keys
         }
-        for k in keys
-    }
-    atomic_write_text(output / "eval_results.json", json.dumps({"seeds": seeds, **summary}, indent=2) + "\n")
-    for k in keys:
-        log.info(f"{k}: {summary[k]['mean']:.4f} ± {summary[k]['std']:.4f} over seeds {seeds}")
-    return summary
+        atomic_write_text(output / "eval_results.json", json.dumps({"seeds": seeds, **summary}, indent=2) + "\n")
+        for k in keys:
+            log.info(f"{k}: {summary[k]['mean']:.4f} ± {summary[k]['std']:.4f} over seeds {seeds}")
+        return summary
 
 
 def _init_settings(init: Path) -> ModelSettings | None:
@@ -144,14 +163,25 @@ def _read(task: Task, path: str | None, what: str, tc: TaskConfig) -> list:
     return task.read(path, tc)
 
 
-def _finetune_one(config: FinetuneConfig, output: Path, seed: int, progress: bool) -> dict[str, Any]:
+def _finetune_one(config: FinetuneConfig, output: Path, seed: int, progress: bool, resume: bool) -> dict[str, Any]:
+    """One seed: check everything, then train (or continue), evaluate, predict. `OUTPUT/eval_results.json`
+    is written last: it marks the seed as finished."""
     task, tc = get_task(config.kind), config.task
+    done = output / "eval_results.json"
+    if resume and done.is_file():
+        log.info(f"{output}: finished before; kept as it is")
+        return json.loads(done.read_text())
     method = tc.assessment_method or task.default_method
     if method not in task.methods:
         raise BertforgeError(f"assessment method {method!r} is not one of {', '.join(task.methods)} ({task.kind})")
     dist = distributed.setup(config.train.device)
-    if output.exists() and any(output.iterdir()) and config.do_train:
-        raise BertforgeError(f"{output} is not empty; choose a new --output (nothing is overwritten)")
+    try:
+        return _run_seed(config, task, tc, method, output, seed, progress, resume, dist)
+    finally:
+        distributed.teardown()
+
+
+def _run_seed(config, task: Task, tc: TaskConfig, method: str, output: Path, seed, progress, resume, dist) -> dict:
     if config.init is None:
         raise BertforgeError("no initial checkpoint: pass --init (a pretrained or fine-tuned model)")
     init = Path(config.init)
@@ -161,36 +191,47 @@ def _finetune_one(config: FinetuneConfig, output: Path, seed: int, progress: boo
         raise BertforgeError(f"no vocab: {vocab} does not exist; pass --task.vocab VOCAB")
     do_lower_case = tc.do_lower_case if tc.do_lower_case is not None else (start.do_lower_case if start else True)
     tokenizer = FullTokenizer(vocab, do_lower_case=do_lower_case)
+    # Every input file is read and featurized, and every setting checked, before the first step.
     train_examples = _read(task, tc.train, "train", tc) if config.do_train else []
     same_task = start if start is not None and start.kind == task.kind else None
     settings = dataclasses.replace(
         task.prepare(tc, train_examples, same_task), do_lower_case=do_lower_case, max_seq_length=tc.max_seq_length
     )
+    previous = checkpoints.latest_checkpoint(output) if resume and config.do_train else None
     torch.manual_seed(seed)
-    model = task.head.from_pretrained(init, **task.model_overrides(settings))
-    if len(tokenizer) != model.config.vocab_size:
-        raise BertforgeError(
-            f"{vocab}: {len(tokenizer)} tokens, but {init} has {model.config.vocab_size} embedding rows; "
-            "pass the model's own vocab (--task.vocab)"
-        )
-    model.to(dist.device)
-    output.mkdir(parents=True, exist_ok=True)
+    model = task.head.from_pretrained(previous or init, **task.model_overrides(settings))
+    _check_model(model, tokenizer, vocab, init, tc)
+    if same_task is not None and not config.do_train:
+        check_labels(init, same_task, model.config.id2label)
     dev_examples = _read(task, tc.dev, "dev", tc) if (config.do_eval or config.do_train) and tc.dev else None
     dev = featurize_cached(task, dev_examples, tc.dev, tokenizer, settings, tc) if dev_examples else None
-    best_dir, best = output / "best", {"score": -float("inf")}
+    if dev is not None and len(dev.inputs) == 2:  # input_ids and token_type_ids only: nothing to score against
+        raise BertforgeError(f"{tc.dev}: no labels; evaluation needs a labelled dev file (or pass --no-do-eval)")
+    test_examples = _read(task, tc.test or tc.dev, "test", tc) if config.do_predict else None
+    if test_examples is not None:
+        task.featurize(test_examples, tokenizer, settings, tc.max_seq_length)  # its problems show up now
+    train = featurize_cached(task, train_examples, tc.train, tokenizer, settings, tc) if config.do_train else None
+    if train is not None and len(train.inputs) == 2:
+        raise BertforgeError(f"{tc.train}: no labels; training needs a labelled file")
+    model.to(dist.device)
+    output.mkdir(parents=True, exist_ok=True)
+    best_dir = output / "best"
+    best = {"score": -float("inf")}
+    if previous is not None and (best_dir / "eval_results.json").is_file():
+        best = json.loads((best_dir / "eval_results.json").read_text())  # the best so far, from before the stop
     main_metric = task.methods[method]
     backend = TorchBackend(model, dist.device)
 
     def evaluate(step: int) -> dict[str, float]:
         outputs = run_features(backend, dev, tc.eval_batch_size, task.token_outputs)
         metrics = task.score(task.postprocess(dev_examples, dev, outputs, settings), dev_examples, settings, method)
+        metrics = {k: float(v) for k, v in metrics.items()}
         if dist.is_main and metrics[main_metric] > best["score"]:
             best.update(score=metrics[main_metric], step=step, metrics=metrics)
-            save_model_folder(best_dir, model, settings, vocab)
-        return {k: float(v) for k, v in metrics.items()}
+            save_model_folder(best_dir, model, settings, vocab, {"eval_results.json": json.dumps(best, indent=2)})
+        return metrics
 
     if config.do_train:
-        train = featurize_cached(task, train_examples, tc.train, tokenizer, settings, tc)
         if train.num_truncated and dist.is_main:
             log.warning(f"{tc.train}: {train.num_truncated} examples truncated to {tc.max_seq_length} tokens")
         seeded = dataclasses.replace(config.train, seed=seed)
@@ -204,7 +245,8 @@ def _finetune_one(config: FinetuneConfig, output: Path, seed: int, progress: boo
             lengths=None if pad_to else train.lengths,  # length grouping only helps dynamic padding
             evaluate=evaluate if dev is not None else None,
         )
-        loop.train(loop.setup(job, seeded, config.optimizer, config.loss_scale, output, dist), progress)
+        run = loop.setup(job, seeded, config.optimizer, config.loss_scale, output, dist, previous=previous)
+        loop.train(run, progress)
         if dev is None and dist.is_main:  # nothing to choose by: the last model is the one kept
             save_model_folder(best_dir, model, settings, vocab)
         dist.barrier()
@@ -214,16 +256,29 @@ def _finetune_one(config: FinetuneConfig, output: Path, seed: int, progress: boo
     results: dict[str, Any] = {}
     if config.do_eval and dev is not None:
         results = evaluate(best.get("step", 0)) if not config.do_train else dict(best["metrics"])
-        results = {k: float(v) for k, v in results.items()} | {"best_step": best.get("step", 0)}
+        results = results | {"best_step": best.get("step", 0)}
         if dist.is_main:
-            atomic_write_text(output / "eval_results.json", json.dumps(results, indent=2) + "\n")
             log.info(format_metrics({k: v for k, v in results.items() if k != "best_step"}))
-    if config.do_predict and dist.is_main:
+    if test_examples is not None and dist.is_main:
         predictor = Predictor(task, settings, tokenizer, backend, batch_size=tc.eval_batch_size)
-        written = write_predictions(predictor, _read(task, tc.test or tc.dev, "test", tc), output, tc)
+        written = write_predictions(predictor, test_examples, output, tc)
         log.info(f"predictions: {', '.join(map(str, written))}")
-    distributed.teardown()
+    if dist.is_main and (results or config.do_train):
+        atomic_write_text(output / "eval_results.json", json.dumps(results, indent=2) + "\n")
     return results
+
+
+def _check_model(model, tokenizer: FullTokenizer, vocab: Path, init: Path, tc: TaskConfig) -> None:
+    if len(tokenizer) != model.config.vocab_size:
+        raise BertforgeError(
+            f"{vocab}: {len(tokenizer)} tokens, but {init} has {model.config.vocab_size} embedding rows; "
+            "pass the model's own vocab (--task.vocab)"
+        )
+    positions = model.config.max_position_embeddings
+    if not model.config.use_relative_positions and tc.max_seq_length > positions:
+        raise BertforgeError(
+            f"--max-seq-length {tc.max_seq_length} exceeds the {positions} positions of {init}; use at most {positions}"
+        )
 
 
 def write_predictions(predictor: Predictor, examples: list, output: Path, tc: TaskConfig) -> list[Path]:

@@ -35,7 +35,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from bertforge.data.sampler import DistributedSampler
-from bertforge.errors import BertforgeError
+from bertforge.errors import BertforgeError, Interrupted
 from bertforge.training import checkpoints, distributed
 from bertforge.training.config import LossScaleConfig, OptimizerConfig, TrainConfig
 from bertforge.training.metrics import MetricsLogger
@@ -97,12 +97,13 @@ class Run:
         return self.tc.batch_size * self.tc.accumulation_steps
 
 
-def _stop_requested() -> tuple[list[bool], contextlib.AbstractContextManager]:
-    """A flag set by SIGTERM/SIGINT, so the loop can save a checkpoint and exit between steps."""
-    flag = [False]
+def _stop_requested() -> tuple[list[int], contextlib.AbstractContextManager]:
+    """The number of a SIGTERM/SIGINT received (0: none), so the loop can save a checkpoint and stop
+    between steps."""
+    flag = [0]
 
     def handler(signum, frame):
-        flag[0] = True
+        flag[0] = signum
 
     @contextlib.contextmanager
     def installed():
@@ -207,7 +208,7 @@ def save(r: Run) -> Path:
 
 def train(r: Run, progress: bool = True) -> Path:
     """Steps until `total_steps`, logging, evaluating and saving as configured; returns the last checkpoint.
-    A SIGTERM/SIGINT saves a checkpoint and returns early."""
+    A SIGTERM/SIGINT saves a checkpoint at the end of the step, then raises `Interrupted`."""
     tc, dist, job, dataset = r.tc, r.dist, r.job, r.job.dataset
     stop, handlers = _stop_requested()
     bar = tqdm(total=r.total_steps, initial=r.step, disable=not (progress and dist.is_main), desc=job.name, unit="step")
@@ -232,12 +233,13 @@ def train(r: Run, progress: bool = True) -> Path:
                 if dist.is_main and (r.step % tc.log_steps == 0 or r.step == r.total_steps):
                     _log(r, window.flush(), bar)
                 bar.update(1)
-                if dist.any(stop[0]):
+                if dist.any(bool(stop[0])):
                     last = save(r)
-                    if dist.is_main:
-                        log.warning(f"stopped by signal at step {r.step}; checkpoint {last}; continue with --resume")
                     r.logger.close()
-                    return last
+                    signum = stop[0] or signal.SIGTERM  # a process that got none stops with the others
+                    raise Interrupted(
+                        signum, f"stopped by signal at step {r.step}; checkpoint {last}; continue with --resume"
+                    )
                 if r.step % tc.save_checkpoint_steps == 0:
                     last = save(r)
                 if tc.eval_steps > 0 and r.step % tc.eval_steps == 0 and job.evaluate is not None:
@@ -320,12 +322,27 @@ def train_step(r: Run, micro: list[Batch]) -> dict[str, float]:
         acc = {k: v.detach() + acc.get(k, 0) for k, v in sums.items()}
     found_inf = scaler.unscale_and_check(r.optimizer)
     grad_norm = clip_gradients(r.ddp.parameters(), r.oc.clip_norm, r.oc.clip_mode)
+    summary = objective.summary(dist.sum_terms(acc))
+    if not scaler.enabled:  # without loss scaling a non-finite value is a fault, never a skippable overflow
+        _check_finite(r, summary["loss"], float(grad_norm))
     if not found_inf:
         r.optimizer.step()
     scaler.update(found_inf)
     r.optimizer.zero_grad(set_to_none=True)
     tokens = dist.sum(torch.tensor(float(sum(objective.tokens(mb) for mb in micro)), device=device)).item()
-    return objective.summary(dist.sum_terms(acc)) | {"grad_norm": float(grad_norm), "tokens": tokens}
+    return summary | {"grad_norm": float(grad_norm), "tokens": tokens}
+
+
+def _check_finite(r: Run, loss: float, grad_norm: float) -> None:
+    """Stop before a NaN/inf loss or gradient reaches the weights (nothing after it would be worth keeping)."""
+    if math.isfinite(loss) and math.isfinite(grad_norm):
+        return
+    last = checkpoints.latest_checkpoint(r.run_dir)
+    raise BertforgeError(
+        f"step {r.step + 1}: the loss is {loss} and the gradient norm {grad_norm}; stopped before updating the "
+        f"weights. Check the data (e.g. non-finite labels) or lower the learning rate"
+        + (f"; the last good checkpoint is {last}" if last else "")
+    )
 
 
 class _Window:

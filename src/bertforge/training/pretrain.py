@@ -7,6 +7,8 @@ micro-batches and processes; see `training.loop`).
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +17,12 @@ from tqdm import tqdm
 
 from bertforge.data.dataset import FEATURES, PretrainingDataset
 from bertforge.errors import BertforgeError
+from bertforge.fileio import run_lock
 from bertforge.modeling.heads import BertForPreTraining
 from bertforge.training import checkpoints, distributed, loop
-from bertforge.training.config import PretrainConfig, save_config
+from bertforge.training.config import RESUMABLE, PretrainConfig, load_config, resume_changes, save_config
+
+log = logging.getLogger("bertforge")
 
 
 def collate(items: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
@@ -68,17 +73,36 @@ PRETRAINING = loop.Objective(
 
 
 def pretrain(config: PretrainConfig, run_dir: str | Path, resume: bool = False, progress: bool = True) -> Path:
-    """Train; returns the final checkpoint directory (loadable with `BertForPreTraining.from_pretrained`)."""
+    """Train; returns the final checkpoint directory (loadable with `BertForPreTraining.from_pretrained`).
+    The run directory is locked for the whole run; a SIGINT/SIGTERM saves a checkpoint and raises
+    `Interrupted`."""
     run_dir = Path(run_dir)
     tc = config.train
     dist = distributed.setup(tc.device)
+    with run_lock(run_dir) if dist.is_main else contextlib.nullcontext():
+        try:
+            return _pretrain(config, run_dir, resume, progress, dist)
+        finally:
+            distributed.teardown()
+
+
+def _pretrain(config: PretrainConfig, run_dir: Path, resume: bool, progress: bool, dist) -> Path:
+    tc = config.train
     if tc.precision == "fp16" and dist.device.type != "cuda":
         raise BertforgeError("--precision fp16 needs a CUDA device; use fp32 on CPU")
-    previous = checkpoints.latest_checkpoint(run_dir) if resume else None
-    if resume and previous is None:
-        raise BertforgeError(f"{run_dir}: --resume, but the run has no complete checkpoint yet")
-    if not resume and (run_dir / "config.yaml").exists():
+    saved = run_dir / "config.yaml"
+    if not resume and saved.exists():
         raise BertforgeError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --output")
+    previous = checkpoints.latest_checkpoint(run_dir) if resume else None
+    if previous is not None and saved.exists():  # (before the first checkpoint, settings may still change)
+        changed = resume_changes(load_config(saved), config)
+        if changed:
+            raise BertforgeError(
+                f"{run_dir}: --resume with settings that differ from the run's {saved.name}: {'; '.join(changed)} "
+                f"(only {', '.join(RESUMABLE)} may change on resume)"
+            )
+    if resume and previous is None and dist.is_main:
+        log.warning(f"{run_dir}: no complete checkpoint yet; starting from step 0")
     if config.data.path is None:
         raise BertforgeError("no training data: pass --data DIR (a dataset from create-pretraining-data or TFRecords)")
     dataset = PretrainingDataset(config.data.path, seed=config.data.seed)
@@ -94,16 +118,13 @@ def pretrain(config: PretrainConfig, run_dir: str | Path, resume: bool = False, 
     model.to(dist.device)
     if dist.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(config, run_dir / "config.yaml")
+        save_config(config, saved)
     job = loop.Job(model, dataset, collate, PRETRAINING, name="pretrain")
-    try:
-        run = loop.setup(
-            job, tc, config.optimizer, config.loss_scale, run_dir, dist, previous=previous,
-            num_workers=config.data.num_workers,
-        )  # fmt: skip
-        return loop.train(run, progress)
-    finally:
-        distributed.teardown()
+    run = loop.setup(
+        job, tc, config.optimizer, config.loss_scale, run_dir, dist, previous=previous,
+        num_workers=config.data.num_workers,
+    )  # fmt: skip
+    return loop.train(run, progress)
 
 
 def evaluate(

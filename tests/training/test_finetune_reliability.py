@@ -1,0 +1,152 @@
+"""Fine-tuning never fails silently: non-finite labels and losses stop it with the file/step named, a second
+run on the same output is refused at once, Ctrl-C is not a success and `--resume` ends exactly where an
+uninterrupted run ends, and bad data or settings are found before the first step."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from bertforge.cli import main as cli
+from tests.polarity import sentences, write_csv
+
+ROOT = Path(__file__).resolve().parents[2]
+ENV = dict(os.environ, PYTHONPATH=f"{ROOT / 'src'}:{ROOT}", OMP_NUM_THREADS="1")
+
+
+def finetune(*args):
+    return cli(["finetune", "classification", "--quiet", "--device", "cpu", *map(str, args)])
+
+
+def spawn(*args) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "bertforge", *map(str, args)],
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_a_nan_label_is_rejected_naming_file_and_line(tiny_checkpoint, tmp_path, capsys):
+    rows = [("the film was good", 1.0), ("the film was bad", "nan"), ("the plot was fine", 0.5)]
+    train = write_csv(tmp_path / "train.csv", rows, header=("text", "score"))
+    out = tmp_path / "out"
+    args = ["--train", train, "--dev", train, "--init", tiny_checkpoint, "--output", out]
+    assert finetune(*args, "--task.regression", "true", "--task.label", "score") == 2
+    assert "train.csv line 3: label 'nan' in 'score' is not a finite number" in capsys.readouterr().err
+    assert not (out / "best").exists()
+
+
+def test_a_diverging_run_stops_before_the_weights_are_spoilt(tiny_checkpoint, tmp_path, capsys):
+    rows = [(t, float(len(t))) for t, _ in sentences(64, 1)]
+    train = write_csv(tmp_path / "train.csv", rows, header=("text", "score"))
+    out = tmp_path / "out"
+    code = finetune("--train", train, "--dev", train, "--init", tiny_checkpoint, "--output", out, "--batch-size", 8,
+                    "--task.regression", "true", "--task.label", "score", "--assessment-method",
+                    "spearman_correlation", "--learning-rate", "1e30", "--train.eval_steps", 1)  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert "stopped before updating the weights" in err and "the loss is" in err
+    assert not (out / "eval_results.json").exists()
+    if (out / "best").exists():  # a model kept before the fault is a finite one
+        assert all(torch.isfinite(t).all() for t in load_file(out / "best" / "model.safetensors").values())
+
+
+def test_a_second_run_on_the_same_output_is_refused_naming_the_holder(tiny_checkpoint, tmp_path, capsys):
+    out = tmp_path / "out"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom bertforge.fileio import run_lock\n"
+         "with run_lock(sys.argv[1]):\n    print('locked', flush=True)\n    time.sleep(120)", str(out)],
+        env=ENV, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        train = write_csv(tmp_path / "train.csv", sentences(64, 1))
+        args = ["--train", train, "--dev", train, "--init", tiny_checkpoint, "--output", out, "--epochs", 1]
+        assert finetune(*args) == 2
+        assert f"{out} is in use by another run (process {holder.pid})" in capsys.readouterr().err
+        assert cli(["pretrain", "--data", str(tmp_path), "--output", str(out), "--quiet"]) == 2
+        assert f"(process {holder.pid})" in capsys.readouterr().err
+    finally:
+        holder.kill()
+        holder.wait()
+    assert finetune(*args) == 0  # the lock died with its holder: nothing stale blocks the next run
+
+
+def test_bad_data_and_settings_are_found_before_the_first_step(tiny_checkpoint, tmp_path, capsys):
+    train = write_csv(tmp_path / "train.csv", sentences(64, 1))
+    unlabelled = write_csv(tmp_path / "dev.csv", [(t,) for t, _ in sentences(8, 2)], header=("text",))
+    out = tmp_path / "out"
+
+    def fails(*args, expect):
+        assert finetune("--init", tiny_checkpoint, "--output", out, *args) == 2
+        assert expect in capsys.readouterr().err
+        assert not (out / "checkpoints").exists() and not (out / "metrics.jsonl").exists()
+
+    fails("--train", train, "--dev", unlabelled, expect="dev.csv: no labels; evaluation needs a labelled dev file")
+    fails("--train", train, "--dev", train, "--max-seq-length", 1024, expect="exceeds the 128 positions")
+    (tmp_path / "labels.txt").write_text("neg\npos\n")
+    fails(
+        "--train",
+        unlabelled,
+        "--dev",
+        train,
+        "--labels",
+        tmp_path / "labels.txt",
+        expect="dev.csv: no labels; training needs",
+    )
+    bad_test = tmp_path / "test.csv"
+    bad_test.write_bytes(b"text\nthe film was good\n\xff\n")
+    fails("--train", train, "--dev", train, "--test", bad_test, "--do-predict", expect="test.csv line 3: not valid")
+
+
+def wait_for_lines(path: Path, n: int, proc: subprocess.Popen, seconds: float = 120) -> None:
+    deadline = time.time() + seconds
+    while not (path.is_file() and len(path.read_text().splitlines()) >= n):
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() < deadline, f"{path} did not reach {n} lines"
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_ctrl_c_is_not_a_success_and_resume_ends_where_an_uninterrupted_run_ends(tiny_checkpoint, tmp_path):
+    train = write_csv(tmp_path / "train.csv", sentences(800, 1))
+    dev = write_csv(tmp_path / "dev.csv", sentences(64, 2))
+    common = ["finetune", "classification", "--quiet", "--device", "cpu", "--train", train, "--dev", dev,
+              "--init", tiny_checkpoint, "--epochs", 2, "--batch-size", 16, "--learning-rate", "2e-3",
+              "--seeds", "1,2", "--train.log_steps", 1]  # fmt: skip
+    full = spawn(*common, "--output", tmp_path / "full")
+    assert full.wait(timeout=600) == 0, full.communicate()
+
+    cut = spawn(*common, "--output", tmp_path / "cut")
+    wait_for_lines(tmp_path / "cut" / "seed-1" / "metrics.jsonl", 10, cut)
+    cut.send_signal(signal.SIGINT)
+    _, err = cut.communicate(timeout=120)
+    assert cut.returncode == 130, err
+    assert "interrupted (SIGINT)" in err
+    assert not (tmp_path / "cut" / "eval_results.json").exists()  # no final results from a stopped run
+    assert not (tmp_path / "cut" / "seed-1" / "eval_results.json").exists()
+    assert not (tmp_path / "cut" / "seed-2").exists()  # the remaining seed did not run on
+
+    again = spawn(*common, "--output", tmp_path / "cut")  # without --resume: refused, nothing touched
+    assert again.wait(timeout=120) == 2 and "--resume" in again.communicate()[1]
+    resumed = spawn(*common, "--output", tmp_path / "cut", "--resume")
+    assert resumed.wait(timeout=600) == 0, resumed.communicate()
+
+    for seed in ("seed-1", "seed-2"):
+        a = json.loads((tmp_path / "full" / seed / "eval_results.json").read_text())
+        b = json.loads((tmp_path / "cut" / seed / "eval_results.json").read_text())
+        assert a == b, seed
+        wa = load_file(tmp_path / "full" / seed / "best" / "model.safetensors")
+        wb = load_file(tmp_path / "cut" / seed / "best" / "model.safetensors")
+        assert all(torch.equal(wa[k], wb[k]) for k in wa), seed
+    summary = json.loads((tmp_path / "cut" / "eval_results.json").read_text())
+    assert summary == json.loads((tmp_path / "full" / "eval_results.json").read_text())
