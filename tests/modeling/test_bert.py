@@ -161,9 +161,9 @@ def test_backbone_checkpoint_initialises_heads_and_reports_them(tmp_path, caplog
         model = BertForSequenceClassification.from_pretrained(tmp_path, num_labels=4)
     assert model.classifier.out_features == 4
     assert "classifier.weight" in caplog.text
-    # and a checkpoint with heads loads into the bare encoder, which reports the unused heads
+    # and a checkpoint with heads loads into the bare encoder, which reports the unused heads (a detail: -v)
     BertForPreTraining(TINY).save_pretrained(tmp_path / "pt")
-    with caplog.at_level("INFO", logger="bertforge"):
+    with caplog.at_level("DEBUG", logger="bertforge"):
         BertModel.from_pretrained(tmp_path / "pt")
     assert "cls.seq_relationship.weight" in caplog.text
 

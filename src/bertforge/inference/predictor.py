@@ -124,7 +124,7 @@ class Predictor:
         )
         batch = [inputs] if single else list(inputs)
         examples = [self.example(raw, str(i)) for i, raw in enumerate(batch)]
-        results = [result for _, result in self.predict_examples(examples)]
+        results = [self.task.present(result) for _, result in self.predict_examples(examples)]
         return results[0] if single else results
 
     def example(self, raw: Any, index: str, where: str | None = None):

@@ -251,11 +251,9 @@ class BertForTokenClassification(_Head):
         logits = self.classifier(hidden)
         if labels is None:
             return ClassifierOutput(None, logits)
-        if self.crf is not None:  # a sum over sequences: the CRF scores whole tag sequences
-            terms = {
-                "loss_sum": -self.crf(logits, labels, labels != IGNORE_INDEX, reduction="sum"),
-                "count": logits.new_tensor(float(len(labels)), dtype=torch.float32),
-            }
+        if self.crf is not None:  # whole tag sequences, normalised per labelled token like the softmax loss
+            mask = labels != IGNORE_INDEX
+            terms = {"loss_sum": -self.crf(logits, labels, mask, reduction="sum"), "count": mask.sum().float()}
         else:  # a sum over labelled tokens
             terms = classification_terms(logits.flatten(0, 1), labels.flatten())
         return ClassifierOutput(_ratio(terms), logits, terms)

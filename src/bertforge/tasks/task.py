@@ -133,3 +133,8 @@ class Task:
     # Extra prediction files in a benchmark's own submission format; returns the paths written.
     submissions: Callable[[Path, Sequence, list, ModelSettings, TaskConfig], list[Path]] = lambda *args: []
     token_outputs: tuple[str, ...] = ()  # outputs with one row per token, cut to each feature's length
+    # A result as users get it from `Predictor.predict` (results may carry more, e.g. tags for scoring).
+    present: Callable[[Any], Any] = lambda result: result
+    # Settings refreshed from a live model before post-processing or saving (e.g. CRF transitions, which
+    # prediction needs beside the emissions).
+    sync: Callable[[Any, ModelSettings], ModelSettings] = lambda model, settings: settings

@@ -223,12 +223,13 @@ def _run_seed(config, task: Task, tc: TaskConfig, method: str, output: Path, see
     backend = TorchBackend(model, dist.device)
 
     def evaluate(step: int) -> dict[str, float]:
+        now = task.sync(model, settings)
         outputs = run_features(backend, dev, tc.eval_batch_size, task.token_outputs)
-        metrics = task.score(task.postprocess(dev_examples, dev, outputs, settings), dev_examples, settings, method)
+        metrics = task.score(task.postprocess(dev_examples, dev, outputs, now), dev_examples, now, method)
         metrics = {k: float(v) for k, v in metrics.items()}
         if dist.is_main and metrics[main_metric] > best["score"]:
             best.update(score=metrics[main_metric], step=step, metrics=metrics)
-            save_model_folder(best_dir, model, settings, vocab, {"eval_results.json": json.dumps(best, indent=2)})
+            save_model_folder(best_dir, model, now, vocab, {"eval_results.json": json.dumps(best, indent=2)})
         return metrics
 
     if config.do_train:
@@ -248,10 +249,11 @@ def _run_seed(config, task: Task, tc: TaskConfig, method: str, output: Path, see
         run = loop.setup(job, seeded, config.optimizer, config.loss_scale, output, dist, previous=previous)
         loop.train(run, progress)
         if dev is None and dist.is_main:  # nothing to choose by: the last model is the one kept
-            save_model_folder(best_dir, model, settings, vocab)
+            save_model_folder(best_dir, model, task.sync(model, settings), vocab)
         dist.barrier()
         model = task.head.from_pretrained(best_dir).to(dist.device)
         backend = TorchBackend(model, dist.device)
+    settings = task.sync(model, settings)
     model.eval()
     results: dict[str, Any] = {}
     if config.do_eval and dev is not None:
