@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import yaml
 
 from bertforge.errors import BertforgeError
 from bertforge.fileio import atomic_write_text
+from bertforge.validation import Rule
 
 # Accepted spellings of the two GELUs. "gelu" is the exact (erf) GELU of Google's BERT and Hugging Face;
 # "gelu_tanh" is the tanh approximation that the MindSpore model zoo uses (nn.GELU's default).
@@ -64,6 +66,33 @@ _HF_IGNORED = {
 # Model zoo net_cfg keys that are run settings, not network shape (precision is chosen at training time).
 _ZOO_IGNORED = {"seq_length", "dtype", "compute_type", "batch_size"}
 
+_SIZE = Rule(int, low=1)
+_PROBABILITY = Rule(float, low=0, high=1, high_open=True)
+# What each field must be, checked whenever a config is built (from a file, a preset or code).
+_RULES = {
+    "vocab_size": _SIZE,
+    "hidden_size": _SIZE,
+    "num_hidden_layers": _SIZE,
+    "num_attention_heads": _SIZE,
+    "intermediate_size": _SIZE,
+    "hidden_act": Rule(str, choices=tuple(_ACTIVATION_ALIASES)),
+    "hidden_dropout_prob": _PROBABILITY,
+    "attention_probs_dropout_prob": _PROBABILITY,
+    "max_position_embeddings": _SIZE,
+    "type_vocab_size": _SIZE,
+    "initializer_range": Rule(float, low=0),
+    "layer_norm_eps": Rule(float, low=0, low_open=True),
+    "pad_token_id": Rule(int, low=0),
+    "use_relative_positions": Rule(bool),
+    "relative_position_type": Rule(str, choices=("functional", "learned")),
+    "max_relative_position": _SIZE,
+    "num_labels": _SIZE,
+    "id2label": Rule(dict, optional=True),
+    "classifier_dropout": dataclasses.replace(_PROBABILITY, optional=True),
+    "use_crf": Rule(bool),
+    "lstm_hidden_size": Rule(int, low=0),
+}
+
 
 @dataclass
 class BertConfig:
@@ -95,22 +124,17 @@ class BertConfig:
     extra: dict[str, Any] = field(default_factory=dict, repr=False)  # unknown keys of a foreign config, kept
 
     def __post_init__(self) -> None:
-        act = _ACTIVATION_ALIASES.get(self.hidden_act)
-        if act is None:
-            raise BertforgeError(
-                f"hidden_act {self.hidden_act!r} is not supported; use one of {sorted(_ACTIVATION_ALIASES)}"
-            )
-        self.hidden_act = act
+        for name, rule in _RULES.items():
+            setattr(self, name, rule.check(name, getattr(self, name)))
+        self.hidden_act = _ACTIVATION_ALIASES[self.hidden_act]
         if self.hidden_size % self.num_attention_heads:
             raise BertforgeError(
                 f"hidden_size {self.hidden_size} is not a multiple of num_attention_heads {self.num_attention_heads}"
             )
-        if self.relative_position_type not in ("functional", "learned"):
-            raise BertforgeError(
-                f"relative_position_type must be 'functional' or 'learned', not {self.relative_position_type!r}"
-            )
+        if self.pad_token_id >= self.vocab_size:
+            raise BertforgeError(f"pad_token_id {self.pad_token_id} is not below vocab_size {self.vocab_size}")
         if self.id2label is not None:
-            self.id2label = {int(k): str(v) for k, v in self.id2label.items()}
+            self.id2label = _label_names(self.id2label)
 
     @property
     def head_dim(self) -> int:
@@ -136,7 +160,7 @@ class BertConfig:
             raise BertforgeError(f"{source}: unknown config key {key!r}{hint}")
         try:
             return cls(**known, extra=unknown)
-        except TypeError as exc:
+        except BertforgeError as exc:
             raise BertforgeError(f"{source}: {exc}") from None
 
     @classmethod
@@ -145,11 +169,13 @@ class BertConfig:
         pos = values.get("position_embedding_type", "absolute")
         if pos != "absolute":
             raise BertforgeError(f"{source}: position_embedding_type {pos!r} is not supported (only 'absolute')")
-        nezha = values.get("model_type") == "nezha" or values.get("use_relative_position", False)
-        values = {k: v for k, v in values.items() if k not in _HF_IGNORED}
-        if nezha:
-            values.setdefault("use_relative_positions", True)
-        if values.get("id2label"):  # Hugging Face stores the label count only through the label names
+        ours = {k: v for k, v in values.items() if k not in _HF_IGNORED}
+        if values.get("model_type") == "nezha":
+            ours.setdefault("use_relative_positions", True)
+        elif "use_relative_position" in values:  # the original NEZHA code's name for ours
+            ours.setdefault("use_relative_positions", values["use_relative_position"])
+        values = ours
+        if isinstance(values.get("id2label"), dict):  # Hugging Face stores the label count only through the names
             values.setdefault("num_labels", len(values["id2label"]))
         return cls.from_dict(values, source=source, strict=False)
 
@@ -225,12 +251,35 @@ class BertConfig:
         atomic_write_text(path, text)
 
 
+def _label_names(id2label: dict) -> dict[int, str]:
+    """id2label with integer ids (JSON keys are strings) and string names."""
+    out = {}
+    for key, name in id2label.items():
+        number = int(key) if isinstance(key, str) and key.isdecimal() else key
+        if isinstance(number, bool) or not isinstance(number, int) or number < 0 or isinstance(name, (dict, list)):
+            raise BertforgeError(f"id2label must map label ids (0, 1, ...) to names, got {key!r}: {name!r}")
+        out[number] = str(name)
+    return out
+
+
+class _YamlLoader(yaml.SafeLoader):
+    """YAML 1.2 numbers: `1e-7` is a float (PyYAML's YAML 1.1 reads it as a string)."""
+
+
+_YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789")
+)
+
+
 def _read_mapping(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise BertforgeError(f"config file {path} does not exist")
-    text = path.read_text(encoding="utf-8-sig")
     try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise BertforgeError(f"{path}: not valid UTF-8 (byte {exc.start})") from None
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.load(text, _YamlLoader)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         raise BertforgeError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}") from None
     if not isinstance(data, dict):
