@@ -3,8 +3,10 @@ range or a set of choices), so that every error names the key and says what was 
 
 from __future__ import annotations
 
+import difflib
 import math
 import numbers
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,6 +67,14 @@ class Rule:
         if math.isinf(self.low):
             return f" {'<' if self.high_open else '<='} {self.high:g}"
         return f" in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+
+
+def unknown_key(key: str, valid: Iterable[str]) -> str:
+    """"unknown config key 'a.b'; did you mean 'a.c'?" (a suggestion only when one is close)."""
+    parent, _, name = key.rpartition(".")
+    close = difflib.get_close_matches(name, sorted(valid), n=1)
+    hint = f"; did you mean '{parent + '.' if parent else ''}{close[0]}'?" if close else ""
+    return f"unknown config key '{key}'{hint}"
 
 
 def _is_kind(value: Any, kind: type) -> bool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import re
 from dataclasses import dataclass, field
@@ -14,7 +13,7 @@ import yaml
 
 from bertforge.errors import BertforgeError
 from bertforge.fileio import atomic_write_text
-from bertforge.validation import Rule
+from bertforge.validation import Rule, unknown_key
 
 # Accepted spellings of the two GELUs. "gelu" is the exact (erf) GELU of Google's BERT and Hugging Face;
 # "gelu_tanh" is the tanh approximation that the MindSpore model zoo uses (nn.GELU's default).
@@ -154,10 +153,7 @@ class BertConfig:
         known = {k: v for k, v in values.items() if k in names}
         unknown = {k: v for k, v in values.items() if k not in names}
         if strict and unknown:
-            key = next(iter(unknown))
-            close = difflib.get_close_matches(key, sorted(names), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise BertforgeError(f"{source}: unknown config key {key!r}{hint}")
+            raise BertforgeError(f"{source}: {unknown_key(str(next(iter(unknown))), names)}")
         try:
             return cls(**known, extra=unknown)
         except BertforgeError as exc:
@@ -249,6 +245,14 @@ class BertConfig:
         else:
             text = json.dumps(self.to_dict(), indent=2) + "\n"
         atomic_write_text(path, text)
+
+
+def check_field(name: str, value: Any, key: str | None = None) -> Any:
+    """`value` as BertConfig stores field `name`; errors call it `key` (default: `name`). Checks the field
+    alone: how fields fit together is checked when the config is built."""
+    if name not in _RULES:
+        raise BertforgeError(unknown_key(key or name, _RULES))
+    return _RULES[name].check(key or name, value)
 
 
 def _label_names(id2label: dict) -> dict[int, str]:

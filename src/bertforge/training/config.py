@@ -7,17 +7,18 @@ clipping (`optimizer`), fp16 loss scaling (`loss_scale`) and data loading (`data
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from bertforge.errors import BertforgeError
 from bertforge.fileio import atomic_write_text
-from bertforge.modeling.config import BertConfig
+from bertforge.modeling.config import BertConfig, check_field
+from bertforge.validation import Rule, unknown_key
 
 
 @dataclass
@@ -86,51 +87,104 @@ class PretrainConfig:
         return BertConfig.from_dict(base | values, source="config [model]")
 
 
-_CHOICES = {
-    "train.precision": ("fp32", "bf16", "fp16"),
-    "train.device": ("auto", "cpu", "cuda"),
-    "optimizer.name": ("lamb", "adamw", "momentum"),
-    "optimizer.clip_mode": ("global", "per_tensor"),
+_COUNT = Rule(int, low=1)
+_STEPS = Rule(int, low=1, also=(-1,))  # -1: as many as the run has
+_FRACTION = Rule(float, low=0, high=1, high_open=True)
+# Ranges and choices of the run settings (OmegaConf checks their types); the model section is BertConfig's.
+_RULES = {
+    "train.train_steps": _STEPS,
+    "train.epochs": _COUNT,
+    "train.batch_size": _COUNT,
+    "train.accumulation_steps": _COUNT,
+    "train.save_checkpoint_steps": _COUNT,
+    "train.save_checkpoint_num": _COUNT,
+    "train.seed": Rule(int, low=0),
+    "train.precision": Rule(str, choices=("fp32", "bf16", "fp16")),
+    "train.device": Rule(str, choices=("auto", "cpu", "cuda")),
+    "train.log_steps": _COUNT,
+    "train.eval_steps": Rule(int, low=0),
+    "optimizer.name": Rule(str, choices=("lamb", "adamw", "momentum")),
+    "optimizer.learning_rate": Rule(float, low=0),
+    "optimizer.end_learning_rate": Rule(float, low=0),
+    "optimizer.warmup_steps": Rule(int, low=0),
+    "optimizer.warmup_proportion": Rule(float, low=0, high=1),
+    "optimizer.decay_steps": _STEPS,
+    "optimizer.power": Rule(float, low=0),
+    "optimizer.weight_decay": Rule(float, low=0),
+    "optimizer.eps": Rule(float, low=0, low_open=True),
+    "optimizer.beta1": _FRACTION,
+    "optimizer.beta2": _FRACTION,
+    "optimizer.momentum": _FRACTION,
+    "optimizer.clip_norm": Rule(float),
+    "optimizer.clip_mode": Rule(str, choices=("global", "per_tensor")),
+    "loss_scale.init_scale": Rule(float, low=0, low_open=True),
+    "loss_scale.scale_factor": Rule(float, low=1, low_open=True),
+    "loss_scale.scale_window": _COUNT,
+    "loss_scale.max_consecutive_overflows": _COUNT,
+    "data.num_workers": Rule(int, low=0),
+    "data.seed": Rule(int, low=0),
 }
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None, schema_class: type = None):
-    """Defaults, then the YAML file, then `key.sub=value` overrides; errors name the key and suggest one.
+    """Defaults, then the YAML file, then `key.sub=value` overrides. Errors name where the value came from
+    (the file or the command line), the key, and what was expected; an unknown key gets a suggestion.
 
     `schema_class` is the dataclass of the job's config (default: `PretrainConfig`)."""
     schema = OmegaConf.structured(schema_class or PretrainConfig)
-    try:
-        merged = schema
-        if path is not None:
-            if not Path(path).is_file():
-                raise BertforgeError(f"config file {path} does not exist")
-            merged = OmegaConf.merge(merged, OmegaConf.load(path))
-        merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(overrides or []))
-    except (ConfigKeyError, ConfigAttributeError) as exc:
-        raise BertforgeError(_unknown_key_message(exc, schema, path)) from None
-    except ValidationError as exc:
-        raise BertforgeError(f"{path or 'command line'}: {exc.msg.splitlines()[0]} (key {exc.full_key})") from None
-    except OmegaConfBaseException as exc:
-        raise BertforgeError(f"{path or 'command line'}: {exc}") from None
+    if path is not None and not Path(path).is_file():
+        raise BertforgeError(f"config file {path} does not exist")
+    layers = [(str(path), lambda: OmegaConf.load(path))] if path is not None else []
+    layers.append(("command line", lambda: OmegaConf.from_dotlist(overrides or [])))
+    merged, origin = schema, {}
+    for where, load in layers:
+        try:
+            layer = load()
+            merged = OmegaConf.merge(merged, layer)
+        except (ConfigKeyError, ConfigAttributeError) as exc:
+            key = getattr(exc, "full_key", None) or str(exc)
+            raise BertforgeError(f"{where}: {unknown_key(key, _keys_beside(schema, key))}") from None
+        except ValidationError as exc:
+            raise BertforgeError(f"{where}: {exc.msg.splitlines()[0]} (key {exc.full_key})") from None
+        except (OmegaConfBaseException, yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise BertforgeError(f"{where}: {exc}") from None
+        origin |= dict.fromkeys(_leaf_keys(OmegaConf.to_container(layer)), where)
     config = OmegaConf.to_object(merged)
-    for key, allowed in _CHOICES.items():
-        section, name = key.split(".")
-        value = getattr(getattr(config, section), name)
-        if value not in allowed:
-            raise BertforgeError(f"{key} must be one of {', '.join(allowed)}, not {value!r}")
-    if isinstance(config, PretrainConfig):
-        config.bert_config()  # validate the model section now, not after data loading
+    _check(config, lambda key: origin.get(key, "defaults"))
     return config
 
 
-def _unknown_key_message(exc: OmegaConfBaseException, schema: DictConfig, path) -> str:
-    key = getattr(exc, "full_key", None) or str(exc)
-    parent, _, name = key.rpartition(".")
+def _check(config, where) -> None:
+    """Every setting in its range, and the model section a valid BertConfig; `where(key)` names the source."""
+    for key, rule in _RULES.items():
+        section, name = key.split(".")
+        if hasattr(config, section):
+            try:
+                rule.check(key, getattr(getattr(config, section), name))
+            except BertforgeError as exc:
+                raise BertforgeError(f"{where(key)}: {exc}") from None
+    if isinstance(config, PretrainConfig):
+        for name, value in config.model.items():
+            if name != "preset":
+                try:
+                    check_field(name, value, key=f"model.{name}")
+                except BertforgeError as exc:
+                    raise BertforgeError(f"{where(f'model.{name}')}: {exc}") from None
+        config.bert_config()  # how the fields fit together
+
+
+def _keys_beside(schema: DictConfig, key: str) -> list[str]:
+    """The valid keys of the section that `key` (dotted) would be in."""
+    parent = key.rpartition(".")[0]
     node = OmegaConf.select(schema, parent) if parent else schema
-    valid = list(node.keys()) if isinstance(node, DictConfig) else []
-    close = difflib.get_close_matches(name, valid, n=1)
-    hint = f"; did you mean '{parent + '.' if parent else ''}{close[0]}'?" if close else ""
-    return f"{path or 'command line'}: unknown config key '{key}'{hint}"
+    return list(node.keys()) if isinstance(node, DictConfig) else []
+
+
+def _leaf_keys(node: Any, prefix: str = "") -> list[str]:
+    """Dotted keys of the values in a nested mapping."""
+    if not isinstance(node, dict):
+        return [prefix.rstrip(".")]
+    return [key for k, v in node.items() for key in _leaf_keys(v, f"{prefix}{k}.")]
 
 
 # What a resumed run may change: none of it alters what the run computes.

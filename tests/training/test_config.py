@@ -1,0 +1,79 @@
+"""Run configs: every setting's range checked when read, errors naming where the value came from."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from bertforge.cli import main as cli
+from bertforge.errors import BertforgeError
+from bertforge.training.config import load_config
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = ROOT / "configs" / "pretrain" / "tiny.yaml"
+
+
+@pytest.mark.parametrize(
+    "override,expected",
+    [
+        ("train.batch_size=0", "train.batch_size must be an integer >= 1, got 0"),
+        ("train.train_steps=-5", "train.train_steps must be -1 or an integer >= 1, got -5"),
+        ("train.train_steps=0", "train.train_steps must be -1 or an integer >= 1, got 0"),
+        ("train.epochs=-1", "train.epochs must be an integer >= 1, got -1"),
+        ("train.precision=fp8", "train.precision must be one of fp32, bf16, fp16, got 'fp8'"),
+        ("train.seed=-1", "train.seed must be an integer >= 0, got -1"),
+        ("optimizer.learning_rate=nan", r"optimizer.learning_rate must be a number >= 0, got nan \(not a finite"),
+        ("optimizer.beta2=1.0", r"optimizer.beta2 must be a number in \[0, 1\), got 1.0"),
+        ("model.vocab_size=abc", r"model.vocab_size must be an integer >= 1, got 'abc' \(a string\)"),
+        ("model.num_attention_heads=0", "model.num_attention_heads must be an integer >= 1, got 0"),
+        ("model.use_relative_positions=maybe", "model.use_relative_positions must be true or false, got 'maybe'"),
+        ("model.hiden_size=64", "unknown config key 'model.hiden_size'; did you mean 'model.hidden_size'"),
+        ("optimizer.learnin_rate=1e-4", "unknown config key 'optimizer.learnin_rate'; did you mean 'optimizer.lea"),
+        (
+            "train.batch_size=abc",
+            r"Value 'abc' of type 'str' could not be converted to Integer \(key train.batch_size\)",
+        ),
+    ],
+)
+def test_a_bad_command_line_value_is_reported_as_the_command_lines(override, expected):
+    with pytest.raises(BertforgeError, match=f"^command line: {expected}"):
+        load_config(TINY, [override])
+
+
+def test_a_bad_value_in_the_file_is_reported_as_the_files(tmp_path):
+    (tmp_path / "c.yaml").write_text("train:\n  batch_size: 0\nmodel:\n  hidden_size: 100\n")
+    with pytest.raises(BertforgeError, match=re.escape(f"{tmp_path / 'c.yaml'}: train.batch_size must be")):
+        load_config(tmp_path / "c.yaml")
+    # the command line completes the file: only the result has to be valid
+    config = load_config(tmp_path / "c.yaml", ["train.batch_size=4", "model.num_attention_heads=4"])
+    assert (config.train.batch_size, config.bert_config().head_dim) == (4, 25)
+    with pytest.raises(BertforgeError, match="hidden_size 100 is not a multiple of num_attention_heads 12"):
+        load_config(tmp_path / "c.yaml", ["train.batch_size=4"])
+    (tmp_path / "bad.yaml").write_text("train: [1,\n")
+    with pytest.raises(BertforgeError, match=re.escape(f"{tmp_path / 'bad.yaml'}: ")):
+        load_config(tmp_path / "bad.yaml")
+
+
+def test_minus_one_means_use_epochs_and_shipped_configs_load():
+    assert load_config(TINY, ["train.train_steps=-1"]).train.train_steps == -1
+    for path in sorted((ROOT / "configs" / "pretrain").glob("*.yaml")):
+        load_config(path).bert_config()
+    from bertforge.training.finetune import config_class
+
+    load_config(ROOT / "configs" / "finetune" / "classification.yaml", schema_class=config_class("classification"))
+
+
+@pytest.mark.parametrize(
+    "flags,expected",
+    [
+        (["--batch-size", "0"], "command line: train.batch_size must be an integer >= 1, got 0"),
+        (["--train-steps", "-5"], "command line: train.train_steps must be -1 or an integer >= 1, got -5"),
+        (["--model.num_attention_heads", "0"], "command line: model.num_attention_heads must be an integer >= 1"),
+        (["--optimizer.learnin_rate", "1e-4"], "command line: unknown config key 'optimizer.learnin_rate'"),
+    ],
+)
+def test_pretrain_cli_reports_bad_settings_in_one_line_before_anything_is_written(tmp_path, capsys, flags, expected):
+    code = cli(["pretrain", "--config", str(TINY), "--data", str(tmp_path), "--output", str(tmp_path / "run"), *flags])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and expected in err, err
+    assert not (tmp_path / "run").exists()
