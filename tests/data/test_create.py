@@ -270,3 +270,55 @@ def test_whole_word_masking_chinese_masks_whole_jieba_words(chinese_text, sample
             assert group <= chosen, (i, p)
             multi += len(group) > 1
     assert multi > 500  # many multi-character words were masked whole
+
+
+def long_documents(path, documents: int, sentences: int) -> None:
+    """Documents of `sentences` sentences of 10 one-token words and a full stop (11 tokens each)."""
+    rng = random.Random(0)
+    words = "the quick brown fox jumps over a lazy dog and cat".split()
+    with open(path, "w") as f:
+        for _ in range(documents):
+            f.writelines(" ".join(rng.choices(words, k=10)) + ".\n" for _ in range(sentences))
+            f.write("\n")
+
+
+def test_counts_above_255_are_stored_exactly(sample, tmp_path):
+    long_documents(tmp_path / "in.txt", documents=3, sentences=300)
+    options = CreateOptions(max_seq_length=2560, max_predictions_per_seq=400, dupe_factor=1, short_seq_prob=0)
+    create_pretraining_data([tmp_path / "in.txt"], sample("vocab-en"), tmp_path / "out", options, progress=False)
+    dataset = PretrainingDataset(tmp_path / "out")
+    assert dataset.schema["columns"]["masked_lm_counts"]["dtype"] == "uint16"
+    tok = FullTokenizer(sample("vocab-en"))
+    assert_well_formed(dataset, len(tok), tok.vocab["[CLS]"], tok.vocab["[SEP]"])
+    assert max(int(dataset[i]["masked_lm_weights"].sum()) for i in range(len(dataset))) > 255
+
+
+def test_lengths_above_65535_are_stored_exactly(sample, tmp_path):
+    long_documents(tmp_path / "in.txt", documents=2, sentences=7000)
+    options = CreateOptions(max_seq_length=70000, dupe_factor=1, short_seq_prob=0)
+    create_pretraining_data([tmp_path / "in.txt"], sample("vocab-en"), tmp_path / "out", options, progress=False)
+    dataset = PretrainingDataset(tmp_path / "out")
+    assert dataset.schema["columns"]["lengths"]["dtype"] == "uint32"
+    tok = FullTokenizer(sample("vocab-en"))
+    assert_well_formed(dataset, len(tok), tok.vocab["[CLS]"], tok.vocab["[SEP]"])
+    lengths = [int(dataset[i]["input_mask"].sum()) for i in range(len(dataset))]
+    assert max(lengths) > 65535 and sum(lengths) == dataset.schema["tokens"]
+
+
+def test_a_value_that_does_not_fit_its_column_is_an_error():
+    from bertforge.data.shards import as_stored, column_specs
+
+    specs = column_specs(30522, 128, 20, dynamic=False, whole_word=False)
+    assert as_stored({"masked_lm_counts": np.array([20])}, specs)["masked_lm_counts"].dtype == np.uint8
+    with pytest.raises(BertforgeError, match="column masked_lm_counts: value 256 does not fit its stored dtype uint8"):
+        as_stored({"masked_lm_counts": np.array([3, 256])}, specs)
+
+
+def test_limits_the_format_cannot_hold_are_refused(sample, tmp_path):
+    (tmp_path / "in.txt").write_text("A sentence.\nAnother one.\n")
+    for options, message in (
+        (CreateOptions(max_seq_length=2**32), "max_seq_length 4294967296 is above the 4294967295 the format holds"),
+        (CreateOptions(max_predictions_per_seq=200), "max_predictions_per_seq 200 is above max_seq_length 128"),
+    ):
+        with pytest.raises(BertforgeError, match=message):
+            create_pretraining_data([tmp_path / "in.txt"], sample("vocab-en"), tmp_path / "out", options)

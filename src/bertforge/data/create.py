@@ -26,6 +26,7 @@ from bertforge.errors import BertforgeError
 from bertforge.tokenization import FullTokenizer
 
 SPECIAL_TOKENS = ("[CLS]", "[SEP]", "[MASK]", "[UNK]")
+MAX_SEQ_LENGTH = np.iinfo(np.uint32).max  # the widest length column
 
 
 @dataclass
@@ -49,10 +50,19 @@ class CreateOptions:
             raise BertforgeError(
                 f"max_seq_length {self.max_seq_length} is too small (needs room for [CLS] A [SEP] B [SEP])"
             )
+        if self.max_seq_length > MAX_SEQ_LENGTH:
+            raise BertforgeError(f"max_seq_length {self.max_seq_length} is above the {MAX_SEQ_LENGTH} the format holds")
         if not 0 < self.masked_lm_prob < 1:
             raise BertforgeError(f"masked_lm_prob must be in (0, 1), got {self.masked_lm_prob}")
         if self.max_predictions_per_seq < 1 or self.dupe_factor < 1:
             raise BertforgeError("max_predictions_per_seq and dupe_factor must be at least 1")
+        if self.max_predictions_per_seq > self.max_seq_length:
+            raise BertforgeError(
+                f"max_predictions_per_seq {self.max_predictions_per_seq} is above max_seq_length "
+                f"{self.max_seq_length}: an instance has no more tokens than that to mask"
+            )
+        if self.random_seed < 0:
+            raise BertforgeError(f"random_seed must be >= 0, got {self.random_seed}")
         if not 0 <= self.short_seq_prob <= 1:
             raise BertforgeError(f"short_seq_prob must be in [0, 1], got {self.short_seq_prob}")
 
@@ -120,9 +130,9 @@ def process_chunk(chunk: corpus.Chunk) -> tuple[dict[str, np.ndarray], corpus.Re
     ids, offsets, word_starts = assemble(docs, spans, tok.vocab["[CLS]"], tok.vocab["[SEP]"])
     columns = {
         "input_ids": ids,
-        "lengths": np.diff(offsets).astype(np.uint16),
-        "a_lengths": spans.a_len.astype(np.uint16),
-        "next_sentence_labels": spans.is_random_next.astype(np.uint8),
+        "lengths": np.diff(offsets),
+        "a_lengths": spans.a_len,
+        "next_sentence_labels": spans.is_random_next,
     }
     if opts.dynamic_masking:
         if word_starts is not None:
@@ -137,10 +147,13 @@ def process_chunk(chunk: corpus.Chunk) -> tuple[dict[str, np.ndarray], corpus.Re
             word_starts,
         )
         columns["input_ids"] = masked.ids
-        columns["masked_lm_positions"] = masked.positions.astype(np.uint16)
-        columns["masked_lm_ids"] = masked.labels.astype(dtype)
-        columns["masked_lm_counts"] = masked.counts.astype(np.uint8)
-    return columns, report
+        columns["masked_lm_positions"] = masked.positions
+        columns["masked_lm_ids"] = masked.labels
+        columns["masked_lm_counts"] = masked.counts
+    specs = shards.column_specs(
+        len(tok), opts.max_seq_length, opts.max_predictions_per_seq, opts.dynamic_masking, opts.whole_word_mask
+    )
+    return shards.as_stored(columns, specs), report
 
 
 def masking_config(opts: CreateOptions, tokenizer: FullTokenizer) -> MaskingConfig:

@@ -5,8 +5,10 @@
     DIR/shard-00000/*.npy      one file per column; ragged token columns are flat with an `offsets` column
     DIR/shard-00000/meta.json  this shard's counts and read report
 
-Instances are stored unpadded (`input_ids` flat + `offsets`), in the smallest dtype that holds the vocab;
-the reader pads them to max_seq_length. A shard directory appears only when complete (atomic rename).
+Instances are stored unpadded (`input_ids` flat + `lengths`); each column in the smallest dtype that holds
+every value the limits allow (token ids: the vocab; lengths and positions: max_seq_length; counts:
+max_predictions_per_seq), and a value that would not survive the cast is an error, never a wrapped number.
+The reader pads instances to max_seq_length. A shard directory appears only when complete (atomic rename).
 """
 
 from __future__ import annotations
@@ -29,6 +31,46 @@ SHARD_PREFIX = "shard-"
 
 def id_dtype(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint16) if vocab_size <= np.iinfo(np.uint16).max + 1 else np.dtype(np.int32)
+
+
+def column_specs(
+    vocab_size: int, max_seq_length: int, max_predictions: int, dynamic: bool, whole_word: bool
+) -> dict[str, dict[str, Any]]:
+    """The stored columns: dtype, and `ragged` (flat, split by `lengths`) or a fixed `shape` per instance."""
+    ids = id_dtype(vocab_size).name
+    length = _unsigned(max_seq_length, np.uint16).name
+    columns: dict[str, dict[str, Any]] = {
+        "input_ids": {"dtype": ids, "ragged": True},
+        "lengths": {"dtype": length},
+        "a_lengths": {"dtype": length},
+        "next_sentence_labels": {"dtype": "uint8"},
+    }
+    if not dynamic:
+        columns |= {
+            "masked_lm_positions": {"dtype": length, "shape": [max_predictions]},
+            "masked_lm_ids": {"dtype": ids, "shape": [max_predictions]},
+            "masked_lm_counts": {"dtype": _unsigned(max_predictions, np.uint8).name},
+        }
+    elif whole_word:
+        columns["word_starts"] = {"dtype": "bool", "ragged": True}
+    return columns
+
+
+def _unsigned(limit: int, smallest: type) -> np.dtype:
+    """The smallest unsigned dtype, `smallest` or wider, that holds 0..limit."""
+    return np.promote_types(smallest, np.min_scalar_type(limit))
+
+
+def as_stored(columns: dict[str, np.ndarray], specs: dict[str, dict[str, Any]]) -> dict[str, np.ndarray]:
+    """The columns cast to their stored dtypes, every value checked to have survived the cast."""
+    out = {}
+    for name, values in columns.items():
+        stored = values.astype(specs[name]["dtype"], copy=False)
+        if not np.array_equal(stored, values):
+            bad = values.reshape(-1)[np.flatnonzero(stored.reshape(-1) != values.reshape(-1))[0]]
+            raise BertforgeError(f"column {name}: value {bad} does not fit its stored dtype {stored.dtype}")
+        out[name] = stored
+    return out
 
 
 def vocab_fingerprint(vocab_file: str | Path) -> dict[str, Any]:
@@ -124,21 +166,6 @@ def write_schema(
 ) -> dict[str, Any]:
     """Write schema.json from the shards' meta files, which makes the dataset readable."""
     metas = [read_shard_meta(directory, i) for i in range(num_shards)]
-    dtype = id_dtype(vocab["size"]).name
-    columns: dict[str, Any] = {
-        "input_ids": {"dtype": dtype, "ragged": True},
-        "lengths": {"dtype": "uint16"},
-        "a_lengths": {"dtype": "uint16"},
-        "next_sentence_labels": {"dtype": "uint8"},
-    }
-    if not dynamic:
-        columns |= {
-            "masked_lm_positions": {"dtype": "uint16", "shape": [max_predictions]},
-            "masked_lm_ids": {"dtype": dtype, "shape": [max_predictions]},
-            "masked_lm_counts": {"dtype": "uint8"},
-        }
-    elif whole_word:
-        columns["word_starts"] = {"dtype": "bool", "ragged": True}
     schema = {
         "format": FORMAT,
         "version": VERSION,
@@ -150,7 +177,7 @@ def write_schema(
         "masking": masking,
         "vocab": vocab,
         "special_ids": special_ids,
-        "columns": columns,
+        "columns": column_specs(vocab["size"], max_seq_length, max_predictions, dynamic, whole_word),
         "shards": [{"name": shard_name(i)} | m for i, m in enumerate(metas)],
         "parameters": parameters,
     }
