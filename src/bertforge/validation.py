@@ -69,8 +69,22 @@ class Rule:
         return f" in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
 
 
+def check_mapping(values: Any, rules: dict[str, Rule], where: str, prefix: str = "") -> None:
+    """Every key of `rules` is in `values` (a mapping) with a valid value; errors start with `where` (the file)
+    and name keys as `prefix` + key. Other keys are left alone."""
+    if not isinstance(values, dict):
+        raise BertforgeError(f"{where}: {prefix.rstrip('.') or 'the file'} must be a mapping, got {_kind_name(values)}")
+    for key, rule in rules.items():
+        if key not in values:
+            raise BertforgeError(f"{where}: {prefix}{key} is missing ({rule} expected)")
+        try:
+            rule.check(prefix + key, values[key])
+        except BertforgeError as exc:
+            raise BertforgeError(f"{where}: {exc}") from None
+
+
 def unknown_key(key: str, valid: Iterable[str]) -> str:
-    """"unknown config key 'a.b'; did you mean 'a.c'?" (a suggestion only when one is close)."""
+    """ "unknown config key 'a.b'; did you mean 'a.c'?" (a suggestion only when one is close)."""
     parent, _, name = key.rpartition(".")
     close = difflib.get_close_matches(name, sorted(valid), n=1)
     hint = f"; did you mean '{parent + '.' if parent else ''}{close[0]}'?" if close else ""

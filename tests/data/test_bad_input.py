@@ -130,3 +130,46 @@ def test_cli_errors_are_one_clean_line(tmp_path, vocab, capsys):
     )
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "none.txt: no such file or directory" in err
+
+
+def test_whitespace_only_input_leaves_no_dataset_behind(tmp_path, vocab, capsys):
+    (tmp_path / "blank.txt").write_text("\n  \n\t\n\n")
+    args = ["create-pretraining-data", "--input", str(tmp_path / "blank.txt"), "--vocab", str(vocab)]
+    assert cli([*args, "--output", str(tmp_path / "out"), "--quiet", "--workers", "1"]) == 2
+    assert "no instances were created" in capsys.readouterr().err
+    assert not [p.name for p in (tmp_path / "out").iterdir()]  # no schema.json, shards or params.json
+    assert cli(["inspect", str(tmp_path / "out")]) == 2
+    assert "no schema.json, not a bertforge pretraining dataset" in capsys.readouterr().err
+
+
+def test_interrupted_run_resumes_and_ctrl_c_is_one_line_with_exit_130(tmp_path, vocab):
+    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) while workers run."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    (tmp_path / "in.txt").write_text((GOOD * 3 + "\n") * 3000)
+    args = [sys.executable, "-m", "bertforge", "create-pretraining-data", "--input", str(tmp_path / "in.txt")]
+    args += ["--vocab", str(vocab), "--quiet", "--workers", "2", "--chunk-mb", "0.02", "--shard-mb", "0.04"]
+    args += ["--dupe-factor", "5"]
+    proc = subprocess.Popen([*args, "--output", str(tmp_path / "cut")], stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "cut" / "shard-00001").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        err = proc.communicate(timeout=60)[1]
+    finally:  # (it used to hang)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err
+    assert err.count("\n") == 1 and "interrupted (SIGINT)" in err and "--resume" in err, err
+    assert not (tmp_path / "cut" / "schema.json").exists()
+    resumed = subprocess.run([*args, "--output", str(tmp_path / "cut"), "--resume"], capture_output=True, text=True)
+    assert resumed.returncode == 0 and "kept from the interrupted run" in resumed.stdout, resumed.stderr
+    assert subprocess.run([*args, "--output", str(tmp_path / "full")], capture_output=True).returncode == 0
+    for shard in sorted((tmp_path / "full").glob("shard-*")):
+        for column in shard.glob("*.npy"):
+            assert column.read_bytes() == (tmp_path / "cut" / shard.name / column.name).read_bytes(), column

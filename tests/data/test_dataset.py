@@ -81,3 +81,114 @@ def test_not_a_dataset(tmp_path):
         PretrainingDataset(tmp_path)
     with pytest.raises(BertforgeError, match="neither a bertforge dataset"):
         PretrainingDataset(tmp_path / "missing")
+
+
+@pytest.fixture(scope="module")
+def small_dataset(sample, tmp_path_factory):
+    from bertforge.data.create import CreateOptions, create_pretraining_data
+
+    root = tmp_path_factory.mktemp("small")
+    text = "\n\n".join("\n".join(f"Sentence {s} of document {d} is here." for s in range(5)) for d in range(12))
+    (root / "text.txt").write_text(text + "\n")
+    create_pretraining_data([root / "text.txt"], sample("vocab-en"), root / "data", CreateOptions(dupe_factor=1),
+                            progress=False)  # fmt: skip
+    return root / "data"
+
+
+def edited(schema: dict, edit: str) -> dict:
+    exec(edit, {}, {"s": schema})
+    return schema
+
+
+@pytest.mark.parametrize(
+    "edit,expected",
+    [
+        ("s['instances'] = '12'", r"instances must be an integer >= 0, got '12' \(a string\)"),
+        ("del s['masking']", r"masking is missing \(a mapping expected\)"),
+        ("s['dynamic_masking'] = 'no'", "dynamic_masking must be true or false"),
+        ("s['masking']['mask_id'] = -1", "masking.mask_id must be an integer >= 0, got -1"),
+        (
+            "s['shards'][0]['name'] = '../../elsewhere'",
+            r"shards\[0\].name is '../../elsewhere', expected 'shard-00000'",
+        ),
+        ("s['instances'] += 1", "instances is .*, but its shards hold"),
+        ("s['columns']['lengths']['dtype'] = 'uint8'", "columns .* differ from those its settings imply"),
+        ("s['max_predictions_per_seq'] = 300", "columns .* differ from those its settings imply"),
+        ("s['max_seq_length'] = 8", "shard-00000: instance 0 has a length above max_seq_length 8"),
+        ("s['shards'] = {}", r"shards must be a list, got {} \(a mapping\)"),
+    ],
+)
+def test_an_edited_schema_is_a_one_line_error_naming_it(small_dataset, tmp_path, capsys, edit, expected):
+    import json
+    import shutil
+
+    shutil.copytree(small_dataset, tmp_path / "data")
+    path = tmp_path / "data" / "schema.json"
+    path.write_text(json.dumps(edited(json.loads(path.read_text()), edit)))
+    with pytest.raises(BertforgeError, match=f"{tmp_path / 'data'}.*{expected}"):
+        PretrainingDataset(tmp_path / "data")
+    assert cli(["inspect", str(tmp_path / "data")]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_invalid_schema_json_and_damaged_columns_are_errors_naming_the_file(small_dataset, tmp_path):
+    import shutil
+
+    shutil.copytree(small_dataset, tmp_path / "data")
+    schema = tmp_path / "data" / "schema.json"
+    text = schema.read_bytes()
+    for damage, expected in ((text[: len(text) // 2], "not valid JSON"), (b"\xff" + text, "not valid JSON")):
+        schema.write_bytes(damage)
+        with pytest.raises(BertforgeError, match=f"{schema}: {expected}"):
+            PretrainingDataset(tmp_path / "data")
+    schema.write_bytes(text)
+    column = tmp_path / "data" / "shard-00000" / "input_ids.npy"
+    original = column.read_bytes()
+    for damage in (original[:-10], original[:40], b""):
+        column.write_bytes(damage)
+        with pytest.raises(BertforgeError, match=f"{column}: not a readable .npy file, truncated or damaged"):
+            PretrainingDataset(tmp_path / "data")
+    np.save(column, np.frombuffer(original[128:], dtype=np.uint16)[:-3])  # a valid .npy, short by 3 tokens
+    with pytest.raises(BertforgeError, match=f"{column}: uint16 .*, but schema.json says uint16"):
+        PretrainingDataset(tmp_path / "data")
+
+
+def test_an_empty_dataset_is_an_error_for_inspect_and_pretrain_eval(tmp_path, tiny_checkpoint, capsys):
+    """Earlier versions could leave a complete-looking dataset of 0 instances."""
+    from bertforge.data import shards
+
+    meta = {"instances": 0, "tokens": 0, "read": {}}
+    shards.prepare_output(tmp_path / "empty", {}, resume=False, overwrite=False)
+    shards.write_shard(tmp_path / "empty", 0, {}, meta)
+    masking = {"max_predictions_per_seq": 20, "masked_lm_prob": 0.15, "mask_id": 103, "vocab_size": 30522,
+               "whole_word_mask": False}  # fmt: skip
+    shards.write_schema(tmp_path / "empty", [meta], max_seq_length=128, max_predictions=20, dynamic=False,
+                        whole_word=False, masking=masking, vocab={"size": 30522, "sha256": None, "file": None},
+                        special_ids={}, parameters={})  # fmt: skip
+    for args in (["inspect", str(tmp_path / "empty")], ["pretrain-eval", "--model", str(tiny_checkpoint), "--data",
+                 str(tmp_path / "empty"), "--quiet"]):  # fmt: skip
+        assert cli(args) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "empty: the dataset holds no instances" in err, err
+
+
+def test_tfrecord_token_ids_beyond_the_models_vocab(tmp_path, capsys):
+    dataset = PretrainingDataset([TFRECORDS / "google_en_extra.tfrecord", TFRECORDS / "google_en.tfrecord"])
+    dataset.check_vocab(30522)
+    top = int(np.load(TFRECORDS / "google_en.npz")["input_ids"].max())
+    with pytest.raises(BertforgeError, match=f"google_en.tfrecord record \\d+: input_ids holds token id {top}, "):
+        dataset.check_vocab(top)
+    from bertforge.modeling import BertConfig, BertForPreTraining
+
+    BertForPreTraining(BertConfig.from_preset("tiny", vocab_size=1000)).save_pretrained(tmp_path / "model")
+    args = ["pretrain-eval", "--model", str(tmp_path / "model"), "--data", str(TFRECORDS / "google_en.tfrecord")]
+    assert cli([*args, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "outside the model's vocab_size 1000" in err, err
+
+
+@pytest.mark.parametrize("flag", ["--batch-size", "--limit"])
+def test_pretrain_eval_refuses_nothing_to_evaluate(small_dataset, tiny_checkpoint, capsys, flag):
+    args = ["pretrain-eval", "--model", str(tiny_checkpoint), "--data", str(small_dataset), "--quiet", flag, "0"]
+    assert cli(args) == 2
+    assert "must be an integer >= 1" in capsys.readouterr().err

@@ -50,23 +50,23 @@ def convert_tfrecords(
     has_b = data["segment_ids"].any(1)
     a_lengths = np.where(has_b, data["segment_ids"].argmax(1) - 2, lengths - 2)
     counts = (data["masked_lm_weights"] > 0).sum(1)
-    dtype = shards.id_dtype(vocab["size"])
-    num_shards = -(-n // INSTANCES_PER_SHARD)
-    for index in range(num_shards):
+    L, P = data["input_ids"].shape[1], data["masked_lm_ids"].shape[1]
+    specs = shards.column_specs(vocab["size"], L, P, dynamic=False, whole_word=False)
+    metas = []
+    for index in range(-(-n // INSTANCES_PER_SHARD)):
         rows = slice(index * INSTANCES_PER_SHARD, min(n, (index + 1) * INSTANCES_PER_SHARD))
         mask = data["input_mask"][rows].astype(bool)
         columns = {
-            "input_ids": data["input_ids"][rows][mask].astype(dtype),  # row-major: instances stay in order
-            "lengths": lengths[rows].astype(np.uint16),
-            "a_lengths": a_lengths[rows].astype(np.uint16),
-            "next_sentence_labels": data["next_sentence_labels"][rows].astype(np.uint8),
-            "masked_lm_positions": data["masked_lm_positions"][rows].astype(np.uint16),
-            "masked_lm_ids": data["masked_lm_ids"][rows].astype(dtype),
-            "masked_lm_counts": counts[rows].astype(np.uint8),
+            "input_ids": data["input_ids"][rows][mask],  # row-major: instances stay in order
+            "lengths": lengths[rows],
+            "a_lengths": a_lengths[rows],
+            "next_sentence_labels": data["next_sentence_labels"][rows],
+            "masked_lm_positions": data["masked_lm_positions"][rows],
+            "masked_lm_ids": data["masked_lm_ids"][rows],
+            "masked_lm_counts": counts[rows],
         }
-        meta = {"instances": len(columns["lengths"]), "tokens": int(columns["lengths"].sum()), "read": {}}
-        shards.write_shard(out, index, columns, meta)
-    P = data["masked_lm_ids"].shape[1]
+        metas.append({"instances": len(columns["lengths"]), "tokens": int(columns["lengths"].sum()), "read": {}})
+        shards.write_shard(out, index, shards.as_stored(columns, specs), metas[-1])
     masking = {
         "max_predictions_per_seq": P,
         "masked_lm_prob": None,
@@ -76,8 +76,8 @@ def convert_tfrecords(
     }
     schema = shards.write_schema(
         out,
-        num_shards,
-        max_seq_length=data["input_ids"].shape[1],
+        metas,
+        max_seq_length=L,
         max_predictions=P,
         dynamic=False,
         whole_word=False,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import random
+import signal
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ from bertforge.data import corpus, shards
 from bertforge.data.documents import tokenize_documents
 from bertforge.data.instances import assemble, create_instances
 from bertforge.data.masking import MaskingConfig, mask_instances
-from bertforge.errors import BertforgeError
+from bertforge.errors import BertforgeError, Interrupted
 from bertforge.tokenization import FullTokenizer
 
 SPECIAL_TOKENS = ("[CLS]", "[SEP]", "[MASK]", "[UNK]")
@@ -106,11 +107,14 @@ class _Job:
 _JOB: _Job | None = None  # set once per worker process by _init_worker; never changed afterwards
 
 
-def _init_worker(job: _Job, single_threaded: bool) -> None:
+def _init_worker(job: _Job, pool_process: bool) -> None:
     global _JOB
-    if single_threaded:  # one process per core: Rust's thread pool would only oversubscribe
+    if pool_process:
+        # One process per core: Rust's thread pool would only oversubscribe.
         os.environ["TOKENIZERS_PARALLELISM"] = "false"
         os.environ["RAYON_NUM_THREADS"] = "1"
+        # Ctrl-C reaches the whole process group: the main process stops the pool (no traceback per worker).
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     if job.tokenizer is None:
         job.tokenizer = FullTokenizer(job.vocab_file, do_lower_case=job.options.do_lower_case)
     _JOB = job
@@ -216,9 +220,44 @@ def create_pretraining_data(
         desc="create-pretraining-data",
         disable=not progress,
     )
-    work = [c for _, g in todo for c in g]
-    with _pool(job, workers) as results:
-        stream = results(work)
+    try:
+        _write_shards(out, todo, _pool(job, workers), bar)
+    except KeyboardInterrupt:
+        written = sum(shards.read_shard_meta(out, index) is not None for index in range(len(groups)))
+        raise Interrupted(
+            signal.SIGINT, f"{written} of {len(groups)} shards written; rerun with --resume to continue"
+        ) from None
+    finally:
+        bar.close()
+    metas = [shards.read_shard_meta(out, index) for index in range(len(groups))]
+    report.instances = sum(meta["instances"] for meta in metas)
+    report.tokens = sum(meta["tokens"] for meta in metas)
+    for meta in metas:
+        report.read.merge(corpus.ReadReport(**meta["read"]))
+    report.seconds = time.perf_counter() - start
+    if report.instances == 0:  # nothing that looks like a dataset is left behind
+        shards.clear_dataset(out)
+        raise BertforgeError(f"no instances were created: the input has no usable text ({report.summary()})")
+    shards.write_schema(
+        out,
+        metas,
+        max_seq_length=opts.max_seq_length,
+        max_predictions=opts.max_predictions_per_seq,
+        dynamic=opts.dynamic_masking,
+        whole_word=opts.whole_word_mask,
+        masking=asdict(masking_config(opts, tokenizer)),
+        vocab=params["vocab"],
+        special_ids={t: tokenizer.vocab[t] for t in SPECIAL_TOKENS},
+        parameters=params,
+    )
+    return report
+
+
+def _write_shards(out: Path, todo: list[tuple[int, list[corpus.Chunk]]], pool: _pool, bar: tqdm) -> None:
+    """Process the chunks of the shards to do (index, chunks) through the pool, writing each shard in turn."""
+    instances = 0
+    with pool as results:
+        stream = results([chunk for _, group in todo for chunk in group])
         for index, group in todo:
             parts = []
             shard_read = corpus.ReadReport()
@@ -236,27 +275,8 @@ def create_pretraining_data(
                 "read": asdict(shard_read),
             }
             shards.write_shard(out, index, columns, meta)
-            bar.set_postfix(instances=report.instances + count)
-    bar.close()
-    schema = shards.write_schema(
-        out,
-        len(groups),
-        max_seq_length=opts.max_seq_length,
-        max_predictions=opts.max_predictions_per_seq,
-        dynamic=opts.dynamic_masking,
-        whole_word=opts.whole_word_mask,
-        masking=asdict(masking_config(opts, tokenizer)),
-        vocab=params["vocab"],
-        special_ids={t: tokenizer.vocab[t] for t in SPECIAL_TOKENS},
-        parameters=params,
-    )
-    report.instances, report.tokens = schema["instances"], schema["tokens"]
-    for meta in schema["shards"]:
-        report.read.merge(corpus.ReadReport(**meta["read"]))
-    report.seconds = time.perf_counter() - start
-    if report.instances == 0:
-        raise BertforgeError(f"no instances were created: the input has no usable text ({report.summary()})")
-    return report
+            instances += count
+            bar.set_postfix(instances=instances)
 
 
 def _group(chunks: list[corpus.Chunk], shard_bytes: float) -> list[list[corpus.Chunk]]:
@@ -279,7 +299,7 @@ class _pool:
 
     def __enter__(self):
         if self.workers == 1:
-            _init_worker(self.job, single_threaded=False)
+            _init_worker(self.job, pool_process=False)
             return lambda chunks: map(process_chunk, chunks)
         method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
         job = self.job if method == "fork" else _Job(self.job.vocab_file, self.job.options)

@@ -9,6 +9,7 @@ every epoch after `set_epoch`.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from bertforge.data import shards
 from bertforge.data.masking import MaskingConfig, mask_instances
 from bertforge.data.pretraining_tfrecords import PRETRAINING_FEATURES, read_pretraining_tfrecords
 from bertforge.errors import BertforgeError
+from bertforge.formats.tfrecord import read_batches
 
 FEATURES = PRETRAINING_FEATURES  # Google's seven TFRecord feature names, in its order
 
@@ -32,6 +34,8 @@ class PretrainingDataset:
             self._open_shards(paths[0])
         else:
             self._open_tfrecords(paths)
+        if len(self) == 0:
+            raise BertforgeError(f"{', '.join(map(str, paths))}: the dataset holds no instances")
 
     # ------------------------------------------------------------------------------------------ opening
     def _open_shards(self, directory: Path) -> None:
@@ -40,9 +44,10 @@ class PretrainingDataset:
         self.max_seq_length = schema["max_seq_length"]
         self.max_predictions = schema["max_predictions_per_seq"]
         self.dynamic = schema["dynamic_masking"]
-        self.masking = MaskingConfig(**schema["masking"])
-        columns = list(schema["columns"])
-        self._shards = [shards.open_shard(directory, s["name"], columns) for s in schema["shards"] if s["instances"]]
+        self.masking = MaskingConfig(**{f.name: schema["masking"][f.name] for f in dataclasses.fields(MaskingConfig)})
+        self._shards = [
+            shards.open_shard(directory, schema, i) for i, s in enumerate(schema["shards"]) if s["instances"]
+        ]
         counts = [len(s["lengths"]) for s in self._shards]
         self._starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         for shard in self._shards:  # per-shard instance offsets into the flat token column
@@ -55,6 +60,7 @@ class PretrainingDataset:
             if not p.is_file():
                 raise BertforgeError(f"{p}: neither a bertforge dataset directory (no schema.json) nor a TFRecord file")
         self._dense = read_pretraining_tfrecords(paths)
+        self._tfrecords = paths
         self.schema = None
         self.max_seq_length = self._dense["input_ids"].shape[1]
         self.max_predictions = self._dense["masked_lm_ids"].shape[1]
@@ -71,10 +77,20 @@ class PretrainingDataset:
         self.epoch = epoch
 
     def check_vocab(self, vocab_size: int, vocab_file: str | Path | None = None) -> None:
-        """Fail clearly when the data was made with another vocab than the model/tokenizer about to use it."""
-        if self.vocab is None:
+        """Fail clearly when the data was made with another vocab than the model/tokenizer about to use it:
+        by the vocab recorded with our datasets, by the token ids themselves in TFRecords."""
+        if self._dense is not None:
+            for name in ("input_ids", "masked_lm_ids"):
+                ids = self._dense[name]
+                bad = np.argwhere((ids < 0) | (ids >= vocab_size))
+                if len(bad):
+                    row, column = bad[0]
+                    raise BertforgeError(
+                        f"{self._record(int(row))}: {name} holds token id {ids[row, column]}, outside the model's "
+                        f"vocab_size {vocab_size}: the records were made with another vocab"
+                    )
             return
-        if vocab_file is not None:
+        if vocab_file is not None and self.vocab["sha256"] is not None:
             mine = shards.vocab_fingerprint(vocab_file)["sha256"]
             if mine != self.vocab["sha256"]:
                 raise BertforgeError(
@@ -86,6 +102,15 @@ class PretrainingDataset:
                 f"the dataset's vocab has {self.vocab['size']} tokens but the model's vocab_size is "
                 f"{vocab_size}: ids would be out of range; set vocab_size >= {self.vocab['size']}"
             )
+
+    def _record(self, index: int) -> str:
+        """'FILE record N' for the index-th TFRecord read (the files are counted again: for errors only)."""
+        for path in self._tfrecords:
+            count = sum(len(batch.starts) for batch in read_batches(path))
+            if index < count:
+                return f"{path} record {index}"
+            index -= count
+        raise IndexError(index)
 
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
         n = len(self)

@@ -23,10 +23,34 @@ import numpy as np
 
 from bertforge.errors import BertforgeError
 from bertforge.fileio import atomic_dir, atomic_write_text
+from bertforge.validation import Rule, check_mapping
 
 FORMAT = "bertforge-pretraining"
 VERSION = 1
 SHARD_PREFIX = "shard-"
+
+_COUNT = Rule(int, low=0)
+# What the reader relies on in schema.json (converted TFRecords have no masked_lm_prob and may lack a vocab file).
+_SCHEMA = {
+    "instances": _COUNT,
+    "tokens": _COUNT,
+    "max_seq_length": Rule(int, low=1),
+    "max_predictions_per_seq": Rule(int, low=1),
+    "dynamic_masking": Rule(bool),
+    "masking": Rule(dict),
+    "vocab": Rule(dict),
+    "columns": Rule(dict),
+    "shards": Rule(list),
+}
+_MASKING = {
+    "max_predictions_per_seq": Rule(int, low=1),
+    "masked_lm_prob": Rule(float, low=0, high=1, low_open=True, high_open=True, optional=True),
+    "mask_id": Rule(int, low=0),
+    "vocab_size": Rule(int, low=1),
+    "whole_word_mask": Rule(bool),
+}
+_VOCAB = {"size": Rule(int, low=1), "sha256": Rule(str, optional=True), "file": Rule(str, optional=True)}
+_SHARD = {"name": Rule(str), "instances": _COUNT, "tokens": _COUNT}
 
 
 def id_dtype(vocab_size: int) -> np.dtype:
@@ -96,28 +120,90 @@ def read_shard_meta(directory: Path, index: int) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def open_shard(directory: Path, name: str, columns: list[str]) -> dict[str, np.ndarray]:
-    """Memory-map a shard's columns (nothing is read until used)."""
+def open_shard(directory: Path, schema: dict[str, Any], index: int) -> dict[str, np.ndarray]:
+    """Memory-map shard `index`'s columns, checking each file's dtype and shape against the schema and the
+    per-instance values the reader relies on (lengths, counts, labels); the token columns are not read."""
+    shard = schema["shards"][index]
+    folder = directory / shard["name"]
     out = {}
-    for column in columns:
-        path = directory / name / f"{column}.npy"
+    for column, spec in schema["columns"].items():
+        path = folder / f"{column}.npy"
         if not path.is_file():
             raise BertforgeError(f"{path}: missing column file (dataset incomplete or damaged)")
-        out[column] = np.load(path, mmap_mode="r", allow_pickle=False)
+        try:
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
+        except Exception as exc:  # noqa: BLE001 - numpy raises many types for a damaged header
+            raise BertforgeError(f"{path}: not a readable .npy file, truncated or damaged ({exc})") from None
+        shape = (shard["tokens"],) if spec.get("ragged") else (shard["instances"], *spec.get("shape", ()))
+        if array.dtype != np.dtype(spec["dtype"]) or array.shape != shape:
+            raise BertforgeError(
+                f"{path}: {array.dtype} {array.shape}, but schema.json says {spec['dtype']} {shape} "
+                "(truncated or damaged)"
+            )
+        out[column] = array
+    _check_instances(folder, out, schema, shard["tokens"])
     return out
 
 
+def _check_instances(folder: Path, columns: dict[str, np.ndarray], schema: dict[str, Any], tokens: int) -> None:
+    lengths = np.asarray(columns["lengths"], dtype=np.int64)
+    bad = {
+        f"a length above max_seq_length {schema['max_seq_length']}": lengths > schema["max_seq_length"],
+        "a segment A longer than the instance": np.asarray(columns["a_lengths"], dtype=np.int64) + 2 > lengths,
+        "a next-sentence label other than 0 or 1": np.asarray(columns["next_sentence_labels"]) > 1,
+    }
+    if "masked_lm_counts" in columns:
+        limit = schema["max_predictions_per_seq"]
+        bad[f"more than {limit} masked positions"] = np.asarray(columns["masked_lm_counts"]) > limit
+    for what, found in bad.items():
+        if found.any():
+            raise BertforgeError(f"{folder}: instance {int(np.argmax(found))} has {what} (damaged shard)")
+    if int(lengths.sum()) != tokens:
+        raise BertforgeError(
+            f"{folder}: its lengths add up to {int(lengths.sum())} tokens, not {tokens} (damaged shard)"
+        )
+
+
 def read_schema(directory: Path) -> dict[str, Any]:
+    """schema.json, checked: every key the reader uses, with its type and range, and columns as the
+    parameters imply."""
     path = directory / "schema.json"
     if not path.is_file():
         hint = " (creation was interrupted: rerun with --resume)" if (directory / "params.json").is_file() else ""
         raise BertforgeError(f"{directory}: no schema.json, not a bertforge pretraining dataset{hint}")
-    schema = json.loads(path.read_text())
-    if schema.get("format") != FORMAT or schema.get("version") != VERSION:
-        raise BertforgeError(
-            f"{path}: format {schema.get('format')} v{schema.get('version')}, expected {FORMAT} v{VERSION}"
-        )
+    try:
+        schema = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BertforgeError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(schema, dict) or schema.get("format") != FORMAT or schema.get("version") != VERSION:
+        found = (schema.get("format"), schema.get("version")) if isinstance(schema, dict) else (None, None)
+        raise BertforgeError(f"{path}: format {found[0]} v{found[1]}, expected {FORMAT} v{VERSION}")
+    _check_schema(path, schema)
     return schema
+
+
+def _check_schema(path: Path, schema: dict[str, Any]) -> None:
+    where = str(path)
+    check_mapping(schema, _SCHEMA, where)
+    check_mapping(schema["masking"], _MASKING, where, "masking.")
+    check_mapping(schema["vocab"], _VOCAB, where, "vocab.")
+    for i, shard in enumerate(schema["shards"]):
+        check_mapping(shard, _SHARD, where, f"shards[{i}].")
+        if shard["name"] != shard_name(i):
+            raise BertforgeError(f"{path}: shards[{i}].name is {shard['name']!r}, expected {shard_name(i)!r}")
+    for key in ("instances", "tokens"):
+        total = sum(shard[key] for shard in schema["shards"])
+        if total != schema[key]:
+            raise BertforgeError(f"{path}: {key} is {schema[key]}, but its shards hold {total}")
+    expected = column_specs(
+        schema["vocab"]["size"],
+        schema["max_seq_length"],
+        schema["max_predictions_per_seq"],
+        schema["dynamic_masking"],
+        schema["masking"]["whole_word_mask"],
+    )
+    if schema["columns"] != expected:
+        raise BertforgeError(f"{path}: columns {schema['columns']} differ from those its settings imply: {expected}")
 
 
 def clear_dataset(directory: Path) -> None:
@@ -153,7 +239,7 @@ def prepare_output(out: Path, params: dict[str, Any], resume: bool, overwrite: b
 
 def write_schema(
     directory: Path,
-    num_shards: int,
+    metas: list[dict[str, Any]],
     *,
     max_seq_length: int,
     max_predictions: int,
@@ -164,8 +250,7 @@ def write_schema(
     special_ids: dict[str, int],
     parameters: dict[str, Any],
 ) -> dict[str, Any]:
-    """Write schema.json from the shards' meta files, which makes the dataset readable."""
-    metas = [read_shard_meta(directory, i) for i in range(num_shards)]
+    """Write schema.json from the shards' meta, which makes the dataset readable."""
     schema = {
         "format": FORMAT,
         "version": VERSION,

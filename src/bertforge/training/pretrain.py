@@ -21,6 +21,7 @@ from bertforge.fileio import run_lock
 from bertforge.modeling.heads import BertForPreTraining
 from bertforge.training import checkpoints, distributed, loop
 from bertforge.training.config import RESUMABLE, PretrainConfig, load_config, resume_changes, save_config
+from bertforge.validation import Rule
 
 log = logging.getLogger("bertforge")
 
@@ -137,6 +138,8 @@ def evaluate(
 ) -> dict[str, float]:
     """`pretrain-eval`: MLM and NSP accuracy and loss of a checkpoint over a dataset (all processes share
     the work under torchrun; every instance is counted once)."""
+    Rule(int, low=1).check("batch_size", batch_size)
+    Rule(int, low=1, optional=True).check("limit", limit)  # (0 would score nothing as a loss of 0)
     dist = distributed.setup(device)
     model = BertForPreTraining.from_pretrained(model_path).to(dist.device).eval()
     dataset = PretrainingDataset(data)
