@@ -5,10 +5,8 @@ from __future__ import annotations
 from collections.abc import Collection
 from pathlib import Path
 
-from safetensors import safe_open
-
 from bertforge.modeling.bert import BertModel
-from bertforge.modeling.checkpoint import PretrainedMixin, locate, read_weights
+from bertforge.modeling.checkpoint import PretrainedMixin, locate, read_weights, safetensors_names
 from bertforge.modeling.config import BertConfig
 from bertforge.modeling.heads import (
     BertForPreTraining,
@@ -49,8 +47,7 @@ def load_model(path: str | Path, config: BertConfig | str | Path | None = None, 
         weights, found = locate(path)
         cfg = BertConfig.resolve(config) if config is not None else (BertConfig.from_file(found) if found else None)
         if weights.suffix == ".safetensors":  # the names are in the header: no tensor is read here
-            with safe_open(weights, framework="pt") as f:
-                names = list(f.keys())
+            names = safetensors_names(weights)
         else:
             state = read_weights(weights)
             names = state.keys()

@@ -7,14 +7,17 @@ reported by name. Nothing is unpickled: safetensors, or `torch.load(weights_only
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from bertforge.errors import BertforgeError
@@ -82,7 +85,8 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
 
         return from_model_zoo_names(read_mindspore_checkpoint(path), str(path))
     if path.suffix == ".safetensors":
-        state = load_file(path)
+        with _readable_safetensors(path):
+            state = load_file(path)
     elif path.suffix in (".bin", ".pt", ".pth"):
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
@@ -95,6 +99,20 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
     else:
         raise BertforgeError(f"{path}: unknown weights format (expected .safetensors, .bin or .ckpt)")
     return normalize_hf_names(state, str(path))
+
+
+def safetensors_names(path: Path) -> list[str]:
+    """The tensor names in a safetensors file's header (no tensor is read)."""
+    with _readable_safetensors(path), safe_open(path, framework="pt") as f:
+        return list(f.keys())
+
+
+@contextlib.contextmanager
+def _readable_safetensors(path: Path) -> Iterator[None]:
+    try:
+        yield
+    except SafetensorError as exc:
+        raise BertforgeError(f"{path}: not a readable safetensors file, truncated or damaged ({exc})") from None
 
 
 def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
