@@ -1,0 +1,196 @@
+"""The NER task: windows cover every word once and merge back, NumPy Viterbi equals the CRF's, constrained
+decoding stays valid, gold emissions decode to the gold tags through any number of windows, and a tiny model
+fine-tuned on synthetic Chinese sentences predicts entities with character offsets (softmax and CRF)."""
+
+import json
+import random
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bertforge.cli import main as cli
+from bertforge.errors import BertforgeError
+from bertforge.inference import Predictor
+from bertforge.modeling import CRF, BertConfig, BertForPreTraining
+from bertforge.modeling.crf import viterbi
+from bertforge.tasks import ner, tagging
+from bertforge.tasks.folder import ModelSettings
+from bertforge.tasks.ner_readers import NerExample, read_ner
+from bertforge.tokenization import FullTokenizer
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 400), st.integers(1, 64), st.integers(1, 64), st.data())
+def test_windows_cover_every_word_once(n, width, stride, data):
+    firsts = sorted(data.draw(st.sets(st.integers(0, n - 1), min_size=1)))
+    firsts[0] = 0  # the first word starts at the first piece
+    windows = ner._windows(n, width, min(stride, width), truncate=False)
+    assert windows[0][0] == 0 and windows[-1][1] == n and all(e - s == min(width, n) for s, e in windows)
+    owner = ner._best_windows(firsts, windows)
+    assert all(windows[w][0] <= p < windows[w][1] for p, w in zip(firsts, owner))  # each word in its window
+    for p, w in zip(firsts, owner):  # ... and no other window gives it more context on its shorter side
+        mine = min(p - windows[w][0], windows[w][1] - 1 - p)
+        assert all(min(p - s, e - 1 - p) <= mine for s, e in windows if s <= p < e)
+
+
+def test_viterbi_of_one_sequence_equals_the_crf_decoding_it_in_a_batch():
+    torch.manual_seed(0)
+    for tags, length in ((5, 1), (9, 17), (21, 40)):
+        crf = CRF(tags)
+        torch.nn.init.normal_(crf.transitions)
+        emissions = torch.randn(1, length, tags)
+        expected = crf.decode(emissions, torch.ones(1, length, dtype=torch.bool))[0].numpy()
+        scores = (p.detach().numpy() for p in (crf.start_transitions, crf.end_transitions, crf.transitions))
+        assert np.array_equal(viterbi(emissions.numpy(), np.array([length]), *scores)[0], expected)
+
+
+def test_constrained_decoding_gives_valid_bioes():
+    labels = ["O"] + [f"{p}-{k}" for k in ("LOC", "PER") for p in "BIES"]
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        em = rng.normal(size=(int(rng.integers(1, 30)), len(labels)))
+        tags = [labels[i] for i in viterbi(em[None], np.array([len(em)]), *ner.bioes_constraints(labels))[0]]
+        assert tagging.validate(tags, "BIOES") is None, tags
+
+
+def char_example(text, spans, guid="0"):
+    words = [(i, i + 1) for i in range(len(text))]
+    tags = tagging.tags_from_spans([(k, s, e) for k, s, e in spans], len(text), "BIO")
+    return NerExample(text, words, tags, guid, f"t line {guid}", scheme="BIO")
+
+
+@pytest.fixture(scope="module")
+def zh(sample):
+    return FullTokenizer(sample("vocab-zh"))
+
+
+@pytest.mark.parametrize("max_len", [512, 24, 7])
+def test_gold_emissions_decode_to_gold_tags_through_windows(zh, max_len):
+    rng = random.Random(max_len)
+    long = "".join(rng.choice("我们在北京上海工作学习中国人民银行") for _ in range(1000))
+    examples = [
+        char_example("江泽民在北京", [("PER", 0, 3), ("LOC", 4, 6)], "0"),
+        char_example(long, [("LOC", i, i + 2) for i in range(0, 1000, 50)], "1"),
+    ]
+    labels = ["O"] + [f"{p}-{k}" for k in ("LOC", "PER") for p in "BIES"]
+    settings_ = ModelSettings("ner", labels=labels, task={"unit": "char", "scheme": "BIO"})
+    features = ner.featurize(examples, zh, settings_, max_len)
+    assert max(len(ids) for ids in features.inputs["input_ids"]) <= max_len
+    outputs = []
+    for ids, gold in zip(features.inputs["input_ids"], features.inputs["labels"]):
+        logits = np.zeros((len(ids), len(labels)), dtype=np.float32)
+        for pos, label in enumerate(gold):
+            if label >= 0:
+                logits[pos, label] = 5.0
+        outputs.append({"logits": logits})
+    results = ner.postprocess(examples, features, outputs, settings_)
+    assert len(results[1].tags) == 1000  # one tag per character, however many windows
+    for example, result in zip(examples, results):
+        assert result.tags_in("BIO") == example.tags
+    expected = float(np.exp(5) / (np.exp(5) + len(labels) - 1))  # softmax of the gold row, for each character
+    assert results[0].entities == [
+        {"entity_group": "PER", "word": "江泽民", "start": 0, "end": 3, "score": pytest.approx(expected)},
+        {"entity_group": "LOC", "word": "北京", "start": 4, "end": 6, "score": pytest.approx(expected)},
+    ]
+
+
+NAMES = ["张伟", "王芳", "李娜", "刘洋", "陈静", "杨磊", "赵敏", "黄勇", "欧阳娜娜", "司马光"]
+PLACES = ["北京", "上海", "广州", "深圳", "杭州", "南京", "成都", "武汉", "乌鲁木齐", "石家庄"]
+FILLER = ["今天", "明年", "上个月", "去年", "每天"]
+
+
+def synthetic(n, seed):
+    """Sentences like '张伟今天在北京工作。' with PER and LOC tagged per character in BMES (MSRA's scheme)."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        name, place, when = rng.choice(NAMES), rng.choice(PLACES), rng.choice(FILLER)
+        parts = [
+            (name, "PER"),
+            (when, None),
+            ("在", None),
+            (place, "LOC"),
+            (rng.choice(["工作", "学习", "开会"]), None),
+        ]
+        if rng.random() < 0.5:
+            parts = [(when, None), ("，", None)] + parts
+        sentence = []
+        for text, kind in parts:
+            if kind is None:
+                sentence += [(c, "O") for c in text]
+            else:
+                sentence += [(c, ("B-" if i == 0 else "E-" if i == len(text) - 1 else "M-") + kind)
+                             for i, c in enumerate(text)]  # fmt: skip
+        rows.append(sentence + [("。", "O")])
+    return rows
+
+
+def write_columns(path, rows):
+    path.write_text("".join("".join(f"{c} {t}\n" for c, t in r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def zh_checkpoint(sample, tmp_path_factory):
+    torch.manual_seed(0)
+    root = tmp_path_factory.mktemp("zh-init")
+    config = BertConfig.from_preset("tiny", vocab_size=21128, hidden_size=64, num_attention_heads=2,
+                                    intermediate_size=128)  # fmt: skip
+    BertForPreTraining(config).save_pretrained(root)
+    shutil.copyfile(sample("vocab-zh"), root / "vocab.txt")
+    return root
+
+
+@pytest.mark.parametrize("head", ["softmax", "crf"])
+def test_fine_tuned_ner_predicts_entities_with_offsets(zh_checkpoint, tmp_path, head):
+    train = write_columns(tmp_path / "train.txt", synthetic(300, 1))
+    dev = write_columns(tmp_path / "dev.txt", synthetic(60, 2))
+    out = tmp_path / "out"
+    args = ["finetune", "ner", "--quiet", "--device", "cpu", "--train", str(train), "--dev", str(dev), "--test",
+            str(dev), "--init", str(zh_checkpoint), "--output", str(out), "--epochs", "4", "--batch-size", "16",
+            "--learning-rate", "3e-3", "--max-seq-length", "32", "--do-predict"]  # fmt: skip
+    if head == "crf":
+        args += ["--task.crf", "true"]
+    assert cli(args) == 0
+    results = json.loads((out / "eval_results.json").read_text())
+    assert results["f1"] > 0.9, results
+    saved = json.loads((out / "best" / "bertforge.json").read_text())
+    assert saved["kind"] == "ner" and saved["task"]["scheme"] == "BMES" and saved["task"]["unit"] == "char"
+    assert ("crf_transitions" in saved["task"]) == (head == "crf")
+    conll = (out / "predictions.conll").read_text(encoding="utf-8").split("\n\n")[0].splitlines()
+    assert len(conll[0].split()) == 3  # token, gold, predicted (conlleval's input)
+
+    predictor = Predictor.from_pretrained(out / "best")
+    text = "去年，王芳今天在深圳学习。"
+    entities = predictor.predict(text)
+    assert [(e["entity_group"], e["word"], e["start"], e["end"]) for e in entities] == [
+        ("PER", "王芳", 3, 5), ("LOC", "深圳", 8, 10)
+    ]  # fmt: skip
+    assert all(text[e["start"] : e["end"]] == e["word"] and 0 < e["score"] <= 1 for e in entities)
+    long = "王芳在深圳学习。" * 200  # 1,600 characters: windows, one tag per character
+    assert len(predictor.predict(long)) == 400
+    # predict through the CLI gives the same entities as finetune's own predictions of the dev file
+    evaluated = [json.loads(x) for x in (out / "predictions.jsonl").read_text(encoding="utf-8").splitlines()]
+    dev_texts = [e.text for e in read_ner(dev)[0]]
+    predicted = [predictor.predict(t) for t in dev_texts]
+    for mine, theirs in zip(predicted, [x["entities"] for x in evaluated], strict=True):
+        assert [{**e, "score": 0} for e in mine] == [{**e, "score": 0} for e in theirs]
+        assert [e["score"] for e in mine] == pytest.approx([e["score"] for e in theirs], abs=1e-6)
+
+
+def test_invalid_tags_and_unknown_types_name_file_and_line(zh, tmp_path):
+    bad = tmp_path / "bad.txt"
+    bad.write_text("我 O\n在 O\n\n北 I-LOC\n京 I-LOC\n\n上 B-LOC\n海 I-LOC\n", encoding="utf-8")
+    config = ner.NerConfig(scheme="BIO")
+    with pytest.raises(BertforgeError, match=r"bad\.txt line 4: I-LOC without B-LOC at token 0 \(BIO\)"):
+        ner.read(str(bad), config)
+    repaired = ner.read(str(bad), ner.NerConfig(scheme="BIO", repair_tags=True))
+    assert repaired[1].tags == ["B-LOC", "I-LOC"]  # conlleval's reading, written validly
+    labels = ["O"] + [f"{p}-PER" for p in "BIES"]
+    model = ModelSettings("ner", labels=labels, task={"unit": "char"})
+    with pytest.raises(BertforgeError, match=r"bad\.txt line 4: entity type 'LOC' is not one of the model's types"):
+        ner.featurize(repaired, zh, model, 32)
