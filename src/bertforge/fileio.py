@@ -1,15 +1,17 @@
-"""bertforge's cache folder, and atomic file writing: a reader (or a killed run) never sees a half-written file."""
+"""bertforge's cache folder, and safe file writing: a reader (or a killed run) never sees a half-written file,
+a full disk is one clear error, and --overwrite never deletes through a symbolic link."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from bertforge.errors import BertforgeError
+from bertforge.errors import BertforgeError, Interrupted
 
 
 def cache_dir() -> Path:
@@ -18,16 +20,61 @@ def cache_dir() -> Path:
     return Path(os.environ.get("BERTFORGE_CACHE", Path.home() / ".cache" / "bertforge"))
 
 
+class _DiskFull(BertforgeError):
+    pass
+
+
+@contextlib.contextmanager
+def reporting_full_disk(path: str | Path) -> Iterator[None]:
+    """Turn running out of space while writing `path` into one error naming it and its filesystem. Not every
+    library says so with ENOSPC (numpy reports a short write, torch an opaque RuntimeError), so a write that
+    fails while the filesystem has no space left counts too."""
+    try:
+        yield
+    except _DiskFull as exc:  # from a file inside ours (a temporary directory): name what was asked for
+        raise _DiskFull(_no_space(Path(path))) from exc.__cause__
+    except (BertforgeError, Interrupted):
+        raise
+    except Exception as exc:
+        if getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or _free_bytes(Path(path)) < 2**20:
+            raise _DiskFull(_no_space(Path(path))) from exc
+        raise
+
+
+def _no_space(path: Path) -> str:
+    return f"no space left on {_mount_point(path)} while writing {path}"
+
+
+def _existing(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _free_bytes(path: Path) -> int:
+    return shutil.disk_usage(_existing(path)).free
+
+
+def _mount_point(path: Path) -> Path:
+    path = _existing(path)
+    while not os.path.ismount(path):
+        path = path.parent
+    return path
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path` for the caller to write; on success it is renamed over `path`,
-    on error removed. The caller creates the file, so it gets the usual permissions (umask)."""
+    """Yield a temporary path beside `path` for the caller to write; on success it is renamed over `path`
+    (a symbolic link there is replaced, not followed), on error removed. The caller creates the file, so it
+    gets the usual permissions (umask)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
     try:
-        yield tmp
-        os.replace(tmp, path)
+        with reporting_full_disk(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            yield tmp
+            os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -43,17 +90,40 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     directory of that name is removed first), on error it is removed. A reader sees the old directory,
     nothing, or the complete new one."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
-    tmp.mkdir()
     try:
-        yield tmp
-        if path.exists():
-            shutil.rmtree(path)
-        tmp.rename(path)
+        with reporting_full_disk(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.mkdir()
+            yield tmp
+            remove(path)
+            tmp.rename(path)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+
+
+def remove(path: Path) -> None:
+    """Remove a file, a directory tree, or a symbolic link (never what it points to); nothing if absent."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def check_output_dir(path: Path, overwrite: bool) -> None:
+    """`path` can be an output directory: absent, or a directory. Replacing what one holds (`overwrite`) is
+    refused through a symbolic link, whose target may be anything."""
+    if path.is_symlink():
+        if not path.is_dir():
+            raise BertforgeError(f"{path} is a symbolic link to {os.readlink(path)}, which is not a directory")
+        if overwrite:
+            raise BertforgeError(
+                f"{path} is a symbolic link (to {os.readlink(path)}); --overwrite does not replace files through "
+                "a link: give the directory itself, or another output"
+            )
+    elif path.exists() and not path.is_dir():
+        raise BertforgeError(f"{path} exists and is not a directory")
 
 
 LOCK_FILE = ".bertforge.lock"

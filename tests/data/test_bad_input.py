@@ -173,3 +173,48 @@ def test_interrupted_run_resumes_and_ctrl_c_is_one_line_with_exit_130(tmp_path, 
     for shard in sorted((tmp_path / "full").glob("shard-*")):
         for column in shard.glob("*.npy"):
             assert column.read_bytes() == (tmp_path / "cut" / shard.name / column.name).read_bytes(), column
+
+
+def test_a_full_disk_is_one_line_naming_the_shard_and_resume_finishes(tmp_path, vocab, capsys, monkeypatch):
+    import errno
+
+    import numpy as np
+
+    (tmp_path / "in.txt").write_text(GOOD)
+    args = ["create-pretraining-data", "--input", str(tmp_path / "in.txt"), "--vocab", str(vocab), "--output",
+            str(tmp_path / "out"), "--quiet", "--workers", "1"]  # fmt: skip
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(np, "save", full)
+    assert cli(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"while writing {tmp_path / 'out' / 'shard-00000'}" in err, err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["params.json"]  # no partial shard
+    monkeypatch.undo()
+    assert cli([*args, "--resume"]) == 0
+    assert len(PretrainingDataset(tmp_path / "out")) > 0
+
+
+def test_overwrite_never_deletes_through_a_symbolic_link(tmp_path, vocab, capsys):
+    (tmp_path / "in.txt").write_text(GOOD)
+    args = ["create-pretraining-data", "--input", str(tmp_path / "in.txt"), "--vocab", str(vocab), "--quiet"]
+    assert cli([*args, "--output", str(tmp_path / "real")]) == 0
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    capsys.readouterr()
+    assert cli([*args, "--output", str(tmp_path / "link"), "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--overwrite does not replace files through a link" in err, err
+    assert len(PretrainingDataset(tmp_path / "real")) > 0
+    # a shard name in the output that is a link: the link goes, what it points to stays
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "precious.txt").write_text("keep")
+    (tmp_path / "real" / "shard-00007").symlink_to(tmp_path / "mine")
+    assert cli([*args, "--output", str(tmp_path / "real"), "--overwrite"]) == 0
+    assert (tmp_path / "mine" / "precious.txt").read_text() == "keep"
+    assert not (tmp_path / "real" / "shard-00007").exists()
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    capsys.readouterr()
+    assert cli([*args, "--output", str(tmp_path / "dangling")]) == 2
+    assert "which is not a directory" in capsys.readouterr().err

@@ -157,3 +157,19 @@ def test_reserved_and_non_numeric_names(tmp_path):
             logger.log(1, {"loss": "high"})
     with pytest.raises(RuntimeError, match="closed"):
         logger.log(2, {"loss": 1.0})
+
+
+def test_a_full_disk_names_the_metrics_file(tmp_path):
+    import errno
+
+    class Full:
+        def write(self, text):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    logger = MetricsLogger(tmp_path)
+    logger._jsonl.close()
+    logger._jsonl = Full()
+    with pytest.raises(BertforgeError, match=f"no space left on /.* while writing {tmp_path / METRICS_FILE}"):
+        logger.log(1, {"loss": 1.0})
+    logger._jsonl = None
+    logger.close()

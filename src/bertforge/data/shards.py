@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from bertforge.errors import BertforgeError
-from bertforge.fileio import atomic_dir, atomic_write_text
+from bertforge.fileio import atomic_dir, atomic_write_text, check_output_dir, remove
 from bertforge.validation import Rule, check_mapping
 
 FORMAT = "bertforge-pretraining"
@@ -208,16 +207,15 @@ def _check_schema(path: Path, schema: dict[str, Any]) -> None:
 
 def clear_dataset(directory: Path) -> None:
     """Remove what a previous run wrote (only our own files) before an --overwrite run."""
-    for path in directory.glob(f"{SHARD_PREFIX}*"):
-        shutil.rmtree(path)
-    for path in directory.glob(f".{SHARD_PREFIX}*.tmp"):
-        shutil.rmtree(path)
+    for path in [*directory.glob(f"{SHARD_PREFIX}*"), *directory.glob(f".{SHARD_PREFIX}*.tmp")]:
+        remove(path)
     for name in ("schema.json", "params.json"):
-        (directory / name).unlink(missing_ok=True)
+        remove(directory / name)
 
 
 def prepare_output(out: Path, params: dict[str, Any], resume: bool, overwrite: bool) -> None:
     """Make `out` ready: continue a run with the same parameters, replace ours on request, never clobber."""
+    check_output_dir(out, overwrite)
     params_file = out / "params.json"
     if resume and params_file.is_file():
         before = json.loads(params_file.read_text())

@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from bertforge.data.sentences import split_sentences
 from bertforge.errors import BertforgeError
-from bertforge.fileio import atomic_path
+from bertforge.fileio import atomic_path, check_output_dir
 
 logger = logging.getLogger(__name__)
 
@@ -195,8 +195,7 @@ def _xml_complete(path: Path) -> bool:
 
 def _prepare_output(output_dir: Path, overwrite: bool) -> list[Path]:
     """Create `output_dir`; return the shards already in it, refusing to mix runs unless `overwrite`."""
-    if output_dir.exists() and not output_dir.is_dir():
-        raise BertforgeError(f"{output_dir}: exists and is not a directory; expected an output directory")
+    check_output_dir(output_dir, overwrite)
     output_dir.mkdir(parents=True, exist_ok=True)
     existing = sorted(p for p in output_dir.iterdir() if SHARD_PATTERN.fullmatch(p.name))
     if existing and not overwrite:

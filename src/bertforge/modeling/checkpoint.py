@@ -21,7 +21,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from bertforge.errors import BertforgeError
-from bertforge.fileio import atomic_path, atomic_write_text
+from bertforge.fileio import atomic_path, atomic_write_text, check_output_dir
 from bertforge.modeling.config import BertConfig
 from bertforge.modeling.model_zoo_names import from_model_zoo_names, to_model_zoo_names
 
@@ -209,6 +209,7 @@ class PretrainedMixin:
         existing = [str(f) for f in files if f.exists()]
         if existing and not overwrite:
             raise BertforgeError(f"{', '.join(existing)} already exist; pass overwrite=True (--overwrite) to replace")
+        check_output_dir(directory, overwrite=bool(existing))
         config = self.config.to_hf_dict() | {"architectures": [type(self).__name__]}
         with atomic_path(files[1]) as tmp:
             save_file(full_state_dict(self), str(tmp), metadata={"format": "pt"})

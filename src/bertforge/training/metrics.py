@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import IO
 
 from bertforge.errors import BertforgeError
-from bertforge.fileio import atomic_path
+from bertforge.fileio import atomic_path, reporting_full_disk
 from bertforge.formats.tensorboard import EventFileWriter
 
 METRICS_FILE = "metrics.jsonl"
@@ -74,15 +74,18 @@ class MetricsLogger:
         scalars = _as_floats(values)
         record = {"step": step, "time": round(now, 3)}
         record.update({k: v if math.isfinite(v) else None for k, v in scalars.items()})  # strict JSON: no NaN
-        self._jsonl.write(json.dumps(record) + "\n")
-        self._jsonl.flush()
-        self._events.add_scalars(now, step, scalars)
+        with reporting_full_disk(self.jsonl_path):
+            self._jsonl.write(json.dumps(record) + "\n")
+            self._jsonl.flush()
+        with reporting_full_disk(self.event_path):
+            self._events.add_scalars(now, step, scalars)
         if time.monotonic() - self._last_flush >= self.flush_secs:
             self.flush()
 
     def flush(self) -> None:
         if self._events is not None:
-            self._events.flush()
+            with reporting_full_disk(self.event_path):
+                self._events.flush()
             self._last_flush = time.monotonic()
 
     def close(self) -> None:
