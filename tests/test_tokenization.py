@@ -320,3 +320,22 @@ def test_offsets_survive_the_patched_pipeline(pair):
         "cafe",
     ]
     assert pieces == ["Ο", "Δ", "Υ", "Σ", "Σ", "Ε", "Υ", "Σ", "κ", "α", "ι", "Α", "Σ", ".", "x\ua7cb", "café"]
+
+
+@pytest.mark.parametrize(
+    "data,out,err",
+    [
+        (b"Hello world\ncaf\xe9 au lait\nGood line\r\n", "hello world\ngood line\n", "skipped 1 lines that are not"),
+        ("Hello\nworld\n".encode("utf-16"), "", "error: stdin: none of its 3 lines is UTF-8 text (UTF-16?"),
+    ],
+)
+def test_tokenize_command_skips_and_counts_lines_that_are_not_utf8(sample, monkeypatch, capsys, data, out, err):
+    import io
+    import sys
+
+    from bertforge.cli import main as cli
+
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+    assert cli(["tokenize", "--vocab", str(sample("vocab-en"))]) == (2 if not out else 0)
+    captured = capsys.readouterr()
+    assert captured.out == out and captured.err.count("\n") == 1 and err in captured.err, captured
