@@ -77,3 +77,11 @@ def test_pretrain_cli_reports_bad_settings_in_one_line_before_anything_is_writte
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and expected in err, err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("flag,value", [("--batch-size", "0"), ("--epochs", "-2")])
+def test_finetune_cli_checks_the_same_ranges(tmp_path, capsys, flag, value):
+    code = cli(["finetune", "classification", "--output", str(tmp_path / "out"), "--train", "t.csv", flag, value])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "command line: train." in err and "must be an integer >= 1" in err
+    assert not (tmp_path / "out").exists()
