@@ -27,7 +27,6 @@ from bertforge.errors import BertforgeError, Interrupted
 from bertforge.tokenization import FullTokenizer
 
 SPECIAL_TOKENS = ("[CLS]", "[SEP]", "[MASK]", "[UNK]")
-MAX_SEQ_LENGTH = np.iinfo(np.uint32).max  # the widest length column
 
 
 @dataclass
@@ -51,8 +50,10 @@ class CreateOptions:
             raise BertforgeError(
                 f"max_seq_length {self.max_seq_length} is too small (needs room for [CLS] A [SEP] B [SEP])"
             )
-        if self.max_seq_length > MAX_SEQ_LENGTH:
-            raise BertforgeError(f"max_seq_length {self.max_seq_length} is above the {MAX_SEQ_LENGTH} the format holds")
+        if self.max_seq_length > shards.MAX_SEQ_LENGTH:
+            raise BertforgeError(
+                f"max_seq_length {self.max_seq_length} is above the {shards.MAX_SEQ_LENGTH} the format holds"
+            )
         if not 0 < self.masked_lm_prob < 1:
             raise BertforgeError(f"masked_lm_prob must be in (0, 1), got {self.masked_lm_prob}")
         if self.max_predictions_per_seq < 1 or self.dupe_factor < 1:

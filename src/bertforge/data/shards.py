@@ -27,14 +27,15 @@ from bertforge.validation import Rule, check_mapping
 FORMAT = "bertforge-pretraining"
 VERSION = 1
 SHARD_PREFIX = "shard-"
+MAX_SEQ_LENGTH = int(np.iinfo(np.uint32).max)  # what the widest length column holds
 
 _COUNT = Rule(int, low=0)
 # What the reader relies on in schema.json (converted TFRecords have no masked_lm_prob and may lack a vocab file).
 _SCHEMA = {
     "instances": _COUNT,
     "tokens": _COUNT,
-    "max_seq_length": Rule(int, low=1),
-    "max_predictions_per_seq": Rule(int, low=1),
+    "max_seq_length": Rule(int, low=1, high=MAX_SEQ_LENGTH),
+    "max_predictions_per_seq": Rule(int, low=1, high=MAX_SEQ_LENGTH),
     "dynamic_masking": Rule(bool),
     "masking": Rule(dict),
     "vocab": Rule(dict),
@@ -145,6 +146,7 @@ def open_shard(directory: Path, schema: dict[str, Any], index: int) -> dict[str,
 
 
 def _check_instances(folder: Path, columns: dict[str, np.ndarray], schema: dict[str, Any], tokens: int) -> None:
+    """The per-instance values the reader relies on are in range (cheap: no token column is read)."""
     lengths = np.asarray(columns["lengths"], dtype=np.int64)
     bad = {
         f"a length above max_seq_length {schema['max_seq_length']}": lengths > schema["max_seq_length"],
@@ -157,10 +159,9 @@ def _check_instances(folder: Path, columns: dict[str, np.ndarray], schema: dict[
     for what, found in bad.items():
         if found.any():
             raise BertforgeError(f"{folder}: instance {int(np.argmax(found))} has {what} (damaged shard)")
-    if int(lengths.sum()) != tokens:
-        raise BertforgeError(
-            f"{folder}: its lengths add up to {int(lengths.sum())} tokens, not {tokens} (damaged shard)"
-        )
+    total = int(lengths.sum())
+    if total != tokens:
+        raise BertforgeError(f"{folder}: its lengths add up to {total} tokens, not {tokens} (damaged shard)")
 
 
 def read_schema(directory: Path) -> dict[str, Any]:
