@@ -63,10 +63,10 @@ class Rule:
         if math.isinf(self.low) and math.isinf(self.high):
             return ""
         if math.isinf(self.high):
-            return f" {'>' if self.low_open else '>='} {self.low:g}"
+            return f" {'>' if self.low_open else '>='} {self.low}"
         if math.isinf(self.low):
-            return f" {'<' if self.high_open else '<='} {self.high:g}"
-        return f" in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+            return f" {'<' if self.high_open else '<='} {self.high}"
+        return f" in {'(' if self.low_open else '['}{self.low}, {self.high}{')' if self.high_open else ']'}"
 
 
 def check_mapping(values: Any, rules: dict[str, Rule], where: str, prefix: str = "") -> None:
@@ -84,7 +84,7 @@ def check_mapping(values: Any, rules: dict[str, Rule], where: str, prefix: str =
 
 
 def unknown_key(key: str, valid: Iterable[str]) -> str:
-    """ "unknown config key 'a.b'; did you mean 'a.c'?" (a suggestion only when one is close)."""
+    """The message for an unknown config key, suggesting the closest valid one (if one is close)."""
     parent, _, name = key.rpartition(".")
     close = difflib.get_close_matches(name, sorted(valid), n=1)
     hint = f"; did you mean '{parent + '.' if parent else ''}{close[0]}'?" if close else ""
