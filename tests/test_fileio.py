@@ -63,3 +63,28 @@ def test_output_directories(tmp_path):
     ):
         with pytest.raises(BertforgeError, match=f"{tmp_path / name} {message}"):
             check_output_dir(tmp_path / name, overwrite)
+
+
+def test_a_full_disk_when_taking_the_run_lock(tmp_path, monkeypatch):
+    import builtins
+
+    from bertforge.fileio import LOCK_FILE, run_lock
+
+    class Full:
+        def __init__(self, f):
+            self.f = f
+
+        def write(self, text):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+    real_open = builtins.open
+    monkeypatch.setattr(builtins, "open", lambda *args, **kwargs: Full(real_open(*args, **kwargs)))
+    with pytest.raises(BertforgeError, match=f"while writing {tmp_path / LOCK_FILE}"):
+        with run_lock(tmp_path):
+            pass
+    monkeypatch.undo()
+    with run_lock(tmp_path):  # and it was released
+        pass

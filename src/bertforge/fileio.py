@@ -149,10 +149,11 @@ def run_lock(directory: str | Path) -> Iterator[None]:
             f"{directory} is in use by another run (process {holder}); wait for it to end or choose another --output"
         ) from None
     try:
-        f.seek(0)
-        f.truncate()
-        f.write(f"{os.getpid()}\n")
-        f.flush()
+        with reporting_full_disk(directory / LOCK_FILE):
+            f.seek(0)
+            f.truncate()
+            f.write(f"{os.getpid()}\n")
+            f.flush()
         yield
     finally:
         f.truncate(0)
