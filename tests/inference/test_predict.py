@@ -198,6 +198,17 @@ def test_convert_writes_a_self_describing_folder(sample, tmp_path):
     assert a == b
 
 
+def test_convert_never_writes_through_a_linked_vocab(sample, tmp_path):
+    transformers_folder(sample, tmp_path / "hf", do_lower_case=True)
+    assert cli(["convert", str(tmp_path / "hf"), str(tmp_path / "ours")]) == 0
+    precious = tmp_path / "precious.txt"
+    precious.write_text("mine")
+    (tmp_path / "ours" / "vocab.txt").unlink()
+    (tmp_path / "ours" / "vocab.txt").symlink_to(precious)
+    assert cli(["convert", str(tmp_path / "hf"), str(tmp_path / "ours"), "--overwrite"]) == 0
+    assert precious.read_text() == "mine" and not (tmp_path / "ours" / "vocab.txt").is_symlink()
+
+
 def test_a_pretrained_encoder_is_not_a_predictor(tiny_checkpoint):
     with pytest.raises(BertforgeError, match="fine-tune it first"):
         Predictor.from_pretrained(tiny_checkpoint)

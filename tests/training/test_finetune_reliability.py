@@ -92,6 +92,7 @@ def test_bad_data_and_settings_are_found_before_the_first_step(tiny_checkpoint, 
         assert not (out / "checkpoints").exists() and not (out / "metrics.jsonl").exists()
 
     fails("--train", train, "--dev", unlabelled, expect="dev.csv: no labels; evaluation needs a labelled dev file")
+    fails("--train", train, "--dev", train, "--seeds", "1,-2", expect="--seeds must be integers >= 0")
     fails("--train", train, "--dev", train, "--max-seq-length", 1024, expect="exceeds the 128 positions")
     (tmp_path / "labels.txt").write_text("neg\npos\n")
     fails(

@@ -23,7 +23,7 @@ import torch
 
 from bertforge import __version__
 from bertforge.errors import BertforgeError
-from bertforge.fileio import atomic_dir, atomic_write_text, cache_dir
+from bertforge.fileio import atomic_dir, atomic_path, atomic_write_text, cache_dir
 from bertforge.modeling.config import BertConfig
 
 log = logging.getLogger("bertforge")
@@ -241,6 +241,7 @@ def convert_checkpoint(
             vocab_sha256=vocab_sha256(vocab),
             version=__version__,
         )
-        shutil.copyfile(vocab, extras[0])
+        with atomic_path(extras[0]) as tmp:  # a link named vocab.txt is replaced, never written through
+            shutil.copyfile(vocab, tmp)
         write_settings(out, settings)
     return model, out

@@ -131,6 +131,8 @@ def finetune(config: FinetuneConfig, output: str | Path, progress: bool = True, 
                 "continue an interrupted run"
             )
         seeds = config.seeds or [config.train.seed]
+        if any(not isinstance(s, int) or isinstance(s, bool) or s < 0 for s in seeds):
+            raise BertforgeError(f"--seeds must be integers >= 0, got {seeds}")
         if len(seeds) == 1:
             return _finetune_one(config, output, seeds[0], progress, resume)
         results = [_finetune_one(config, output / f"seed-{s}", s, progress, resume) for s in seeds]
