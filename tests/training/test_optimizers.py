@@ -239,3 +239,24 @@ def test_clip_gradients_disabled_only_measures():
     assert all(torch.equal(p.grad, g) for p, g in zip(params, before))
     with pytest.raises(BertforgeError, match="clip mode"):
         clip_gradients(params, 1.0, "value")
+
+
+def test_learning_rate_multipliers_give_a_head_its_own_rate_through_the_schedule():
+    from bertforge.modeling import BertConfig, BertForTokenClassification
+    from bertforge.training.optimizers import build_optimizer, describe_groups
+    from bertforge.training.schedule import build_scheduler
+
+    model = BertForTokenClassification(BertConfig.from_preset("tiny", vocab_size=50, num_labels=5, use_crf=True))
+    optimizer = build_optimizer("adamw", model, lr=1e-3, weight_decay=0.01, lr_multipliers={"crf.": 20.0})
+    crf = [g for g in optimizer.param_groups if any(n.startswith("crf.") for n in g["param_names"])]
+    rest = [g for g in optimizer.param_groups if g not in crf]
+    assert len(crf) == 1 and sorted(crf[0]["param_names"]) == ["crf.end_transitions", "crf.start_transitions",
+                                                               "crf.transitions"]  # fmt: skip
+    assert all(not any(n.startswith("crf.") for n in g["param_names"]) for g in rest)
+    scheduler = build_scheduler(optimizer, learning_rate=1e-3, end_learning_rate=0.0, warmup_steps=2, decay_steps=10,
+                                power=1.0, decay_from_zero=False)  # fmt: skip
+    for _ in range(4):
+        optimizer.step()
+        scheduler.step()
+        assert crf[0]["lr"] == pytest.approx(20 * rest[0]["lr"])
+    assert "lr ×20: 3 tensors" in describe_groups(optimizer)

@@ -41,6 +41,7 @@ class NerConfig(TaskConfig):
     scheme: str = "auto"  # the files' tag scheme: auto, BIO, IOB1, BIOES, BMES, IO
     tag_column: int = -1  # column files: which column holds the tag
     crf: bool = False
+    crf_lr_multiplier: float = 1.0  # the CRF's learning rate as a multiple of the encoder's (often 10-100)
     lstm_hidden_size: int = 0  # > 0: a BiLSTM between encoder and CRF/softmax
     doc_stride: int = 0  # word-pieces between the starts of overlapping windows; 0: half a window
     truncate: bool = False  # cut long sentences (the model zoo's behaviour) instead of windows; reported
@@ -370,4 +371,5 @@ TASK = Task(
     token_outputs=("logits",),
     present=lambda result: result.entities,
     sync=sync,
+    lr_multipliers=lambda tc: {"crf.": tc.crf_lr_multiplier} if tc.crf and tc.crf_lr_multiplier != 1 else {},
 )

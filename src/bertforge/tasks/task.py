@@ -138,3 +138,5 @@ class Task:
     # Settings refreshed from a live model before post-processing or saving (e.g. CRF transitions, which
     # prediction needs beside the emissions).
     sync: Callable[[Any, ModelSettings], ModelSettings] = lambda model, settings: settings
+    # Parameter-name prefix -> multiple of the learning rate (e.g. a CRF head that should learn faster).
+    lr_multipliers: Callable[[TaskConfig], dict[str, float]] = lambda tc: {}

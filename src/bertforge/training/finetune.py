@@ -247,6 +247,7 @@ def _run_seed(config, task: Task, tc: TaskConfig, method: str, output: Path, see
             name="finetune",
             lengths=None if pad_to else train.lengths,  # length grouping only helps dynamic padding
             evaluate=evaluate if dev is not None else None,
+            lr_multipliers=task.lr_multipliers(tc),
         )
         run = loop.setup(job, seeded, config.optimizer, config.loss_scale, output, dist, previous=previous)
         loop.train(run, progress)

@@ -71,6 +71,7 @@ class Job:
     name: str = "train"  # progress bar label
     lengths: np.ndarray | None = None  # per-item lengths: batches of similar length (fine-tuning)
     evaluate: Callable[[int], dict[str, float]] | None = None  # called on every process at each epoch end
+    lr_multipliers: dict[str, float] | None = None  # parameter-name prefix -> multiple of the learning rate
 
 
 @dataclass
@@ -147,7 +148,7 @@ def setup(
             f"micro-batches on {dist.world_size} process(es)"
         )
     total_steps = tc.train_steps if tc.train_steps > 0 else tc.epochs * steps_per_epoch
-    optimizer, scheduler, scaler = _optimization(model, tc, oc, ls, total_steps, dist)
+    optimizer, scheduler, scaler = _optimization(model, tc, oc, ls, total_steps, dist, job.lr_multipliers)
     step = 0
     if previous is not None:
         state = checkpoints.load_trainer_state(previous)
@@ -270,7 +271,9 @@ def _evaluate(r: Run, when: str) -> None:
         log.info(f"{when}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
 
 
-def _optimization(model, tc: TrainConfig, oc: OptimizerConfig, ls: LossScaleConfig, total_steps: int, dist):
+def _optimization(
+    model, tc: TrainConfig, oc: OptimizerConfig, ls: LossScaleConfig, total_steps: int, dist, lr_multipliers=None
+):
     optimizer = build_optimizer(
         oc.name,
         model,
@@ -280,6 +283,7 @@ def _optimization(model, tc: TrainConfig, oc: OptimizerConfig, ls: LossScaleConf
         betas=(oc.beta1, oc.beta2),
         bias_correction=oc.bias_correction,
         momentum=oc.momentum,
+        lr_multipliers=lr_multipliers,
     )
     warmup = round(oc.warmup_proportion * total_steps) if oc.warmup_proportion > 0 else oc.warmup_steps
     decay_steps = oc.decay_steps

@@ -33,25 +33,38 @@ OPTIMIZERS = ("lamb", "adamw", "momentum")
 CLIP_MODES = ("global", "per_tensor")
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Split the trainable parameters into a decayed group and a no-decay group (LayerNorm, bias).
+def param_groups(
+    model: nn.Module, weight_decay: float, lr_multipliers: dict[str, float] | None = None, lr: float | None = None
+) -> list[dict]:
+    """Split the trainable parameters into a decayed group and a no-decay group (LayerNorm, bias), and apart
+    again by learning-rate multiplier: `lr_multipliers` maps a parameter-name prefix (e.g. "crf.") to a
+    multiple of `lr` for those parameters (a CRF head learning faster than the encoder).
 
     `named_parameters` yields a tied parameter (the MLM decoder sharing the word embeddings) once, under its
     first name. Each group carries `param_names` (stored by torch.optim in its state_dict); an empty group
     is left out.
     """
-    decay: dict[str, nn.Parameter] = {}
-    no_decay: dict[str, nn.Parameter] = {}
+    multipliers = lr_multipliers or {}
+    groups: dict[tuple[bool, float], dict[str, nn.Parameter]] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
         exempt = any(marker in name.lower() for marker in NO_DECAY_MARKERS)
-        (no_decay if exempt else decay)[name] = param
-    groups = [
-        {"params": list(decay.values()), "param_names": list(decay), "weight_decay": weight_decay},
-        {"params": list(no_decay.values()), "param_names": list(no_decay), "weight_decay": 0.0},
-    ]
-    return [group for group in groups if group["params"]]
+        scale = next((m for prefix, m in multipliers.items() if name.startswith(prefix)), 1.0)
+        groups.setdefault((exempt, scale), {})[name] = param
+    out = []
+    for (exempt, scale), params in sorted(groups.items(), key=lambda item: (item[0][1] != 1.0, item[0][0])):
+        group = {
+            "params": list(params.values()),
+            "param_names": list(params),
+            "weight_decay": 0.0 if exempt else weight_decay,
+        }
+        if scale != 1.0:
+            if lr is None:
+                raise BertforgeError("learning-rate multipliers need the base learning rate")
+            group |= {"lr": lr * scale, "lr_multiplier": scale}
+        out.append(group)
+    return out
 
 
 def describe_groups(groups: torch.optim.Optimizer | Sequence[dict]) -> str:
@@ -62,8 +75,9 @@ def describe_groups(groups: torch.optim.Optimizer | Sequence[dict]) -> str:
     for group in groups:
         params = list(group["params"])
         lines.append(
-            f"weight_decay={group['weight_decay']:g}: {len(params)} tensors, "
-            f"{sum(p.numel() for p in params):,} parameters"
+            f"weight_decay={group['weight_decay']:g}"
+            + (f", lr ×{group['lr_multiplier']:g}" if "lr_multiplier" in group else "")
+            + f": {len(params)} tensors, {sum(p.numel() for p in params):,} parameters"
         )
     return "\n".join(lines)
 
@@ -270,9 +284,11 @@ def build_optimizer(
     betas: tuple[float, float] = (0.9, 0.999),
     bias_correction: bool = True,
     momentum: float = 0.9,
+    lr_multipliers: dict[str, float] | None = None,
 ) -> torch.optim.Optimizer:
-    """The named optimizer over `param_groups(model, weight_decay)`; options a method lacks are ignored."""
-    groups = param_groups(model, weight_decay)
+    """The named optimizer over `param_groups(model, weight_decay, lr_multipliers)`; options a method lacks
+    are ignored."""
+    groups = param_groups(model, weight_decay, lr_multipliers, lr)
     if not groups:
         raise BertforgeError("the model has no trainable parameters")
     if name == "lamb":
