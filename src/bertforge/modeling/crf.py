@@ -162,10 +162,28 @@ def viterbi(
 
     In NumPy: the per-step work is a (B, T, T) max, far too small for PyTorch's per-operation overhead
     (4-6x faster than the same loop in torch on CPU), and prediction on any backend decodes with it."""
-    batch, max_len, _ = emissions.shape
+    batch, max_len, num_tags = emissions.shape
     paths = np.zeros((batch, max_len), dtype=np.int64)
     if max_len == 0:
         return paths
+    order = np.argsort(-lengths, kind="stable")  # longest first: step t works on the rows still running
+    em, lengths = emissions[order], lengths[order]
+    score = start + em[:, 0]  # (B, T)
+    back = np.zeros((max_len, batch, num_tags), dtype=np.int64)  # back[t, b, j]: best tag before j at step t
+    for t in range(1, max_len):
+        k = int(np.count_nonzero(lengths > t))
+        if k == 0:
+            break
+        total = score[:k, :, None] + transitions  # (k, T_from, T_to)
+        back[t, :k] = total.argmax(axis=1)
+        score[:k] = total.max(axis=1) + em[:k, t]
+    tag = (score + end).argmax(axis=1)  # (B,) tag at each row's last step
+    rows = np.arange(batch)
+    for t in range(max_len - 1, -1, -1):
+        paths[order, t] = tag
+        if t:
+            tag = np.where(t < lengths, back[t, rows, tag], tag)  # walk back only from the row's last step
+    return paths
     score = start + emissions[:, 0]  # (B, T)
     back = np.empty((max_len, batch, emissions.shape[2]), dtype=np.int64)  # back[t, b, j]: best tag before j
     for t in range(1, max_len):
