@@ -4,6 +4,7 @@ uninterrupted run ends, and bad data or settings are found before the first step
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -117,23 +118,36 @@ def wait_for_lines(path: Path, n: int, proc: subprocess.Popen, seconds: float = 
         time.sleep(0.05)
 
 
-@pytest.mark.slow
-def test_ctrl_c_is_not_a_success_and_resume_ends_where_an_uninterrupted_run_ends(tiny_checkpoint, tmp_path):
-    train = write_csv(tmp_path / "train.csv", sentences(800, 1))
-    dev = write_csv(tmp_path / "dev.csv", sentences(64, 2))
+@pytest.fixture(scope="module")
+def polarity_run(tiny_checkpoint, tmp_path_factory):
+    """Arguments of a two-seed fine-tuning run that checkpoints every 5 steps, and its uninterrupted result."""
+    root = tmp_path_factory.mktemp("run")
+    train = write_csv(root / "train.csv", sentences(800, 1))
+    dev = write_csv(root / "dev.csv", sentences(64, 2))
     common = ["finetune", "classification", "--quiet", "--device", "cpu", "--train", train, "--dev", dev,
               "--init", tiny_checkpoint, "--epochs", 2, "--batch-size", 16, "--learning-rate", "2e-3",
-              "--seeds", "1,2", "--train.log_steps", 1]  # fmt: skip
-    full = spawn(*common, "--output", tmp_path / "full")
+              "--seeds", "1,2", "--train.log_steps", 1, "--train.save_checkpoint_steps", 5]  # fmt: skip
+    full = spawn(*common, "--output", root / "full")
     assert full.wait(timeout=600) == 0, full.communicate()
+    return common, root / "full"
 
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["SIGINT", "SIGKILL"])
+def test_an_interrupted_run_is_not_a_success_and_resume_ends_where_an_uninterrupted_run_ends(
+    polarity_run, tmp_path, how
+):
+    common, full = polarity_run
     cut = spawn(*common, "--output", tmp_path / "cut")
-    wait_for_lines(tmp_path / "cut" / "seed-1" / "metrics.jsonl", 10, cut)
-    cut.send_signal(signal.SIGINT)
+    wait_for_lines(tmp_path / "cut" / "seed-1" / "metrics.jsonl", random.Random(how).randint(6, 40), cut)
+    cut.send_signal(getattr(signal, how))
     _, err = cut.communicate(timeout=120)
-    assert cut.returncode == 130, err
-    assert "interrupted (SIGINT)" in err
-    assert not (tmp_path / "cut" / "eval_results.json").exists()  # no final results from a stopped run
+    if how == "SIGINT":  # a clean stop: a checkpoint of the step reached, exit 130, no final results
+        assert cut.returncode == 130, err
+        assert "interrupted (SIGINT)" in err
+    else:
+        assert cut.returncode == -signal.SIGKILL
+    assert not (tmp_path / "cut" / "eval_results.json").exists()
     assert not (tmp_path / "cut" / "seed-1" / "eval_results.json").exists()
     assert not (tmp_path / "cut" / "seed-2").exists()  # the remaining seed did not run on
 
@@ -143,11 +157,11 @@ def test_ctrl_c_is_not_a_success_and_resume_ends_where_an_uninterrupted_run_ends
     assert resumed.wait(timeout=600) == 0, resumed.communicate()
 
     for seed in ("seed-1", "seed-2"):
-        a = json.loads((tmp_path / "full" / seed / "eval_results.json").read_text())
+        a = json.loads((full / seed / "eval_results.json").read_text())
         b = json.loads((tmp_path / "cut" / seed / "eval_results.json").read_text())
         assert a == b, seed
-        wa = load_file(tmp_path / "full" / seed / "best" / "model.safetensors")
+        wa = load_file(full / seed / "best" / "model.safetensors")
         wb = load_file(tmp_path / "cut" / seed / "best" / "model.safetensors")
         assert all(torch.equal(wa[k], wb[k]) for k in wa), seed
     summary = json.loads((tmp_path / "cut" / "eval_results.json").read_text())
-    assert summary == json.loads((tmp_path / "full" / "eval_results.json").read_text())
+    assert summary == json.loads((full / "eval_results.json").read_text())
