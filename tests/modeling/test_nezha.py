@@ -106,3 +106,34 @@ def test_nezha_checkpoint_round_trip(tmp_path):
     assert loaded.config.use_relative_positions and loaded.config.relative_position_type == "learned"
     for (n, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
         assert torch.equal(a, b), n
+
+
+def test_huaweis_published_layout_loads_as_it_is(tmp_path):
+    """NEZHA-PyTorch's release: `bert_config.json` with `use_relative_position`/`max_relative_position`, weights
+    in `pytorch_model.bin` under `bert.` names; Google's `bert_config.json` (no relative positions) likewise."""
+    import json
+
+    from bertforge.modeling import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    ours = BertModel(BertConfig.from_preset("tiny", vocab_size=120, use_relative_positions=True)).eval()
+    huawei = {
+        "attention_probs_dropout_prob": 0.1, "hidden_act": "gelu", "hidden_dropout_prob": 0.1,
+        "hidden_size": ours.config.hidden_size, "initializer_range": 0.02,
+        "intermediate_size": ours.config.intermediate_size, "max_position_embeddings": 512,
+        "max_relative_position": ours.config.max_relative_position,
+        "num_attention_heads": ours.config.num_attention_heads,
+        "num_hidden_layers": ours.config.num_hidden_layers, "type_vocab_size": 2, "vocab_size": 120,
+        "use_relative_position": True,
+    }  # fmt: skip
+    (tmp_path / "bert_config.json").write_text(json.dumps(huawei))
+    state = {f"bert.{k}": v for k, v in ours.state_dict().items() if "relative_positions_encoding" not in k}
+    torch.save(state, tmp_path / "pytorch_model.bin")
+    loaded = BertModel.from_pretrained(tmp_path).eval()
+    assert loaded.config.use_relative_positions and loaded.config.relative_position_type == "functional"
+    ids = torch.randint(0, 120, (2, 9))
+    with torch.no_grad():
+        assert torch.equal(loaded(ids).last_hidden_state, ours(ids).last_hidden_state)
+    google = {k: v for k, v in huawei.items() if k not in ("use_relative_position", "max_relative_position")}
+    (tmp_path / "bert_config.json").write_text(json.dumps(google))
+    assert not BertConfig.from_file(tmp_path / "bert_config.json").use_relative_positions

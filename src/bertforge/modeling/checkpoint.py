@@ -30,7 +30,12 @@ log = logging.getLogger("bertforge")
 # Weights of task heads: absent ones are initialised fresh, present-but-unused ones are reported, not errors.
 HEAD_PREFIXES = ("cls.", "classifier.", "qa_outputs.", "crf.", "lstm.")
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
-_CONFIG_FILES = ("config.json", "config.yaml", "pretrain_config.yaml")
+_CONFIG_FILES = (
+    "config.json",
+    "bert_config.json",
+    "config.yaml",
+    "pretrain_config.yaml",
+)  # bert_config: Google, Huawei
 
 
 # ------------------------------------------------------------------------------------ Hugging Face names

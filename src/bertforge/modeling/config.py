@@ -204,7 +204,8 @@ class BertConfig:
         data = _read_mapping(path)
         if any(str(k).endswith("_net_cfg") for k in data):
             return cls.from_model_zoo_yaml(path)
-        if "model_type" in data or "architectures" in data:
+        # Hugging Face's config.json, and Google's and Huawei's (NEZHA-PyTorch) bert_config.json with their spellings.
+        if "model_type" in data or "architectures" in data or path.name == "bert_config.json":
             return cls.from_hf_dict(data, source=str(path))
         return cls.from_dict(data, source=str(path))
 
