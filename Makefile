@@ -24,6 +24,7 @@ test: setup
 	$(PY) -m pytest -q
 
 bench: setup
+	$(PIP) install -e '.[test,bench]'
 	for script in benchmarks/bench_*.py; do OMP_NUM_THREADS=$(THREADS) $(PY) $$script || exit 1; done
 
 clean:
