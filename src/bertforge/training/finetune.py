@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import functools
 import hashlib
+import inspect
 import json
 import logging
 import os
@@ -81,12 +82,15 @@ def config_class(kind: str) -> type:
 def featurize_cached(
     task: Task, examples: list, path: str, tokenizer: FullTokenizer, settings: ModelSettings, tc: TaskConfig
 ) -> Features:
-    """`task.featurize`, cached by file content + vocab + settings (re-runs and seeds skip tokenizing)."""
+    """`task.featurize`, cached by file content + vocab + settings + the featurizing code (re-runs and seeds
+    skip tokenizing; a changed featurizer or tokenizer never reads a stale cache)."""
     options = {k: v for k, v in dataclasses.asdict(tc).items() if k not in ("train", "dev", "test", "eval_batch_size")}
     key = hashlib.sha256()
     for part in (
         Path(path).read_bytes(),
         Path(tokenizer.vocab_file).read_bytes(),
+        Path(inspect.getfile(task.featurize)).read_bytes(),
+        Path(inspect.getfile(FullTokenizer)).read_bytes(),
         json.dumps([task.kind, tokenizer.do_lower_case, settings.labels, settings.task, options], default=str).encode(),
     ):
         key.update(hashlib.sha256(part).digest())
