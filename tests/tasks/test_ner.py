@@ -5,6 +5,7 @@ fine-tuned on synthetic Chinese sentences predicts entities with character offse
 import json
 import random
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -194,3 +195,12 @@ def test_invalid_tags_and_unknown_types_name_file_and_line(zh, tmp_path):
     model = ModelSettings("ner", labels=labels, task={"unit": "char"})
     with pytest.raises(BertforgeError, match=r"bad\.txt line 4: entity type 'LOC' is not one of the model's types"):
         ner.featurize(repaired, zh, model, 32)
+
+
+def test_a_labels_file_keeps_the_training_data_word_unit_and_scheme(tmp_path):
+    fixtures = Path(__file__).parent.parent / "fixtures" / "ner"
+    (tmp_path / "types.txt").write_text("PER\nORG\nMISC\n")
+    config = ner.NerConfig(labels=str(tmp_path / "types.txt"))
+    settings_ = ner.prepare(config, ner.read(str(fixtures / "conll.txt"), config), None)
+    assert settings_.task["unit"] == "word" and settings_.task["scheme"] == "BIO"
+    assert settings_.labels[:5] == ["O", "B-PER", "I-PER", "E-PER", "S-PER"]

@@ -98,18 +98,19 @@ def _bioes(examples: Sequence[NerExample]) -> list[list[str]]:
 def prepare(tc: NerConfig, train: list[NerExample], init: ModelSettings | None) -> ModelSettings:
     """Entity types from, in order: a labels file (one type per line); the initial model's (when evaluating
     or predicting with it); the training set."""
+    labelled = [e for e in train if e.tags is not None]
     if tc.labels:
         types = [t.strip() for t in Path(tc.labels).read_text(encoding="utf-8").splitlines() if t.strip()]
-        task = {"scheme": tc.scheme if tc.scheme != "auto" else "BIO", "unit": "char"}
     elif init is not None and not train:
         return dataclasses.replace(init, task=dict(init.task) | _decoding(tc, init.task))
+    elif not labelled:
+        raise BertforgeError(f"{tc.train}: no labelled sentences to take the entity types from")
     else:
-        labelled = [e for e in train if e.tags is not None]
-        if not labelled:
-            raise BertforgeError(f"{tc.train}: no labelled sentences to take the entity types from")
         types = sorted({tag.split("-", 1)[1] for tags in _bioes(labelled) for tag in tags if tag != "O"})
-        unit = "char" if all(e - s == 1 for x in labelled for s, e in x.words) else "word"
-        task = {"scheme": labelled[0].scheme, "unit": unit}
+    # How raw text is split into words at prediction time, and the scheme of output tags: as in the training data.
+    unit = "word" if any(e - s != 1 for x in labelled for s, e in x.words) else "char"
+    scheme = labelled[0].scheme if labelled else (tc.scheme if tc.scheme != "auto" else "BIO")
+    task = {"scheme": scheme, "unit": unit}
     labels = ["O"] + [f"{prefix}-{kind}" for kind in types for prefix in "BIES"]
     return ModelSettings(
         kind="ner",
