@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from bertforge.errors import BertforgeError
 from bertforge.fileio import atomic_path
-from bertforge.tasks.readers import json_records, lines, table_rows
+from bertforge.tasks.readers import json_records, lines, named_rows, table_rows
 
 _EXTENSIONS = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "tsv"}
 FORMATS = ("auto", "text", "jsonl", "csv", "tsv")
@@ -72,17 +72,17 @@ def read_inputs(
 def _records(
     path: str, kind: str, report: InputReport, text_column: str, text_b_column: str, skip_bad_lines: bool
 ) -> Iterator[tuple[int, Any]]:
-    def bad(number: int, message: str, reason: str = "bad record") -> None:
+    def bad(message: str, reason: str = "bad record") -> None:
         if not skip_bad_lines:
             raise BertforgeError(message)
         report.skip(reason, message)
 
     def invalid(number: int, message: str) -> None:
         report.records += 1
-        bad(number, message, "not UTF-8")
+        bad(message, "not UTF-8")
 
     if kind == "text":
-        records: Iterator = ((n, t) for n, t in lines(Path(path), path, invalid))
+        records: Iterator = lines(Path(path), path, invalid)
     elif kind == "jsonl":
         records = json_records(Path(path), path, invalid)
     else:
@@ -97,10 +97,10 @@ def _records(
         if isinstance(value, dict):
             value = _renamed(value, {text_column: "text", text_b_column: "text_b"})
             if not isinstance(value.get("text"), str) or not value["text"].strip():
-                bad(number, f"{path} line {number}: no text in field {text_column!r} (fields: {', '.join(value)})")
+                bad(f"{path} line {number}: no text in field {text_column!r} (fields: {', '.join(value)})")
                 continue
         elif not isinstance(value, str):  # a record that could not be parsed
-            bad(number, f"{path} line {number}: {value}")
+            bad(f"{path} line {number}: {value}")
             continue
         yield number, value
     if report.records == 0:
@@ -115,17 +115,11 @@ def _renamed(record: dict, names: dict[str, str]) -> dict:
     return {names.get(k, k): v for k, v in out.items()}
 
 
-def _table(path: str, kind: str, invalid) -> Iterator[tuple[int, dict | str]]:
+def _table(path: str, kind: str, invalid) -> Iterator:
     rows = table_rows(Path(path), path, kind, invalid)
     first = next(rows, None)
-    if first is None:
-        return
-    names = [n.strip() for n in first[1]]
-    for number, row in rows:
-        if len(row) != len(names):
-            yield number, f"{len(row)} fields, expected {len(names)} ({', '.join(names)})"
-        else:
-            yield number, dict(zip(names, row))
+    if first is not None:
+        yield from named_rows(rows, [n.strip() for n in first[1]])
 
 
 @contextlib.contextmanager
@@ -148,9 +142,8 @@ def write_record(stream: TextIO, record: dict[str, Any]) -> None:
 
 def predict_file(
     predictor, path: str, inputs: Iterator[tuple[int, Any]], stream: TextIO, progress: bool = False
-) -> int:
-    """Predict each (line, raw input) of `path` and write `{"line", ["id",] ...result}` in input order;
-    returns the number written."""
+) -> None:
+    """Predict each (line, raw input) of `path` and write `{"line", ["id",] ...result}` in input order."""
     pending: collections.deque[tuple[int, Any]] = collections.deque()
 
     def examples() -> Iterator:
@@ -158,10 +151,7 @@ def predict_file(
             pending.append((number, raw))
             yield predictor.example(raw, str(number), f"{path} line {number}")
 
-    count = 0
     for _, result in predictor.predict_examples(examples()):
         number, raw = pending.popleft()
         head = {"line": number} | ({"id": raw["id"]} if isinstance(raw, dict) and "id" in raw else {})
         write_record(stream, head | predictor.task.record(result))
-        count += 1
-    return count

@@ -252,6 +252,11 @@ def _table_records(path: Path, path_str: str, fmt: _Format) -> Iterator[tuple[in
         names, rows = list(fmt.columns), itertools.chain([first], rows)
     else:
         _check_header(names, fmt, f"{path_str} line {number}")
+    yield from named_rows(rows, names)
+
+
+def named_rows(rows: Iterator[tuple[int, list[str]]], names: list[str]) -> Iterator[tuple[int, _Record]]:
+    """(line, {column: field}) for each row, or the row's problem when its field count is not the header's."""
     for number, row in rows:
         if len(row) == len(names):
             yield number, dict(zip(names, row))
