@@ -21,7 +21,7 @@ from bertforge.errors import BertforgeError
 from bertforge.inference.backends import BACKENDS, INPUT_NAMES
 from bertforge.modeling.config import BertConfig
 from bertforge.tasks import get_task, kinds_by_head
-from bertforge.tasks.folder import ModelSettings, check_labels, check_vocab, find_vocab, load_settings
+from bertforge.tasks.folder import ModelSettings, check_fits, check_labels, check_vocab, find_vocab, load_settings
 from bertforge.tasks.task import Features, Outputs, Task, collate
 from bertforge.tokenization import FullTokenizer
 
@@ -97,13 +97,9 @@ class Predictor:
         vocab = find_vocab(folder)
         tokenizer = FullTokenizer(vocab, do_lower_case=settings.do_lower_case)
         config = BertConfig.from_file(folder / "config.json")
-        check_vocab(folder, settings, vocab, config.vocab_size, len(tokenizer))
+        check_vocab(folder, settings, vocab)
+        check_fits(config, folder, vocab, len(tokenizer), max_seq_length)
         check_labels(folder, settings, config.id2label)
-        if max_seq_length is not None and not config.use_relative_positions:
-            if max_seq_length > config.max_position_embeddings:
-                raise BertforgeError(
-                    f"--max-seq-length {max_seq_length} exceeds the model's {config.max_position_embeddings} positions"
-                )
         if backend not in BACKENDS:
             raise BertforgeError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
         runner = BACKENDS[backend](folder, task.head, device=device, threads=threads)

@@ -186,18 +186,27 @@ def check_labels(folder: Path, settings: ModelSettings, id2label: dict[int, str]
         )
 
 
-def check_vocab(folder: Path, settings: ModelSettings, vocab: Path, vocab_size: int, num_ids: int) -> None:
-    """The vocab must be the one the model was trained with: same hash when recorded, and as many ids as
-    the model has embedding rows."""
+def check_vocab(folder: Path, settings: ModelSettings, vocab: Path) -> None:
+    """The vocab must be the one the model was trained with, when its hash is recorded."""
     if settings.vocab_sha256 is not None and vocab_sha256(vocab) != settings.vocab_sha256:
         raise BertforgeError(
             f"{vocab}: not the vocab this model was trained with ({folder / SETTINGS_FILE} records sha256 "
             f"{settings.vocab_sha256[:12]}…)"
         )
-    if num_ids != vocab_size:
+
+
+def check_fits(config: BertConfig, model: str | Path, vocab: Path, num_ids: int, max_seq_length: int | None) -> None:
+    """A vocab and a length the model can take: as many ids as it has embedding rows (a mismatch would crash
+    or silently mis-embed), and no more positions than it has (relative positions have no limit)."""
+    if num_ids != config.vocab_size:
         raise BertforgeError(
-            f"{vocab}: {num_ids} tokens, but the model in {folder} has {vocab_size} embedding rows; "
+            f"{vocab}: {num_ids} tokens, but the model in {model} has {config.vocab_size} embedding rows; "
             "use the model's own vocab"
+        )
+    positions = config.max_position_embeddings
+    if max_seq_length is not None and not config.use_relative_positions and max_seq_length > positions:
+        raise BertforgeError(
+            f"--max-seq-length {max_seq_length} exceeds the {positions} positions of {model}; use at most {positions}"
         )
 
 

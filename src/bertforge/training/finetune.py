@@ -34,6 +34,7 @@ from bertforge.tasks.folder import (
     SETTINGS_FILE,
     VOCAB_FILE,
     ModelSettings,
+    check_fits,
     check_labels,
     load_settings,
     save_model_folder,
@@ -206,7 +207,7 @@ def _run_seed(config, task: Task, tc: TaskConfig, method: str, output: Path, see
     previous = checkpoints.latest_checkpoint(output) if resume and config.do_train else None
     torch.manual_seed(seed)
     model = task.head.from_pretrained(previous or init, **task.model_overrides(settings))
-    _check_model(model, tokenizer, vocab, init, tc)
+    check_fits(model.config, init, vocab, len(tokenizer), tc.max_seq_length)
     if same_task is not None and not config.do_train:
         check_labels(init, same_task, model.config.id2label)
     dev_examples = _read(task, tc.dev, "dev", tc) if (config.do_eval or config.do_train) and tc.dev else None
@@ -275,19 +276,6 @@ def _run_seed(config, task: Task, tc: TaskConfig, method: str, output: Path, see
     if dist.is_main and (results or config.do_train):
         atomic_write_text(output / "eval_results.json", json.dumps(results, indent=2) + "\n")
     return results
-
-
-def _check_model(model, tokenizer: FullTokenizer, vocab: Path, init: Path, tc: TaskConfig) -> None:
-    if len(tokenizer) != model.config.vocab_size:
-        raise BertforgeError(
-            f"{vocab}: {len(tokenizer)} tokens, but {init} has {model.config.vocab_size} embedding rows; "
-            "pass the model's own vocab (--task.vocab)"
-        )
-    positions = model.config.max_position_embeddings
-    if not model.config.use_relative_positions and tc.max_seq_length > positions:
-        raise BertforgeError(
-            f"--max-seq-length {tc.max_seq_length} exceeds the {positions} positions of {init}; use at most {positions}"
-        )
 
 
 def write_predictions(predictor: Predictor, examples: list, output: Path, tc: TaskConfig) -> list[Path]:
