@@ -10,8 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from bertforge.cli import main as cli
 from bertforge.errors import BertforgeError
@@ -22,20 +20,6 @@ from bertforge.tasks import ner, tagging
 from bertforge.tasks.folder import ModelSettings
 from bertforge.tasks.ner_readers import NerExample, read_ner
 from bertforge.tokenization import FullTokenizer
-
-
-@settings(max_examples=200, deadline=None)
-@given(st.integers(1, 400), st.integers(1, 64), st.integers(1, 64), st.data())
-def test_windows_cover_every_word_once(n, width, stride, data):
-    firsts = sorted(data.draw(st.sets(st.integers(0, n - 1), min_size=1)))
-    firsts[0] = 0  # the first word starts at the first piece
-    windows = ner._windows(n, width, min(stride, width), truncate=False)
-    assert windows[0][0] == 0 and windows[-1][1] == n and all(e - s == min(width, n) for s, e in windows)
-    owner = ner._best_windows(firsts, windows)
-    assert all(windows[w][0] <= p < windows[w][1] for p, w in zip(firsts, owner))  # each word in its window
-    for p, w in zip(firsts, owner):  # ... and no other window gives it more context on its shorter side
-        mine = min(p - windows[w][0], windows[w][1] - 1 - p)
-        assert all(min(p - s, e - 1 - p) <= mine for s, e in windows if s <= p < e)
 
 
 def test_viterbi_of_one_sequence_equals_the_crf_decoding_it_in_a_batch():

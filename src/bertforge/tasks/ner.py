@@ -30,6 +30,7 @@ from bertforge.tasks import ner_metrics, tagging
 from bertforge.tasks.folder import ModelSettings
 from bertforge.tasks.ner_readers import NerExample, read_ner
 from bertforge.tasks.task import Features, Task, TaskConfig
+from bertforge.tasks.windows import best_windows, windows
 from bertforge.tokenization import CLS, SEP, UNK, FullTokenizer
 
 log = logging.getLogger("bertforge")
@@ -208,10 +209,10 @@ def featurize(
             flat.extend(word_pieces or [unk])  # a word the vocab cannot spell still gets a prediction
         at += len(e.words)
         tags = [_label_id(label_ids, t, e) for t in bioes[n]] if labelled else None
-        windows = _windows(len(flat), width, stride, truncate)
-        num_truncated += windows[-1][1] < len(flat)
-        owner = _best_windows(firsts, windows)
-        for w, (start, end) in enumerate(windows):
+        spans = windows(len(flat), width, stride, truncate)
+        num_truncated += spans[-1][1] < len(flat)
+        owner = best_windows(firsts, spans)
+        for w, (start, end) in enumerate(spans):
             inputs["input_ids"].append([cls, *flat[start:end], sep])
             inputs["token_type_ids"].append([0] * (end - start + 2))
             mine = [[1 + firsts[i] - start, i] for i in range(len(firsts)) if owner[i] == w]
@@ -230,27 +231,6 @@ def _label_id(label_ids: dict[str, int], tag: str, example: NerExample) -> int:
         types = sorted({label[2:] for label in label_ids if label != "O"})
         raise BertforgeError(f"{example.source}: entity type {tag[2:]!r} is not one of the model's types {types}")
     return label_ids[tag]
-
-
-def _windows(n: int, width: int, stride: int, truncate: bool) -> list[tuple[int, int]]:
-    """(start, end) piece ranges covering [0, n) with windows of `width` every `stride` pieces, the last
-    ending at n; one window cut at `width` when truncating."""
-    if n <= width or truncate:
-        return [(0, min(n, width))]
-    starts = list(range(0, n - width, stride)) + [n - width]
-    return [(s, s + width) for s in starts]
-
-
-def _best_windows(firsts: list[int], windows: list[tuple[int, int]]) -> list[int]:
-    """For each word (its first piece), the window where it has the most context on its shorter side; -1
-    when no window holds it (truncation). Ties go to the earlier window."""
-    pos = np.asarray(firsts, dtype=np.int64)[:, None]
-    starts = np.asarray([s for s, _ in windows])[None, :]
-    ends = np.asarray([e for _, e in windows])[None, :]
-    inside = (pos >= starts) & (pos < ends)
-    context = np.where(inside, np.minimum(pos - starts, ends - 1 - pos) + 0.01 * (ends - starts), -np.inf)
-    best = context.argmax(axis=1) if len(windows) else np.zeros(len(firsts), dtype=np.int64)
-    return np.where(inside.any(axis=1), best, -1).tolist()
 
 
 # ------------------------------------------------------------------------------------------- decoding
