@@ -1,5 +1,6 @@
 """BERT/NEZHA models: config, encoder, heads, CRF and checkpoint loading/saving."""
 
+from bertforge.modeling.auto import load_model
 from bertforge.modeling.bert import BertModel, BertOutput
 from bertforge.modeling.config import PRESETS, BertConfig
 from bertforge.modeling.crf import CRF
@@ -26,4 +27,5 @@ __all__ = [
     "ClassifierOutput",
     "PreTrainingOutput",
     "SpanOutput",
+    "load_model",
 ]
