@@ -21,7 +21,7 @@ quickstart: setup
 	OMP_NUM_THREADS=$(THREADS) $(PY) scripts/quickstart.py
 
 test: setup
-	$(PY) -m pytest -q
+	BERTFORGE_REQUIRE_SAMPLES=$${BERTFORGE_REQUIRE_SAMPLES:-1} $(PY) -m pytest -q
 
 bench: setup
 	$(PIP) install -e '.[test,bench]'

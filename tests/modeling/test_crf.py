@@ -213,7 +213,7 @@ def test_rejects_bad_arguments():
         ours(emissions, tags[:, :3], mask)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.cuda
 def test_cuda_matches_cpu():
     emissions, tags, mask = holey_case(0)
     ours = CRF(emissions.size(2)).double()
