@@ -53,9 +53,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _joined_dotted(argv: list[str]) -> list[str]:
+    """`--section.key value` -> `--section.key=value`, so that argparse never takes the value for a positional
+    argument (`predict`'s texts)."""
+    out, i = [], 0
+    while i < len(argv):
+        arg = argv[i]
+        dotted = arg.startswith("--") and "=" not in arg and "." in arg
+        if dotted and i + 1 < len(argv):
+            out.append(f"{arg}={argv[i + 1]}")
+            i += 2
+        else:
+            out.append(arg)
+            i += 1
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
+    args, extra = parser.parse_known_args(_joined_dotted(sys.argv[1:] if argv is None else argv))
     if extra and not getattr(args, "accepts_overrides", False):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.overrides = extra

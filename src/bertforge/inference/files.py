@@ -53,11 +53,13 @@ def read_inputs(
     text_column: str = "text",
     text_b_column: str = "text_b",
     skip_bad_lines: bool = False,
+    fields: tuple[str, ...] = ("text",),
 ) -> Iterator[tuple[int, Any]]:
     """(line number, raw input) for each record: a text line, or a record whose `text_column` and
-    `text_b_column` are renamed to "text" and "text_b". Blank lines are skipped and counted; a bad record
-    is an error naming file and line, or skipped and counted with `skip_bad_lines`. The file is checked
-    now; its records are read as they are consumed."""
+    `text_b_column` are renamed to "text" and "text_b" and which has every one of `fields` (the task's) as a
+    non-empty string. Blank lines are skipped and counted; a bad record is an error naming file and line,
+    or skipped and counted with `skip_bad_lines`. The file is checked now; its records are read as they are
+    consumed."""
     kind = format if format != "auto" else _EXTENSIONS.get(Path(path).suffix.lower(), "text")
     if kind not in FORMATS:
         raise BertforgeError(f"unknown input format {format!r}; expected one of {', '.join(FORMATS)}")
@@ -66,11 +68,11 @@ def read_inputs(
             raise BertforgeError(f"{path}: no such file" + (" (it is a directory)" if Path(path).is_dir() else ""))
         if os.path.getsize(path) == 0:
             raise BertforgeError(f"{path}: file is empty; expected one input per line")
-    return _records(path, kind, report, text_column, text_b_column, skip_bad_lines)
+    return _records(path, kind, report, {text_column: "text", text_b_column: "text_b"}, fields, skip_bad_lines)
 
 
 def _records(
-    path: str, kind: str, report: InputReport, text_column: str, text_b_column: str, skip_bad_lines: bool
+    path: str, kind: str, report: InputReport, names: dict[str, str], fields: tuple[str, ...], skip_bad_lines: bool
 ) -> Iterator[tuple[int, Any]]:
     def bad(message: str, reason: str = "bad record") -> None:
         if not skip_bad_lines:
@@ -95,9 +97,11 @@ def _records(
             continue
         report.records += 1
         if isinstance(value, dict):
-            value = _renamed(value, {text_column: "text", text_b_column: "text_b"})
-            if not isinstance(value.get("text"), str) or not value["text"].strip():
-                bad(f"{path} line {number}: no text in field {text_column!r} (fields: {', '.join(value)})")
+            value = _renamed(value, names)
+            missing = [f for f in fields if not isinstance(value.get(f), str) or not value[f].strip()]
+            if missing:
+                column = {new: old for old, new in names.items()}.get(missing[0], missing[0])
+                bad(f"{path} line {number}: no text in field {column!r} (fields: {', '.join(value)})")
                 continue
         elif not isinstance(value, str):  # a record that could not be parsed
             bad(f"{path} line {number}: {value}")

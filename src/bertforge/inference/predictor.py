@@ -9,6 +9,7 @@ prediction cannot disagree.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 from collections.abc import Iterable, Iterator, Sequence
@@ -82,8 +83,10 @@ class Predictor:
         batch_size: int = 32,
         max_seq_length: int | None = None,
         pad_to_max_length: bool = False,
+        task_options: dict[str, Any] | None = None,
     ) -> Predictor:
-        """Load a model folder (bertforge's, with bertforge.json, or one written by `transformers`)."""
+        """Load a model folder (bertforge's, with bertforge.json, or one written by `transformers`).
+        `task_options` change the model's task settings for this predictor (e.g. QA's `null_threshold`)."""
         folder = Path(folder)
         if not folder.is_dir():
             raise BertforgeError(f"{folder}: no such model folder")
@@ -94,6 +97,13 @@ class Predictor:
                 "(bertforge finetune KIND --init ...)"
             )
         task = get_task(settings.kind, str(folder))
+        unknown = sorted(set(task_options or {}) - set(settings.task))
+        if unknown:
+            raise BertforgeError(
+                f"{folder}: no task setting {unknown[0]!r}; this {task.kind} model has "
+                + (", ".join(settings.task) or "none")
+            )
+        settings = dataclasses.replace(settings, task=settings.task | (task_options or {}))
         vocab = find_vocab(folder)
         tokenizer = FullTokenizer(vocab, do_lower_case=settings.do_lower_case)
         config = BertConfig.from_file(folder / "config.json")

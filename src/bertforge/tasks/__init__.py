@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 from bertforge.errors import BertforgeError
-from bertforge.tasks import classification, ner
+from bertforge.tasks import classification, ner, qa
 from bertforge.tasks.task import Task
 
 TASKS: dict[str, Task] = {
     classification.TASK.kind: classification.TASK,
     ner.TASK.kind: ner.TASK,
+    qa.TASK.kind: qa.TASK,
 }
 
 

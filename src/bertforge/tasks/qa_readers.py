@@ -30,6 +30,10 @@ class QaExample:
     source: str  # "dev.json: question 56be4db0acb8001400a502ec", for messages
 
     @property
+    def guid(self) -> str:
+        return self.qid
+
+    @property
     def labelled(self) -> bool:
         return bool(self.answers) or self.is_impossible
 

@@ -140,3 +140,7 @@ class Task:
     sync: Callable[[Any, ModelSettings], ModelSettings] = lambda model, settings: settings
     # Parameter-name prefix -> multiple of the learning rate (e.g. a CRF head that should learn faster).
     lr_multipliers: Callable[[TaskConfig], dict[str, float]] = lambda tc: {}
+    # Settings learned from the dev scores, kept with the best model (e.g. QA's no-answer threshold).
+    tune: Callable[[ModelSettings, dict[str, float]], ModelSettings] = lambda settings, metrics: settings
+    # The fields a raw input record must have (JSON lines, CSV/TSV columns) for `predict`.
+    fields: tuple[str, ...] = ("text",)

@@ -3,7 +3,7 @@
 The recipe knows no task: the task (`bertforge.tasks`, picked by kind) reads its files, fixes its labels,
 featurizes, names its head and what its loss is a sum over, post-processes and scores. The recipe does the
 rest — tokenizer, cached features, length-grouped training batches with dynamic padding, evaluation at
-every epoch (through the same `run_features` as `bertforge predict`) keeping the best model as a
+every epoch (through the same `Predictor` as `bertforge predict`) keeping the best model as a
 self-describing folder (`OUTPUT/best`), `eval_results.json`, predictions, and several seeds.
 """
 
@@ -28,7 +28,7 @@ from bertforge.errors import BertforgeError
 from bertforge.fileio import atomic_write_text, cache_dir, holds_files, run_lock
 from bertforge.inference.backends import TorchBackend
 from bertforge.inference.files import jsonl_output, write_record
-from bertforge.inference.predictor import Predictor, run_features
+from bertforge.inference.predictor import Predictor
 from bertforge.tasks import get_task, kinds_by_head
 from bertforge.tasks.folder import (
     SETTINGS_FILE,
@@ -211,9 +211,11 @@ def _run_seed(config, task: Task, tc: TaskConfig, method: str, output: Path, see
     if same_task is not None and not config.do_train:
         check_labels(init, same_task, model.config.id2label)
     dev_examples = _read(task, tc.dev, "dev", tc) if (config.do_eval or config.do_train) and tc.dev else None
-    dev = featurize_cached(task, dev_examples, tc.dev, tokenizer, settings, tc) if dev_examples else None
-    if dev is not None and len(dev.inputs) == 2:  # input_ids and token_type_ids only: nothing to score against
-        raise BertforgeError(f"{tc.dev}: no labels; evaluation needs a labelled dev file (or pass --no-do-eval)")
+    if dev_examples:  # featurized now for its problems and labels; evaluation streams it again, chunk by chunk
+        dev_inputs = task.featurize(dev_examples, tokenizer, settings, tc.max_seq_length).inputs
+        if len(dev_inputs) == 2:  # input_ids and token_type_ids only: nothing to score against
+            raise BertforgeError(f"{tc.dev}: no labels; evaluation needs a labelled dev file (or pass --no-do-eval)")
+        del dev_inputs
     test_examples = _read(task, tc.test or tc.dev, "test", tc) if config.do_predict else None
     if test_examples is not None:
         task.featurize(test_examples, tokenizer, settings, tc.max_seq_length)  # its problems show up now
@@ -230,13 +232,15 @@ def _run_seed(config, task: Task, tc: TaskConfig, method: str, output: Path, see
     backend = TorchBackend(model, dist.device)
 
     def evaluate(step: int) -> dict[str, float]:
+        """Dev scores through the prediction path (streamed: memory does not grow with the dev set)."""
         now = task.sync(model, settings)
-        outputs = run_features(backend, dev, tc.eval_batch_size, task.token_outputs)
-        metrics = task.score(task.postprocess(dev_examples, dev, outputs, now), dev_examples, now, method)
-        metrics = {k: float(v) for k, v in metrics.items()}
+        predictor = Predictor(task, now, tokenizer, backend, batch_size=tc.eval_batch_size)
+        results = [result for _, result in predictor.predict_examples(dev_examples)]
+        metrics = {k: float(v) for k, v in task.score(results, dev_examples, now, method).items()}
         if dist.is_main and metrics[main_metric] > best["score"]:
             best.update(score=metrics[main_metric], step=step, metrics=metrics)
-            save_model_folder(best_dir, model, now, vocab, {"eval_results.json": json.dumps(best, indent=2)})
+            extra = {"eval_results.json": json.dumps(best, indent=2)}
+            save_model_folder(best_dir, model, task.tune(now, metrics), vocab, extra)
         return metrics
 
     if config.do_train:
@@ -251,12 +255,12 @@ def _run_seed(config, task: Task, tc: TaskConfig, method: str, output: Path, see
             objective(task),
             name="finetune",
             lengths=None if pad_to else train.lengths,  # length grouping only helps dynamic padding
-            evaluate=evaluate if dev is not None else None,
+            evaluate=evaluate if dev_examples else None,
             lr_multipliers=task.lr_multipliers(tc),
         )
         run = loop.setup(job, seeded, config.optimizer, config.loss_scale, output, dist, previous=previous)
         loop.train(run, progress)
-        if dev is None and dist.is_main:  # nothing to choose by: the last model is the one kept
+        if not dev_examples and dist.is_main:  # nothing to choose by: the last model is the one kept
             save_model_folder(best_dir, model, task.sync(model, settings), vocab)
         dist.barrier()
         model = task.head.from_pretrained(best_dir).to(dist.device)
@@ -264,8 +268,9 @@ def _run_seed(config, task: Task, tc: TaskConfig, method: str, output: Path, see
     settings = task.sync(model, settings)
     model.eval()
     results: dict[str, Any] = {}
-    if config.do_eval and dev is not None:
+    if config.do_eval and dev_examples:
         results = evaluate(best.get("step", 0)) if not config.do_train else dict(best["metrics"])
+        settings = task.tune(settings, results)  # what the kept model folder holds
         results = results | {"best_step": best.get("step", 0)}
         if dist.is_main:
             log.info(format_metrics({k: v for k, v in results.items() if k != "best_step"}))

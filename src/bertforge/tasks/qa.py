@@ -1,0 +1,336 @@
+"""Extractive question answering as a task: SQuAD v1.1 and v2.0, CMRC2018, DRCD (the SQuAD layout).
+
+A question and its context become `[CLS] question [SEP] window [SEP]` features, one per window of context
+word-pieces (`doc_stride` pieces between window starts, Google's meaning: `transformers`' run_qa uses the same
+flag for the overlap). Every context piece keeps its character span in the raw context, so an answer comes back
+as an exact substring of it in any script. In training a window that does not hold the whole answer targets
+`[CLS]`, as in Google's and Hugging Face's recipes.
+
+Post-processing is vectorised per window: all (start, end) pairs with the start in the window's max-context run
+(Google's `_check_is_max_context`), the end in the window's context and at most `max_answer_length` pieces long
+are scored at once (start + end logit) and the `n_best_size` best kept; an example's windows are merged as soon
+as they are done (per chunk of inputs, so memory does not grow with the evaluation set). For v2.0 the null score
+is the lowest `[CLS]` score over the windows; "no answer" wins when it beats the best span by more than the
+threshold, which evaluation tunes on the dev set (the official script's `best_f1_thresh`) and the model folder
+keeps for `predict`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from bertforge.errors import BertforgeError
+from bertforge.fileio import atomic_write_text
+from bertforge.modeling.heads import BertForQuestionAnswering
+from bertforge.tasks.folder import ModelSettings
+from bertforge.tasks.qa_metrics import cmrc2018_scores, squad_v1_scores, squad_v2_scores
+from bertforge.tasks.qa_readers import QaExample, read_qa
+from bertforge.tasks.task import Features, Task, TaskConfig
+from bertforge.tasks.windows import best_windows, windows
+from bertforge.tokenization import CLS, SEP, FullTokenizer
+
+log = logging.getLogger("bertforge")
+
+METRICS = ("auto", "squad", "squad_v2", "cmrc2018")
+
+
+@dataclass
+class QaConfig(TaskConfig):
+    format: str = "squad"  # the SQuAD layout (SQuAD v1.1/v2.0, CMRC2018, DRCD, MLQA, XQuAD)
+    max_seq_length: int = 384
+    assessment_method: str = "f1"  # f1, exact (SQuAD), em, average (CMRC2018), best_f1 (v2.0, tuned threshold)
+    eval_batch_size: int = 32
+    doc_stride: int = 128  # context pieces between the starts of consecutive windows
+    max_query_length: int = 64  # longer questions are cut to this many pieces (counted)
+    n_best_size: int = 20
+    max_answer_length: int = 30  # in word-pieces
+    version_2_with_negative: bool | None = None  # questions may have no answer; None: if the train file has any
+    metric: str = "auto"  # squad, squad_v2, cmrc2018; auto: squad_v2 for v2 data, cmrc2018 for Chinese, else squad
+    null_score_diff_threshold: float | None = None  # None: tuned on dev (v2.0), or the model folder's
+    tune_threshold: bool = True  # v2.0: keep the dev set's best_f1_thresh in the model folder
+
+
+@dataclass
+class QaPrediction:
+    """The answer as users get it, plus what the official files and scores need."""
+
+    answer: str  # "" for "no answer" (v2.0)
+    score: float  # probability of the answer among the n-best (and the null answer, for v2.0)
+    start: int  # character offsets into the context; 0, 0 for "no answer"
+    end: int
+    best_span: str  # the best non-null answer (what the v2.0 threshold is tuned on)
+    nbest: list[dict[str, Any]]
+    null_odds: float | None  # null score minus the best span's score (v2.0 models)
+
+    def present(self) -> dict[str, Any]:
+        return {"answer": self.answer, "score": self.score, "start": self.start, "end": self.end}
+
+
+# ------------------------------------------------------------------------------------------- reading, settings
+def read(path: str, tc: QaConfig) -> list[QaExample]:
+    examples, report = read_qa(path, skip_bad_lines=tc.skip_bad_lines)
+    if report.skipped or report.unlabelled:
+        log.info(report.summary())
+    return examples
+
+
+def _check(tc: QaConfig) -> None:
+    """The window left for context must exceed the stride, or windows would skip context."""
+    if tc.n_best_size < 1 or tc.max_answer_length < 1 or tc.max_query_length < 1:
+        raise BertforgeError("n_best_size, max_answer_length and max_query_length must each be at least 1")
+    window = tc.max_seq_length - tc.max_query_length - 3
+    if window < 1:
+        raise BertforgeError(
+            f"max_seq_length {tc.max_seq_length} leaves no room for context after a question of up to "
+            f"max_query_length {tc.max_query_length} pieces and 3 special tokens"
+        )
+    if not 1 <= tc.doc_stride < window:
+        raise BertforgeError(
+            f"--task.doc_stride {tc.doc_stride} must be at least 1 and smaller than the context window, "
+            f"{window} pieces (max_seq_length {tc.max_seq_length} - max_query_length {tc.max_query_length} - 3)"
+        )
+    if tc.metric not in METRICS:
+        raise BertforgeError(f"unknown QA metric {tc.metric!r}; expected one of {', '.join(METRICS)}")
+
+
+def _decoding(tc: QaConfig, saved: dict[str, Any]) -> dict[str, Any]:
+    fixed = tc.null_score_diff_threshold is not None
+    return {
+        "doc_stride": tc.doc_stride,
+        "max_query_length": tc.max_query_length,
+        "n_best_size": tc.n_best_size,
+        "max_answer_length": tc.max_answer_length,
+        "null_threshold": tc.null_score_diff_threshold if fixed else saved.get("null_threshold", 0.0),
+        "tune_threshold": tc.tune_threshold and not fixed,
+    }
+
+
+def prepare(tc: QaConfig, train: list[QaExample], init: ModelSettings | None) -> ModelSettings:
+    """v2.0 (questions without answers) and the metric from the config, else the initial QA model's, else the
+    training data; decoding settings from the config (the threshold: the model's tuned one unless given)."""
+    _check(tc)
+    saved = init.task if init is not None and not train else {}
+    v2 = tc.version_2_with_negative
+    if v2 is None:
+        v2 = saved.get("version_2_with_negative", any(e.is_impossible for e in train))
+    metric = tc.metric if tc.metric != "auto" else saved.get("metric") or _metric(train, v2)
+    task = {"version_2_with_negative": bool(v2), "metric": metric} | _decoding(tc, saved)
+    return ModelSettings(kind="qa", labels=None, max_seq_length=tc.max_seq_length, task=task)
+
+
+def _metric(examples: Sequence[QaExample], v2: bool) -> str:
+    if v2:
+        return "squad_v2"
+    text = "".join(e.context[:200] for e in examples[:200])
+    cjk = sum("\u4e00" <= c <= "\u9fff" for c in text)
+    return "cmrc2018" if text and cjk > len(text) / 3 else "squad"
+
+
+def tune(settings: ModelSettings, metrics: dict[str, float]) -> ModelSettings:
+    """v2.0: the no-answer threshold that maximised dev F1 becomes the model's."""
+    if not settings.task.get("tune_threshold") or "best_f1_thresh" not in metrics:
+        return settings
+    return dataclasses.replace(settings, task=dict(settings.task) | {"null_threshold": metrics["best_f1_thresh"]})
+
+
+def example(raw: Any, index: str) -> QaExample:
+    """{"question", "context"[, "id"]} or a (question, context) pair."""
+    if isinstance(raw, tuple) and len(raw) == 2:
+        raw = {"question": raw[0], "context": raw[1]}
+    if not isinstance(raw, dict):
+        raise BertforgeError(f'expected {{"question", "context"}} or a (question, context) pair, got {str(raw)[:60]!r}')
+    for name in ("question", "context"):
+        if not isinstance(raw.get(name), str) or not raw[name].strip():
+            raise BertforgeError(f"empty or missing {name!r} (fields: {', '.join(raw) or 'none'})")
+    guid = str(raw.get("id", index))
+    return QaExample(guid, raw["question"], raw["context"], [], False, f"input {index}")
+
+
+# ------------------------------------------------------------------------------------------- features
+def featurize(
+    examples: Sequence[QaExample], tokenizer: FullTokenizer, settings: ModelSettings, max_seq_length: int
+) -> Features:
+    """One feature per window. meta["window"]: [input position of the window's first context piece, that
+    piece's index in the context]; meta["owned"]: [first, last+1) input positions whose window this is (max
+    context); meta["offsets"]: the character spans of the window's context pieces."""
+    task = settings.task
+    stride, max_query = int(task.get("doc_stride", 128)), int(task.get("max_query_length", 64))
+    cls, sep = tokenizer.vocab[CLS], tokenizer.vocab[SEP]
+    questions = tokenizer.ids_batch([e.question for e in examples])
+    contexts = tokenizer.ids_and_offsets_batch([e.context for e in examples])
+    labelled = bool(examples) and all(e.labelled for e in examples)
+    inputs: dict[str, list] = {"input_ids": [], "token_type_ids": []}
+    if labelled:
+        inputs |= {"start_positions": [], "end_positions": []}
+    meta: dict[str, list] = {"window": [], "owned": [], "offsets": []}
+    example_index, num_truncated = [], 0
+    for n, (e, question, (pieces, offsets)) in enumerate(zip(examples, questions, contexts)):
+        if len(question) > max_seq_length - 3:
+            raise BertforgeError(
+                f"{e.source}: the question has {len(question)} word-pieces, more than max_seq_length "
+                f"{max_seq_length} holds; is it the context?"
+            )
+        if not pieces:
+            raise BertforgeError(f"{e.source}: the context has no text the tokenizer keeps")
+        num_truncated += len(question) > max_query
+        question = question[:max_query]
+        width = max_seq_length - len(question) - 3
+        if stride >= width:
+            raise BertforgeError(f"doc_stride {stride} is not smaller than the context window ({width} pieces)")
+        spans = windows(len(pieces), width, stride)
+        owner = np.asarray(best_windows(range(len(pieces)), spans))
+        answer = _answer_pieces(e, offsets) if labelled else None
+        first = len(question) + 2
+        for w, (s, t) in enumerate(spans):
+            inputs["input_ids"].append([cls, *question, sep, *pieces[s:t], sep])
+            inputs["token_type_ids"].append([0] * first + [1] * (t - s + 1))
+            mine = np.flatnonzero(owner == w)  # one contiguous run (possibly none)
+            lo, hi = (int(mine[0]), int(mine[-1]) + 1) if mine.size else (s, s)
+            meta["window"].append([first, s])
+            meta["owned"].append([first + lo - s, first + hi - s])
+            meta["offsets"].append([list(o) for o in offsets[s:t]])
+            example_index.append(n)
+            if labelled:
+                inside = answer is not None and s <= answer[0] and answer[1] < t
+                inputs["start_positions"].append(first + answer[0] - s if inside else 0)
+                inputs["end_positions"].append(first + answer[1] - s if inside else 0)
+    return Features(inputs, example_index, num_truncated, meta)
+
+
+def _answer_pieces(e: QaExample, offsets: list[tuple[int, int]]) -> tuple[int, int] | None:
+    """First and last context piece of the (first) answer: the pieces its characters overlap."""
+    if not e.answers:
+        return None
+    text, start = e.answers[0]
+    end = start + len(text)
+    hit = [i for i, (a, b) in enumerate(offsets) if a < end and b > start]
+    if not hit:
+        raise BertforgeError(f"{e.source}: the answer {text!r} has no text the tokenizer keeps")
+    return hit[0], hit[-1]
+
+
+# ------------------------------------------------------------------------------------------- post-processing
+def span_candidates(
+    start_logits: np.ndarray, end_logits: np.ndarray, owned: tuple[int, int], context_end: int, max_len: int, k: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The `k` best (score, start, end) of one window, best first: start in `owned`, start <= end <
+    `context_end`, end - start < `max_len`; ties in (start, end) order."""
+    lo, hi = owned
+    starts = np.arange(lo, hi)
+    ends = starts[:, None] + np.arange(max_len)[None, :]
+    valid = ends < context_end
+    scores = np.where(valid, start_logits[lo:hi, None] + end_logits[np.minimum(ends, context_end - 1)], -np.inf)
+    flat = scores.ravel()
+    if flat.size > k:
+        top = np.argpartition(-flat, k - 1)[:k]
+        top = top[np.lexsort((top, -flat[top]))]
+    else:
+        top = np.lexsort((np.arange(flat.size), -flat))
+    top = top[np.isfinite(flat[top])]
+    return flat[top], starts[top // max_len], starts[top // max_len] + top % max_len
+
+
+def postprocess(examples: Sequence[QaExample], features: Features, outputs, settings: ModelSettings) -> list:
+    """Each example's n-best spans over its windows, its answer and, for v2.0, the null odds."""
+    task = settings.task
+    k, max_len = int(task.get("n_best_size", 20)), int(task.get("max_answer_length", 30))
+    v2, threshold = bool(task.get("version_2_with_negative")), float(task.get("null_threshold", 0.0))
+    found: list[list] = [[] for _ in examples]  # per example: (scores, starts, ends, feature) of each window
+    null = np.full(len(examples), np.inf)
+    for f, out in enumerate(outputs):
+        n = features.example_index[f]
+        s, e = np.asarray(out["start_logits"], dtype=np.float64), np.asarray(out["end_logits"], dtype=np.float64)
+        context_end = len(s) - 1  # the final [SEP]
+        found[n].append((*span_candidates(s, e, features.meta["owned"][f], context_end, max_len, k), f))
+        null[n] = min(null[n], s[0] + e[0])
+    results = []
+    for n, (ex, parts) in enumerate(zip(examples, found)):
+        scores = np.concatenate([p[0] for p in parts])
+        order = np.lexsort((np.arange(len(scores)), -scores))[:k]  # stable: earlier windows first on ties
+        owners = np.concatenate([np.full(len(p[0]), i) for i, p in enumerate(parts)])[order]
+        where = np.concatenate([np.arange(len(p[0])) for p in parts])[order]
+        nbest = []
+        for score, i, j in zip(scores[order], owners, where):
+            _, starts, ends, f = parts[i]
+            first, offsets = features.meta["window"][f][0], features.meta["offsets"][f]
+            a, b = offsets[starts[j] - first][0], offsets[ends[j] - first][1]
+            nbest.append({"text": ex.context[a:b], "score": float(score), "start": a, "end": b})
+        total = [c["score"] for c in nbest] + ([float(null[n])] if v2 else [])
+        z = np.exp(np.asarray(total) - max(total))
+        probs = z / z.sum()
+        for c, p in zip(nbest, probs):
+            c["probability"] = float(p)
+        best = nbest[0] if nbest else None
+        null_odds = float(null[n] - best["score"]) if v2 and best else (0.0 if v2 else None)
+        if best is None or (v2 and null_odds > threshold):
+            answer = ("", float(probs[-1]) if v2 else 0.0, 0, 0)
+        else:
+            answer = (best["text"], best["probability"], best["start"], best["end"])
+        results.append(QaPrediction(*answer, best["text"] if best else "", nbest, null_odds))
+    return results
+
+
+# ------------------------------------------------------------------------------------------- scores, files
+def score(results: list, examples: Sequence[QaExample], settings: ModelSettings, method: str) -> dict[str, float]:
+    """The official script's scores for the model's metric (SQuAD v1.1, v2.0 with the threshold, CMRC2018)."""
+    if any(not e.labelled for e in examples):
+        raise BertforgeError(f"{examples[0].source.rsplit(': ', 1)[0]}: questions without answers cannot be scored")
+    kind = settings.task.get("metric", "squad")
+    if kind == "squad_v2":
+        spans = {e.qid: r.best_span for e, r in zip(examples, results)}
+        odds = {e.qid: r.null_odds for e, r in zip(examples, results)}
+        threshold = float(settings.task.get("null_threshold", 0.0))
+        metrics = squad_v2_scores(examples, spans, odds, na_prob_thresh=threshold)
+    else:
+        answers = {e.qid: r.answer for e, r in zip(examples, results)}
+        metrics = (cmrc2018_scores if kind == "cmrc2018" else squad_v1_scores)(examples, answers)
+    if method not in metrics:
+        raise BertforgeError(f"assessment method {method!r} is not a {kind} score ({', '.join(metrics)})")
+    return metrics
+
+
+def submissions(
+    output: Path, examples: Sequence[QaExample], results: list, settings: ModelSettings, tc: QaConfig
+) -> list[Path]:
+    """The official formats: predictions.json (id → answer), nbest_predictions.json, null_odds.json (v2.0)."""
+    files = {
+        "predictions.json": {e.qid: r.answer for e, r in zip(examples, results)},
+        "nbest_predictions.json": {e.qid: r.nbest for e, r in zip(examples, results)},
+    }
+    if settings.task.get("version_2_with_negative"):
+        files["null_odds.json"] = {e.qid: r.null_odds for e, r in zip(examples, results)}
+    for name, content in files.items():
+        atomic_write_text(output / name, json.dumps(content, ensure_ascii=False, indent=2) + "\n")
+    return [output / name for name in files]
+
+
+TASK = Task(
+    kind="qa",
+    config=QaConfig,
+    head=BertForQuestionAnswering,
+    default_method="f1",
+    methods={"f1": "f1", "exact": "exact", "em": "em", "average": "average", "best_f1": "best_f1"},
+    read=read,
+    prepare=prepare,
+    model_overrides=lambda settings: {},
+    example=example,
+    featurize=featurize,
+    loss_count=lambda batch: torch.tensor(float(len(batch["start_positions"]))),
+    postprocess=postprocess,
+    score=score,
+    record=QaPrediction.present,
+    submissions=submissions,
+    token_outputs=("start_logits", "end_logits"),
+    present=QaPrediction.present,
+    tune=tune,
+    fields=("question", "context"),
+)
