@@ -142,6 +142,7 @@ def test_whitespace_only_input_leaves_no_dataset_behind(tmp_path, vocab, capsys)
     assert "no schema.json, not a bertforge pretraining dataset" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_and_ctrl_c_is_one_line_with_exit_130(tmp_path, vocab):
     """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) while workers run."""
     import signal

@@ -117,6 +117,7 @@ def assert_well_formed(dataset, vocab_size, cls_id, sep_id):
         assert item["next_sentence_labels"] in (0, 1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("corpus,vocab", [("wiki_text", "vocab-en"), ("chinese_text", "vocab-zh")])
 def test_statistics_match_googles_script(request, sample, tmp_path, corpus, vocab):
     text = request.getfixturevalue(corpus)

@@ -42,6 +42,7 @@ def minilm(sample):
     return sample("minilm")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
 def test_real_minilm_matches_transformers(minilm, attn):
     ours = BertModel.from_pretrained(minilm).eval()
@@ -54,6 +55,7 @@ def test_real_minilm_matches_transformers(minilm, attn):
     assert (a.pooler_output - b.pooler_output).abs().max() <= 1e-5
 
 
+@pytest.mark.slow
 def test_minilm_round_trip_hf_bertforge_hf(minilm, tmp_path):
     original = transformers.BertModel.from_pretrained(minilm).state_dict()
     BertModel.from_pretrained(minilm).save_pretrained(tmp_path)

@@ -78,6 +78,7 @@ def weights(checkpoint: Path) -> dict[str, torch.Tensor]:
     return load_file(checkpoint / "model.safetensors")
 
 
+@pytest.mark.slow
 def test_tiny_model_overfits_a_small_dataset(small_data, tmp_path):
     config = tiny(
         small_data,
@@ -93,6 +94,7 @@ def test_tiny_model_overfits_a_small_dataset(small_data, tmp_path):
     assert result["nsp_accuracy"] > 0.9, result
 
 
+@pytest.mark.slow
 def test_real_run_lowers_the_mlm_loss_and_logs_everything(wiki_data, tmp_path):
     config = tiny(wiki_data, "train.train_steps=60", "train.log_steps=10", "train.save_checkpoint_steps=1000")
     pretrain(config, tmp_path / "run", progress=False)
@@ -160,6 +162,7 @@ def _wait_for(path: Path, proc: subprocess.Popen, seconds: float = 120) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
 def test_killed_and_resumed_run_ends_bit_identical(news_data, tmp_path, how):
     full = _run(_pretrain_args(news_data, tmp_path / "full"))
@@ -185,6 +188,7 @@ def test_killed_and_resumed_run_ends_bit_identical(news_data, tmp_path, how):
     ]
 
 
+@pytest.mark.slow
 def test_two_process_ddp_equals_one_process_with_accumulation(news_data, tmp_path):
     common = [
         "--config",
