@@ -136,7 +136,7 @@ def reference_postprocess(examples, features, outputs, settings_):
         for i in range(len(s)):
             for j in range(len(e)):
                 if lo <= i < hi and i <= j < len(s) - 1 and j - i < max_len:
-                    a, b = offsets[i - first][0], offsets[j - first][1]
+                    a, b = offsets[2 * (i - first)], offsets[2 * (j - first) + 1]
                     found[n].append((float(s[i]) + float(e[j]), f, i, j, a, b))
     results = []
     for n, example in enumerate(examples):

@@ -161,7 +161,7 @@ def featurize(
 ) -> Features:
     """One feature per window. meta["window"]: [input position of the window's first context piece, that
     piece's index in the context]; meta["owned"]: [first, last+1) input positions whose window this is (max
-    context); meta["offsets"]: the character spans of the window's context pieces."""
+    context); meta["offsets"]: the character spans of the window's context pieces, flat [start, end, ...]."""
     task = settings.task
     stride, max_query = int(task.get("doc_stride", 128)), int(task.get("max_query_length", 64))
     cls, sep = tokenizer.vocab[CLS], tokenizer.vocab[SEP]
@@ -197,7 +197,7 @@ def featurize(
             lo, hi = (int(mine[0]), int(mine[-1]) + 1) if mine.size else (s, s)
             meta["window"].append([first, s])
             meta["owned"].append([first + lo - s, first + hi - s])
-            meta["offsets"].append([list(o) for o in offsets[s:t]])
+            meta["offsets"].append([x for o in offsets[s:t] for x in o])  # flat: a fraction of the memory
             example_index.append(n)
             if labelled:
                 inside = answer is not None and s <= answer[0] and answer[1] < t
@@ -219,24 +219,28 @@ def _answer_pieces(e: QaExample, offsets: list[tuple[int, int]]) -> tuple[int, i
 
 
 # ------------------------------------------------------------------------------------------- post-processing
-def span_candidates(
-    start_logits: np.ndarray, end_logits: np.ndarray, owned: tuple[int, int], context_end: int, max_len: int, k: int
+BLOCK = 64  # windows scored at once: (BLOCK, length, max_answer_length) float64 scores, 6 MB at 384 × 30
+
+
+def top_spans(
+    start_logits: np.ndarray, end_logits: np.ndarray, lengths: np.ndarray, owned: np.ndarray, max_len: int, k: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The `k` best (score, start, end) of one window, best first: start in `owned`, start <= end <
-    `context_end`, end - start < `max_len`; ties in (start, end) order."""
-    lo, hi = owned
-    starts = np.arange(lo, hi)
-    ends = starts[:, None] + np.arange(max_len)[None, :]
-    valid = ends < context_end
-    scores = np.where(valid, start_logits[lo:hi, None] + end_logits[np.minimum(ends, context_end - 1)], -np.inf)
-    flat = scores.ravel()
-    if flat.size > k:
-        top = np.argpartition(-flat, k - 1)[:k]
-        top = top[np.lexsort((top, -flat[top]))]
-    else:
-        top = np.lexsort((np.arange(flat.size), -flat))
-    top = top[np.isfinite(flat[top])]
-    return flat[top], starts[top // max_len], starts[top // max_len] + top % max_len
+    """The `k` best (score, start, end) of each window, best first, for windows padded to one width: start in
+    `owned[w]`, start <= end < the window's final [SEP] (`lengths[w] - 1`), end - start < `max_len`; ties in
+    (start, end) order; (-inf, 0, 0) where a window has fewer than `k` spans. Each (W,) or (W, k)."""
+    width = start_logits.shape[1]
+    padded = np.concatenate([end_logits, np.zeros((len(end_logits), max_len))], axis=1)
+    band = np.lib.stride_tricks.sliding_window_view(padded, max_len, axis=1)[:, :width]  # [w, i, j] = end[w, i + j]
+    pos = np.arange(width)
+    start_ok = (pos >= owned[:, :1]) & (pos < owned[:, 1:])
+    end_ok = pos[None, :, None] + np.arange(max_len)[None, None, :] < (lengths - 1)[:, None, None]
+    scores = np.where(start_ok[:, :, None] & end_ok, start_logits[:, :, None] + band, -np.inf).reshape(len(lengths), -1)
+    k = min(k, scores.shape[1])
+    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    values = np.take_along_axis(scores, top, axis=1)
+    order = np.lexsort((top, -values), axis=-1)
+    top, values = np.take_along_axis(top, order, axis=1), np.take_along_axis(values, order, axis=1)
+    return values, top // max_len, top // max_len + top % max_len
 
 
 def postprocess(examples: Sequence[QaExample], features: Features, outputs, settings: ModelSettings) -> list:
@@ -244,26 +248,38 @@ def postprocess(examples: Sequence[QaExample], features: Features, outputs, sett
     task = settings.task
     k, max_len = int(task.get("n_best_size", 20)), int(task.get("max_answer_length", 30))
     v2, threshold = bool(task.get("version_2_with_negative")), float(task.get("null_threshold", 0.0))
-    found: list[list] = [[] for _ in examples]  # per example: (scores, starts, ends, feature) of each window
+    count = len(outputs)
+    scores, starts, ends = np.full((count, k), -np.inf), np.zeros((count, k), np.int64), np.zeros((count, k), np.int64)
     null = np.full(len(examples), np.inf)
-    for f, out in enumerate(outputs):
-        n = features.example_index[f]
-        s, e = np.asarray(out["start_logits"], dtype=np.float64), np.asarray(out["end_logits"], dtype=np.float64)
-        context_end = len(s) - 1  # the final [SEP]
-        found[n].append((*span_candidates(s, e, features.meta["owned"][f], context_end, max_len, k), f))
-        null[n] = min(null[n], s[0] + e[0])
+    for lo in range(0, count, BLOCK):
+        block = outputs[lo : lo + BLOCK]
+        lengths = np.array([len(out["start_logits"]) for out in block])
+        s, e = np.zeros((len(block), lengths.max())), np.zeros((len(block), lengths.max()))
+        for row, out in enumerate(block):
+            s[row, : lengths[row]], e[row, : lengths[row]] = out["start_logits"], out["end_logits"]
+        owned = np.asarray(features.meta["owned"][lo : lo + BLOCK], dtype=np.int64)
+        found = top_spans(s, e, lengths, owned, max_len, k)
+        width = found[0].shape[1]
+        (
+            scores[lo : lo + len(block), :width],
+            starts[lo : lo + len(block), :width],
+            ends[lo : lo + len(block), :width],
+        ) = found
+        np.minimum.at(null, features.example_index[lo : lo + BLOCK], s[:, 0] + e[:, 0])
+    windows_of: list[list[int]] = [[] for _ in examples]
+    for f, n in enumerate(features.example_index):
+        windows_of[n].append(f)
     results = []
-    for n, (ex, parts) in enumerate(zip(examples, found)):
-        scores = np.concatenate([p[0] for p in parts])
-        order = np.lexsort((np.arange(len(scores)), -scores))[:k]  # stable: earlier windows first on ties
-        owners = np.concatenate([np.full(len(p[0]), i) for i, p in enumerate(parts)])[order]
-        where = np.concatenate([np.arange(len(p[0])) for p in parts])[order]
+    for n, (ex, mine) in enumerate(zip(examples, windows_of)):
+        candidates = scores[mine].ravel()  # window by window, each best first: a stable sort keeps window order
+        order = np.argsort(-candidates, kind="stable")[:k]
+        order = order[np.isfinite(candidates[order])]
         nbest = []
-        for score, i, j in zip(scores[order], owners, where):
-            _, starts, ends, f = parts[i]
+        for i in order.tolist():
+            f, j = mine[i // k], i % k
             first, offsets = features.meta["window"][f][0], features.meta["offsets"][f]
-            a, b = offsets[starts[j] - first][0], offsets[ends[j] - first][1]
-            nbest.append({"text": ex.context[a:b], "score": float(score), "start": a, "end": b})
+            a, b = offsets[2 * (starts[f, j] - first)], offsets[2 * (ends[f, j] - first) + 1]
+            nbest.append({"text": ex.context[a:b], "score": float(candidates[i]), "start": a, "end": b})
         total = [c["score"] for c in nbest] + ([float(null[n])] if v2 else [])
         z = np.exp(np.asarray(total) - max(total))
         probs = z / z.sum()

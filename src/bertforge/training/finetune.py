@@ -47,6 +47,8 @@ from bertforge.training.config import LossScaleConfig, OptimizerConfig, TrainCon
 
 log = logging.getLogger("bertforge")
 
+EVAL_CHUNK = 1024  # dev examples featurized, run and post-processed at a time (bounds evaluation's memory)
+
 
 @dataclass
 class FinetuneConfig:
@@ -70,11 +72,12 @@ class FinetuneConfig:
 
 @functools.cache
 def config_class(kind: str) -> type:
-    """FinetuneConfig with `task` typed as the task's own config, so unknown keys are caught by name."""
+    """FinetuneConfig for `kind` (its default), with `task` typed as the task's own config, so unknown keys are
+    caught by name."""
     task = get_task(kind)
     return dataclasses.make_dataclass(
         f"{task.config.__name__}Finetune",
-        [("task", task.config, field(default_factory=task.config))],
+        [("kind", str, field(default=kind)), ("task", task.config, field(default_factory=task.config))],
         bases=(FinetuneConfig,),
     )
 
@@ -211,11 +214,12 @@ def _run_seed(config, task: Task, tc: TaskConfig, method: str, output: Path, see
     if same_task is not None and not config.do_train:
         check_labels(init, same_task, model.config.id2label)
     dev_examples = _read(task, tc.dev, "dev", tc) if (config.do_eval or config.do_train) and tc.dev else None
-    if dev_examples:  # featurized now for its problems and labels; evaluation streams it again, chunk by chunk
-        dev_inputs = task.featurize(dev_examples, tokenizer, settings, tc.max_seq_length).inputs
-        if len(dev_inputs) == 2:  # input_ids and token_type_ids only: nothing to score against
+    # Featurized now for its problems and labels, a chunk at a time as evaluation streams it (memory does not
+    # grow with the dev set).
+    for start in range(0, len(dev_examples or ()), EVAL_CHUNK):
+        chunk = dev_examples[start : start + EVAL_CHUNK]
+        if len(task.featurize(chunk, tokenizer, settings, tc.max_seq_length).inputs) == 2:  # no targets
             raise BertforgeError(f"{tc.dev}: no labels; evaluation needs a labelled dev file (or pass --no-do-eval)")
-        del dev_inputs
     test_examples = _read(task, tc.test or tc.dev, "test", tc) if config.do_predict else None
     if test_examples is not None:
         task.featurize(test_examples, tokenizer, settings, tc.max_seq_length)  # its problems show up now
@@ -234,7 +238,7 @@ def _run_seed(config, task: Task, tc: TaskConfig, method: str, output: Path, see
     def evaluate(step: int) -> dict[str, float]:
         """Dev scores through the prediction path (streamed: memory does not grow with the dev set)."""
         now = task.sync(model, settings)
-        predictor = Predictor(task, now, tokenizer, backend, batch_size=tc.eval_batch_size)
+        predictor = Predictor(task, now, tokenizer, backend, batch_size=tc.eval_batch_size, chunk_size=EVAL_CHUNK)
         results = [result for _, result in predictor.predict_examples(dev_examples)]
         metrics = {k: float(v) for k, v in task.score(results, dev_examples, now, method).items()}
         if dist.is_main and metrics[main_metric] > best["score"]:
