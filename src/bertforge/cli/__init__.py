@@ -11,6 +11,7 @@ from bertforge.cli import (
     convert,
     convert_data,
     create_data,
+    export,
     extract_wiki,
     finetune,
     inspect,
@@ -32,6 +33,7 @@ SUBCOMMANDS = (
     pretrain,
     finetune,
     predict,
+    export,
     pretrain_eval,
     plot,
 )

@@ -1,7 +1,7 @@
 """Where a head's forward pass runs. A backend takes a padded batch of NumPy arrays (`input_ids`,
 `token_type_ids`, `attention_mask`, each (B, S) int64) and returns the head's outputs by name as NumPy
 arrays (e.g. `logits` (B, C) or (B, S, C), `start_logits` (B, S)). Task code sees only this, so another
-runtime (ONNX Runtime) is one more backend here, not a change to any task."""
+runtime (ONNX Runtime, `OnnxBackend`) is one more backend here, not a change to any task."""
 
 from __future__ import annotations
 
@@ -14,6 +14,17 @@ import torch
 from bertforge.errors import BertforgeError
 
 INPUT_NAMES = ("input_ids", "token_type_ids", "attention_mask")
+ONNX_FILE = "model.onnx"
+
+
+def named_outputs(out) -> dict[str, torch.Tensor]:
+    """A head's output dataclass -> its prediction tensors by field name (losses and loss terms left out).
+    The ONNX graph's outputs are these names too, so every backend returns the same ones."""
+    return {
+        f.name: value
+        for f in dataclasses.fields(out)
+        if isinstance(value := getattr(out, f.name), torch.Tensor) and not f.name.endswith("loss")
+    }
 
 
 class TorchBackend:
@@ -34,11 +45,34 @@ class TorchBackend:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         with torch.inference_mode():
             out = self.model(**{k: torch.from_numpy(batch[k]).to(self.device) for k in INPUT_NAMES})
-        return {
-            f.name: value.float().cpu().numpy()
-            for f in dataclasses.fields(out)
-            if isinstance(value := getattr(out, f.name), torch.Tensor) and not f.name.endswith("loss")
-        }
+        return {name: value.float().cpu().numpy() for name, value in named_outputs(out).items()}
 
 
-BACKENDS = {"torch": TorchBackend.load}
+class OnnxBackend:
+    """An exported model (`bertforge export`) in one ONNX Runtime session, created once, on the CPU."""
+
+    def __init__(self, path: Path, threads: int | None = None):
+        from bertforge.export import need
+
+        ort = need("onnxruntime")
+        if not path.is_file():
+            raise BertforgeError(f"{path.parent}: no {path.name}; export the model first (bertforge export)")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or 0  # 0: ONNX Runtime's default (the physical cores)
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.inputs = [i.name for i in self.session.get_inputs()]
+        self.outputs = [o.name for o in self.session.get_outputs()]
+
+    @classmethod
+    def load(cls, folder: Path, head: type, device: str = "cpu", threads: int | None = None) -> OnnxBackend:
+        if device != "cpu":
+            raise BertforgeError(f"--backend onnx runs on the CPU; --device {device} is for --backend torch")
+        return cls(Path(folder) / ONNX_FILE, threads)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        values = self.session.run(self.outputs, {name: batch[name] for name in self.inputs})
+        return dict(zip(self.outputs, values))
+
+
+BACKENDS = {"torch": TorchBackend.load, "onnx": OnnxBackend.load}

@@ -1,0 +1,206 @@
+"""A fine-tuned model folder -> an ONNX model folder: encoder + head traced by PyTorch's dynamo exporter with
+dynamic batch and sequence dimensions, ONNX Runtime's BERT optimizer applied, optionally int8 weights, and
+everything prediction needs beside it (config.json, vocab.txt, bertforge.json with the task settings — CRF
+transitions, QA threshold: CRF decoding runs in NumPy on the exported emissions). Verified against the
+PyTorch model before the folder appears (`bertforge.export.verify`)."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+import json
+import logging
+import shutil
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from bertforge.errors import BertforgeError
+from bertforge.export import OPSET, need
+from bertforge.export.verify import REPORT_FILE, verify
+from bertforge.fileio import atomic_dir, check_output_dir, holds_files
+from bertforge.inference.backends import INPUT_NAMES, ONNX_FILE, OnnxBackend, TorchBackend, named_outputs
+from bertforge.modeling.config import BertConfig
+from bertforge.tasks import get_task, kinds_by_head
+from bertforge.tasks.folder import SETTINGS_FILE, VOCAB_FILE, check_vocab, find_vocab, load_settings
+from bertforge.tokenization import FullTokenizer
+
+log = logging.getLogger("bertforge")
+
+QUANTIZATIONS = ("int8",)
+
+
+@contextlib.contextmanager
+def _quiet(name: str) -> Iterator[None]:
+    """Only errors from logger `name` while inside."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+class _Graph(nn.Module):
+    """The head with positional inputs and a tuple of named outputs: the form the exporter traces."""
+
+    def __init__(self, model: nn.Module, names: list[str]):
+        super().__init__()
+        self.model, self.names = model, names
+
+    def forward(self, input_ids, token_type_ids, attention_mask) -> tuple[torch.Tensor, ...]:
+        out = named_outputs(self.model(input_ids, token_type_ids, attention_mask))
+        return tuple(out[name].float() for name in self.names)
+
+
+def masked_bilstm(lstm: nn.LSTM, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The head's packed BiLSTM over each row's real tokens, without `pack_padded_sequence` (which
+    torch.export cannot trace with a dynamic length). The forward direction reads rows as they are (padding
+    comes after the real tokens); the backward one reads each row rotated right, so it starts at the row's
+    last real token. Twice the LSTM work, the same numbers. (B, S, H) -> (B, S, 2h), zeros at padding."""
+    S, h = hidden.shape[1], lstm.hidden_size
+    steps = torch.arange(S, device=hidden.device)
+    pad = S - attention_mask.sum(-1, keepdim=True)  # (B, 1) padding per row
+    right = steps - pad  # (B, S): position read at each step of the rotated row (`%` does not export)
+    rotated = hidden.gather(1, torch.where(right < 0, right + S, right)[..., None].expand_as(hidden))
+    backward = lstm(rotated)[0][..., h:]
+    back = steps + pad
+    backward = backward.gather(1, torch.where(back >= S, back - S, back)[..., None].expand(-1, -1, h))
+    forward = lstm(hidden)[0][..., :h]
+    return torch.cat([forward, backward], -1) * attention_mask[..., None].to(hidden.dtype)
+
+
+def export_graph(model: nn.Module, path: Path, opset: int = OPSET) -> list[str]:
+    """Trace `model` (eval mode) to an ONNX file with inputs `INPUT_NAMES` (B, S) int64, both dimensions
+    dynamic (traced at batch 2, length 8, one row padded, so neither is frozen). Returns the output names."""
+    need("onnxscript")
+    config: BertConfig = model.config
+    if hasattr(model, "lstm"):
+        model._bilstm = functools.partial(masked_bilstm, model.lstm)  # on this instance only
+    generator = torch.Generator().manual_seed(0)
+    input_ids = torch.randint(5, config.vocab_size, (2, 8), generator=generator)
+    token_type_ids = torch.zeros_like(input_ids)
+    token_type_ids[:, 4:] = 1
+    attention_mask = torch.ones_like(input_ids)
+    attention_mask[1, 5:] = 0
+    example = (input_ids, token_type_ids, attention_mask)
+    names = list(named_outputs(model(*example)))
+    batch = torch.export.Dim("batch")
+    sequence = torch.export.Dim("sequence", max=config.max_position_embeddings)
+    # The exporter prints its progress and warns about things that do not concern a BERT (torchvision ops).
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings(), _quiet("torch.onnx"):
+        warnings.simplefilter("ignore")
+        try:
+            torch.onnx.export(
+                _Graph(model, names).eval(),
+                example,
+                str(path),
+                dynamo=True,
+                input_names=list(INPUT_NAMES),
+                output_names=names,
+                dynamic_shapes=({0: batch, 1: sequence},) * 3,
+                opset_version=opset,
+                external_data=False,
+            )
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise BertforgeError(f"torch.onnx.export (dynamo) failed for {type(model).__name__}: {first}") from exc
+    return names
+
+
+def optimize(source: Path, target: Path, config: BertConfig) -> dict[str, int]:
+    """ONNX Runtime's BERT optimizer (fused attention, skip-layer-norm, GELU, ...) from `source` into
+    `target`; returns the fused operators found, by type (0: the pattern was not recognised)."""
+    optimizer = need("onnxruntime.transformers.optimizer")
+    with _quiet("onnxruntime"):  # it logs each fusion it tries
+        optimized = optimizer.optimize_model(
+            str(source), model_type="bert", num_heads=config.num_attention_heads, hidden_size=config.hidden_size
+        )
+    optimized.save_model_to_file(str(target))
+    return {k: int(v) for k, v in optimized.get_fused_operator_statistics().items() if not k.startswith("QOrdered")}
+
+
+def quantize_int8(source: Path, target: Path) -> None:
+    """Dynamic int8 quantization: int8 weights, activations quantized per batch at run time."""
+    quantization = need("onnxruntime.quantization")
+    quantization.quantize_dynamic(str(source), str(target), weight_type=quantization.QuantType.QInt8)
+
+
+def export_folder(
+    model_dir: str | Path,
+    output: str | Path,
+    *,
+    quantize: str | None = None,
+    opset: int = OPSET,
+    dev: str | Path | None = None,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """`bertforge export`: write OUTPUT (model.onnx, config.json, vocab.txt, bertforge.json,
+    export_report.json) from a fine-tuned model folder, atomically; returns the report. Raises when the fp32
+    graph differs from PyTorch by more than the tolerance (nothing is written then)."""
+    model_dir, output = Path(model_dir), Path(output)
+    if quantize not in (None, *QUANTIZATIONS):
+        raise BertforgeError(f"--quantize {quantize}: expected one of {', '.join(QUANTIZATIONS)}")
+    if not model_dir.is_dir():
+        raise BertforgeError(f"{model_dir}: no such model folder")
+    check_output_dir(output, overwrite)
+    if output.resolve() == model_dir.resolve():
+        raise BertforgeError(f"{output}: the output folder must not be the model folder")
+    if holds_files(output) and not overwrite:
+        raise BertforgeError(f"{output} already exists; pass --overwrite to replace it")
+    for module in ("onnx", "onnxscript", "onnxruntime"):
+        need(module)
+    settings = load_settings(model_dir, kinds_by_head())
+    if settings.kind is None:
+        raise BertforgeError(f"{model_dir}: a model without a task head; only fine-tuned models export")
+    task = get_task(settings.kind, str(model_dir))
+    vocab = find_vocab(model_dir)
+    check_vocab(model_dir, settings, vocab)
+    model = task.head.from_pretrained(model_dir).eval()
+    settings = task.sync(model, settings)  # e.g. the CRF transitions, from the weights being exported
+    tokenizer = FullTokenizer(vocab, do_lower_case=settings.do_lower_case)
+
+    with atomic_dir(output) as tmp:
+        raw, fp32 = tmp / "raw.onnx", tmp / "fp32.onnx"
+        log.info(f"exporting {model_dir} ({type(model).__name__}) with torch.onnx (dynamo), opset {opset}")
+        export_graph(model, raw, opset)
+        fusions = optimize(raw, fp32, model.config)
+        fused = ", ".join(f"{k} {v}" for k, v in fusions.items() if v) or "none"
+        log.info(f"ONNX Runtime optimizer fused: {fused}")
+        candidates = {"fp32": OnnxBackend(fp32)}
+        if quantize:
+            quantize_int8(fp32, tmp / ONNX_FILE)
+            candidates[quantize] = OnnxBackend(tmp / ONNX_FILE)
+        report = {
+            "source": str(model_dir),
+            "task": task.kind,
+            "head": type(model).__name__,
+            "exporter": f"torch.onnx.export(dynamo=True), torch {torch.__version__}",
+            "onnxruntime": need("onnxruntime").__version__,
+            "opset": opset,
+            "quantize": quantize,
+            "fusions": fusions,
+            "sizes": {
+                "pytorch": sum(p.stat().st_size for p in model_dir.glob("*.safetensors")),
+                "fp32": fp32.stat().st_size,
+            }
+            | ({quantize: (tmp / ONNX_FILE).stat().st_size} if quantize else {}),
+        }
+        report |= verify(task, settings, tokenizer, TorchBackend(model), candidates, dev)
+        del candidates  # the sessions hold the files open
+        if quantize:
+            fp32.unlink()
+        else:
+            fp32.rename(tmp / ONNX_FILE)
+        raw.unlink()
+        shutil.copyfile(model_dir / "config.json", tmp / "config.json")
+        shutil.copyfile(vocab, tmp / VOCAB_FILE)
+        (tmp / SETTINGS_FILE).write_text(settings.to_json(), encoding="utf-8")
+        (tmp / REPORT_FILE).write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    return report
