@@ -93,7 +93,8 @@ def test_onnx_equals_pytorch_on_dynamic_shapes(exported):
 
     assert max(report["fp32"]["max_abs_diff"].values()) <= 1e-4 and report["fp32"]["agreement"] == 1.0
     assert json.loads((onnx / REPORT_FILE).read_text()) == report
-    assert report["fusions"]["SkipLayerNormalization"] > 0  # the optimizer recognised the graph
+    layers = json.loads((source / "config.json").read_text())["num_hidden_layers"]
+    assert report["fusions"]["Attention"] == layers and report["fusions"]["SkipLayerNormalization"] > 0
     assert {p.name for p in onnx.iterdir()} == {ONNX_FILE, "config.json", "vocab.txt", SETTINGS_FILE, REPORT_FILE}
 
 

@@ -7,6 +7,7 @@ PyTorch model before the folder appears (`bertforge.export.verify`)."""
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import io
 import json
@@ -17,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -25,6 +27,7 @@ from bertforge.export import OPSET, need
 from bertforge.export.verify import REPORT_FILE, verify
 from bertforge.fileio import atomic_dir, check_output_dir, holds_files
 from bertforge.inference.backends import INPUT_NAMES, ONNX_FILE, OnnxBackend, TorchBackend, named_outputs
+from bertforge.modeling.attention import BertSelfAttention
 from bertforge.modeling.config import BertConfig
 from bertforge.tasks import get_task, kinds_by_head
 from bertforge.tasks.folder import SETTINGS_FILE, VOCAB_FILE, check_vocab, find_vocab, load_settings
@@ -76,13 +79,58 @@ def masked_bilstm(lstm: nn.LSTM, hidden: torch.Tensor, attention_mask: torch.Ten
     return torch.cat([forward, backward], -1) * attention_mask[..., None].to(hidden.dtype)
 
 
-def export_graph(model: nn.Module, path: Path, opset: int = OPSET) -> list[str]:
-    """Trace `model` (eval mode) to an ONNX file with inputs `INPUT_NAMES` (B, S) int64, both dimensions
-    dynamic (traced at batch 2, length 8, one row padded, so neither is frozen). Returns the output names."""
+def explicit_attention(module: BertSelfAttention, hidden: torch.Tensor, mask: torch.Tensor, relative_table=None):
+    """`BertSelfAttention.forward` (absolute positions, eval) as MatMul, Div, Add(mask), Softmax, MatMul: the
+    pattern ONNX Runtime's optimizer fuses into one Attention op. SDPA exports as a decomposition (q and k
+    each scaled by a constant) that it does not recognise. (B, S, H) -> (B, S, H)."""
+    B, S, H = hidden.shape
+    q, k, v = (
+        proj(hidden).view(B, S, module.num_heads, module.head_dim).transpose(1, 2)  # (B, nh, S, hd)
+        for proj in (module.query, module.key, module.value)
+    )
+    return module._explicit_attention(q, k, v, mask, 0.0).transpose(1, 2).reshape(B, S, H)
+
+
+def split_mask_unsqueeze(path: Path) -> None:
+    """The exporter merges `mask[:, None, None, :]` into one Unsqueeze over axes (1, 2); ONNX Runtime's
+    attention fusion looks for two, so the graph gets two."""
+    onnx = need("onnx")
+    model = onnx.load(str(path))
+    graph = model.graph
+    constants = {t.name: onnx.numpy_helper.to_array(t).tolist() for t in graph.initializer if t.name}
+    nodes = []
+    for node in graph.node:
+        if node.op_type == "Unsqueeze" and node.input[0] == "attention_mask" and constants.get(node.input[1]) == [1, 2]:
+            for axis in (1, 2):
+                graph.initializer.append(onnx.numpy_helper.from_array(np.array([axis]), f"mask_axis_{axis}"))
+            nodes += [
+                onnx.helper.make_node("Unsqueeze", ["attention_mask", "mask_axis_1"], ["mask_unsqueezed_1"]),
+                onnx.helper.make_node("Unsqueeze", ["mask_unsqueezed_1", "mask_axis_2"], [node.output[0]]),
+            ]
+        else:
+            nodes.append(node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    used = {name for node in graph.node for name in node.input}
+    unused = [t for t in graph.initializer if t.name not in used]  # the (1, 2) axes
+    for tensor in unused:
+        graph.initializer.remove(tensor)
+    onnx.save(model, str(path))
+
+
+def export_graph(model: nn.Module, path: Path, opset: int = OPSET, fusable_attention: bool = True) -> list[str]:
+    """Trace `model` (eval mode; left unchanged) to an ONNX file with inputs `INPUT_NAMES` (B, S) int64, both
+    dimensions dynamic (traced at batch 2, length 8, one row padded, so neither is frozen). Attention is
+    traced in the form ONNX Runtime fuses unless `fusable_attention` is False (SDPA's). Returns the output
+    names."""
     need("onnxscript")
     config: BertConfig = model.config
+    model = copy.deepcopy(model)  # traceable forms swapped in below, on this copy only
     if hasattr(model, "lstm"):
-        model._bilstm = functools.partial(masked_bilstm, model.lstm)  # on this instance only
+        model._bilstm = functools.partial(masked_bilstm, model.lstm)
+    for module in model.modules():
+        if fusable_attention and isinstance(module, BertSelfAttention) and not module.relative:
+            module.forward = functools.partial(explicit_attention, module)
     generator = torch.Generator().manual_seed(0)
     input_ids = torch.randint(5, config.vocab_size, (2, 8), generator=generator)
     token_type_ids = torch.zeros_like(input_ids)
@@ -111,6 +159,7 @@ def export_graph(model: nn.Module, path: Path, opset: int = OPSET) -> list[str]:
         except Exception as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise BertforgeError(f"torch.onnx.export (dynamo) failed for {type(model).__name__}: {first}") from exc
+    split_mask_unsqueeze(path)
     return names
 
 
@@ -118,9 +167,15 @@ def optimize(source: Path, target: Path, config: BertConfig) -> dict[str, int]:
     """ONNX Runtime's BERT optimizer (fused attention, skip-layer-norm, GELU, ...) from `source` into
     `target`; returns the fused operators found, by type (0: the pattern was not recognised)."""
     optimizer = need("onnxruntime.transformers.optimizer")
+    options = need("onnxruntime.transformers.fusion_options").FusionOptions("bert")
+    options.use_raw_attention_mask(True)  # the default reads each row's mask as a length: padding-at-end only
     with _quiet("onnxruntime"):  # it logs each fusion it tries
         optimized = optimizer.optimize_model(
-            str(source), model_type="bert", num_heads=config.num_attention_heads, hidden_size=config.hidden_size
+            str(source),
+            model_type="bert",
+            num_heads=config.num_attention_heads,
+            hidden_size=config.hidden_size,
+            optimization_options=options,
         )
     optimized.save_model_to_file(str(target))
     return {k: int(v) for k, v in optimized.get_fused_operator_statistics().items() if not k.startswith("QOrdered")}
