@@ -40,7 +40,7 @@ QUANTIZATIONS = ("int8",)
 
 @contextlib.contextmanager
 def _quiet(name: str) -> Iterator[None]:
-    """Only errors from logger `name` while inside."""
+    """Only errors from logger `name` ("": the root logger) while inside."""
     logger = logging.getLogger(name)
     level = logger.level
     logger.setLevel(logging.ERROR)
@@ -184,7 +184,8 @@ def optimize(source: Path, target: Path, config: BertConfig) -> dict[str, int]:
 def quantize_int8(source: Path, target: Path) -> None:
     """Dynamic int8 quantization: int8 weights, activations quantized per batch at run time."""
     quantization = need("onnxruntime.quantization")
-    quantization.quantize_dynamic(str(source), str(target), weight_type=quantization.QuantType.QInt8)
+    with _quiet(""):  # it advises (on the root logger) a pre-processing meant for static quantization
+        quantization.quantize_dynamic(str(source), str(target), weight_type=quantization.QuantType.QInt8)
 
 
 def export_folder(
