@@ -147,13 +147,13 @@ def test_dev_metric_of_both_is_reported(sample, tmp_path):
     assert dev_report["onnx"]["accuracy"] == dev_report["torch"]["accuracy"]
 
 
-def test_bad_input_is_one_line_and_writes_nothing(sample, tmp_path, capsys):
+def test_bad_input_is_one_line_and_writes_nothing(sample, tmp_path, capsys, monkeypatch):
     source = model_folder(tmp_path, "classification", sample("vocab-en"))
 
     def fails(*args, expect):
         assert cli(["export", *map(str, args)]) == 2
-        err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and err[0].startswith("bertforge export: error: ") and expect in err[0], err
+        last = capsys.readouterr().err.strip().splitlines()[-1]  # progress may come before; the error is one line
+        assert last.startswith("bertforge export: error: ") and expect in last, last
 
     no_weights = tmp_path / "no-weights"
     shutil.copytree(source, no_weights)
@@ -171,6 +171,10 @@ def test_bad_input_is_one_line_and_writes_nothing(sample, tmp_path, capsys):
     assert not (tmp_path / "o2").exists()
     fails_predict = cli(["predict", "--model", str(source), "--backend", "onnx", "text"])
     assert fails_predict == 2 and "no model.onnx; export the model first" in capsys.readouterr().err
+
+    monkeypatch.setattr("bertforge.export.verify.FP32_TOLERANCE", -1.0)  # any difference is too much
+    fails("--model", source, "--output", tmp_path / "o2", expect="the fp32 ONNX model differs from PyTorch by")
+    assert not (tmp_path / "o2").exists() and not list(tmp_path.glob(".o2.*"))
 
     with pytest.raises(BertforgeError, match=r"^no_such_package is not installed; pip install 'bertforge\[export\]'$"):
         need("no_such_package")
