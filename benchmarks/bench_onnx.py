@@ -3,10 +3,11 @@ length 128, on `--threads` threads.
 
 Exported with `bertforge export` (dynamo, ONNX Runtime's BERT optimizer, verified against PyTorch); also the
 same graph with attention traced as SDPA (which the optimizer does not fuse), and the int8 model
-(`quantize_dynamic`). Each repeat times every runner once, alternating, as the mean of `--calls` calls after
-a warm-up; the table gives medians. The fp32 matmul rate of this CPU (torch, the same threads, BERT's
-(128 x 768) x (768 x 3072) product) measured in the same run gives the floor: the forward's multiply-adds
-at that rate.
+(`quantize_dynamic`). Each runner is timed alone (`--repeats` means of `--calls` calls after a warm-up; the
+table gives medians): a first version alternating them with all sessions alive measured PyTorch eager at
+1.85 s (16% of the floor), likely ONNX Runtime's spinning worker threads starving PyTorch's OpenMP threads on
+2 cores. The fp32 matmul rate of this CPU (torch, the same threads, BERT's (128 x 768) x (768 x 3072)
+product) measured in the same run gives the floor: the forward's multiply-adds at that rate.
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_onnx.py [--repeats 15] [--calls 10] [--threads 2]
         [--preset bert-base]
@@ -99,11 +100,11 @@ def main() -> None:
         export_graph(model, tmp / "sdpa_raw.onnx", fusable_attention=False)
         sdpa_fusions = optimize(tmp / "sdpa_raw.onnx", tmp / "sdpa.onnx", config)
 
-        runners = {
-            "pytorch eager": TorchBackend(model),
-            "ort fp32": OnnxBackend(fp32, args.threads),
-            "ort fp32, SDPA form": OnnxBackend(tmp / "sdpa.onnx", args.threads),
-            "ort int8": OnnxBackend(tmp / "int8.onnx", args.threads),
+        runners = {  # built one at a time: a live ONNX Runtime session's spinning threads slow whatever runs next
+            "pytorch eager": lambda: TorchBackend(model),
+            "ort fp32": lambda: OnnxBackend(fp32, args.threads),
+            "ort fp32, SDPA form": lambda: OnnxBackend(tmp / "sdpa.onnx", args.threads),
+            "ort int8": lambda: OnnxBackend(tmp / "int8.onnx", args.threads),
         }
         generator = torch.Generator().manual_seed(1)
         batch = {
@@ -111,18 +112,20 @@ def main() -> None:
             "token_type_ids": np.zeros((1, LENGTH), dtype=np.int64),
             "attention_mask": np.ones((1, LENGTH), dtype=np.int64),
         }
-        reference = runners["pytorch eager"](batch)["logits"]
-        diffs = {name: float(np.abs(run(batch)["logits"] - reference).max()) for name, run in runners.items()}
-        times: dict[str, list[float]] = {name: [] for name in runners}
-        for run in runners.values():
-            run(batch)
+        reference = TorchBackend(model)(batch)["logits"]
         rate = matmul_rate(config, args.repeats)
-        for _ in range(args.repeats):
-            for name, run in runners.items():
+        times: dict[str, list[float]] = {}
+        diffs: dict[str, float] = {}
+        for name, make in runners.items():
+            run = make()
+            diffs[name] = float(np.abs(run(batch)["logits"] - reference).max())
+            times[name] = []
+            for _ in range(args.repeats):
                 begin = time.perf_counter()
                 for _ in range(args.calls):
                     run(batch)
                 times[name].append((time.perf_counter() - begin) / args.calls * 1e3)
+            del run
         rate_after = matmul_rate(config, args.repeats)
         sizes = {"fp32": fp32.stat().st_size, "int8": (tmp / "int8.onnx").stat().st_size}
 
