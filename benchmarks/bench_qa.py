@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import random
 import statistics
 import subprocess
 import sys
@@ -44,7 +43,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from bertforge.samples import fetch  # noqa: E402
 from bertforge.tasks import qa  # noqa: E402
 from bertforge.tasks.qa_metrics import squad_v1_scores  # noqa: E402
-from bertforge.tasks.qa_readers import read_qa  # noqa: E402
+from bertforge.tasks.qa_readers import read_qa, split_paragraphs  # noqa: E402
 from bertforge.training.config import load_config  # noqa: E402
 from bertforge.training.finetune import config_class, finetune  # noqa: E402
 
@@ -56,19 +55,17 @@ SMOKE = 0  # --smoke: a few paragraphs, to check the script itself
 def split(out: Path, copies: int = 1) -> tuple[Path, Path]:
     """train.json / dev.json by paragraph (seed 0, 80/20); `copies` > 1 repeats the dev paragraphs with new ids."""
     with zipfile.ZipFile(fetch("xglue-mlqa-dummy")) as zf:
-        document = json.loads(zf.read(SQUAD_V1))
-    paragraphs = [(a["title"], p) for a in document["data"] for p in a["paragraphs"]]
-    random.Random(0).shuffle(paragraphs)
-    cut = int(0.8 * len(paragraphs))
-    parts = {"train.json": paragraphs[:cut][: SMOKE or None], "dev.json": paragraphs[cut:][: SMOKE // 3 or None]}
-    for name, part in parts.items():
-        n = copies if name == "dev.json" else 1
-
-        def copy(p: dict, c: int) -> dict:
-            return p | {"qas": [q | {"id": f"{q['id']}-{c}"} for q in p["qas"]]} if n > 1 else p
-
-        data = [{"title": title, "paragraphs": [copy(p, c) for c in range(n)]} for title, p in part]
-        (out / name).write_text(json.dumps({"version": "1.1", "data": data}), encoding="utf-8")
+        train, dev = split_paragraphs(json.loads(zf.read(SQUAD_V1)), 0.8, seed=0)
+    train["data"], dev["data"] = train["data"][: SMOKE or None], dev["data"][: SMOKE // 3 or None]
+    if copies > 1:
+        dev["data"] = [
+            {"title": a["title"], "paragraphs": [p | {"qas": [q | {"id": f"{q['id']}-{c}"} for q in p["qas"]]}]}
+            for c in range(copies)
+            for a in dev["data"]
+            for p in a["paragraphs"]
+        ]
+    for name, document in (("train.json", train), ("dev.json", dev)):
+        (out / name).write_text(json.dumps(document), encoding="utf-8")
     return out / "train.json", out / "dev.json"
 
 

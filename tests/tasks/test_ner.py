@@ -188,3 +188,20 @@ def test_a_labels_file_keeps_the_training_data_word_unit_and_scheme(tmp_path):
     settings_ = ner.prepare(config, ner.read(str(fixtures / "conll.txt"), config), None)
     assert settings_.task["unit"] == "word" and settings_.task["scheme"] == "BIO"
     assert settings_.labels[:5] == ["O", "B-PER", "I-PER", "E-PER", "S-PER"]
+
+
+def test_label_all_trains_every_piece_of_a_word_with_its_continuing_tag(sample):
+    en = FullTokenizer(sample("vocab-en"))
+    text = "Zwischenzug visited Ouagadougou"
+    words = [(0, 11), (12, 19), (20, 31)]
+    example = NerExample(text, words, ["B-PER", "O", "B-LOC"], "0", "t line 1", scheme="BIO")
+    labels = ["O"] + [f"{p}-{k}" for k in ("LOC", "PER") for p in "BIES"]
+    ids = {label: i for i, label in enumerate(labels)}
+    pieces = [len(p) for p in en.ids_batch([text[s:e] for s, e in words])]
+    assert pieces[0] > 1 and pieces[2] > 1  # the names are split into several pieces
+    for label_all in (False, True):
+        settings_ = ModelSettings("ner", labels=labels, task={"unit": "word", "scheme": "BIO", "label_all": label_all})
+        (row,) = ner.featurize([example], en, settings_, 64).inputs["labels"]
+        rest = [ids["E-PER"] if label_all else -100, ids["E-LOC"] if label_all else -100]
+        expected = [-100, ids["S-PER"], *[rest[0]] * (pieces[0] - 1), ids["O"], ids["S-LOC"]]
+        assert row == [*expected, *[rest[1]] * (pieces[2] - 1), -100]

@@ -241,6 +241,13 @@ def test_fine_tuned_qa_answers_with_offsets_and_keeps_its_threshold(tiny_checkpo
     if v2:
         empty = predictor.predict(("where did bob go?", "the man went to see his friend after work"))
         assert empty["answer"] == "" and (empty["start"], empty["end"]) == (0, 0)
+        # the kept threshold can be overridden for a run; an unknown setting is named
+        never = Predictor.from_pretrained(out / "best", task_options={"null_threshold": 1e9})
+        always = Predictor.from_pretrained(out / "best", task_options={"null_threshold": -1e9})
+        assert never.predict(("where?", context))["answer"] == "los angeles"
+        assert always.predict(("where?", context))["answer"] == ""
+        with pytest.raises(BertforgeError, match="no task setting 'nul_threshold'"):
+            Predictor.from_pretrained(out / "best", task_options={"nul_threshold": 1})
     # the CLI: --question/--context, and JSON lines with question/context fields
     capsys.readouterr()
     assert cli(["predict", "--model", str(out / "best"), "--question", "where?", "--context", context]) == 0

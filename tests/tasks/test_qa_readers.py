@@ -239,3 +239,17 @@ def test_answers_round_trip_and_any_shifted_start_is_caught(tmp_path_factory, da
     else:
         with pytest.raises(BertforgeError, match="question q: answer 0"):
             read_qa(path)
+
+
+def test_split_by_paragraph_keeps_every_context_on_one_side(sample, tmp_path):
+    from bertforge.tasks.qa_readers import split_paragraphs
+
+    with zipfile.ZipFile(sample("xglue-mlqa-dummy")) as zf:
+        document = json.loads(zf.read(SQUAD_V1))
+    train, dev = split_paragraphs(document, 0.8, seed=0)
+    a = read_qa(write(tmp_path, train, "train.json"))[0]
+    b = read_qa(write(tmp_path, dev, "dev.json"))[0]
+    assert len(a) + len(b) == 1027 and len(train["data"]) == 96 and len(dev["data"]) == 25
+    assert not {e.context for e in a} & {e.context for e in b}
+    assert split_paragraphs(document, 0.8, seed=0) == (train, dev)  # the seed fixes the split
+    assert split_paragraphs(document, 0.8, seed=1)[1] != dev

@@ -2,6 +2,7 @@
 evaluates and predicts end to end through the same recipe, model folder and `predict` as every task."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,10 +10,12 @@ import torch
 from bertforge import tasks
 from bertforge.cli import main as cli
 from bertforge.modeling import BertForSequenceClassification
-from bertforge.tasks import classification
+from bertforge.tasks import classification, get_task
 from bertforge.tasks.folder import ModelSettings
 from bertforge.tasks.readers import Example
 from bertforge.tasks.task import Task, TaskConfig
+from bertforge.training.config import load_config
+from bertforge.training.finetune import config_class
 from tests.polarity import sentences
 
 
@@ -70,3 +73,9 @@ def test_unknown_kinds_are_named(tiny_checkpoint, capsys):
     assert "invalid choice: 'no-such-task'" in capsys.readouterr().err
     with pytest.raises(Exception, match="no task 'nope'; known tasks: classification"):
         tasks.get_task("nope")
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[2] / "configs" / "finetune").glob("*.yaml")))
+def test_every_bundled_finetune_config_loads_for_its_task(path):
+    config = load_config(path, [], config_class(path.stem))
+    assert config.kind == path.stem and isinstance(config.task, get_task(path.stem).config)

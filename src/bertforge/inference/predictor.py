@@ -28,19 +28,27 @@ from bertforge.tokenization import FullTokenizer
 
 log = logging.getLogger("bertforge")
 
+# Batch widths above 64 are rounded up to a multiple of this: few distinct shapes, so the runtime's per-shape
+# caches (oneDNN primitives) stay small however many inputs stream through (benchmarks/bench_qa.py); short
+# batches, where rounding would cost more than it saves, keep their exact width.
+PAD_MULTIPLE = 8
+
 
 def run_features(
     backend, features: Features, batch_size: int, token_outputs: Sequence[str] = (), pad_to: int | None = None
 ) -> list[Outputs]:
     """The backend's outputs for each feature, in feature order. Batches hold features of similar length
-    (longest first), padded to their longest (or to `pad_to`); per-token outputs are cut to each length."""
+    (longest first), padded to their longest (above 64 rounded up to a multiple of `PAD_MULTIPLE`) or `pad_to`;
+    per-token outputs are cut to each length."""
     order = np.argsort(-features.lengths, kind="stable")
     ids, types = features.inputs["input_ids"], features.inputs["token_type_ids"]
     results: list[Outputs] = [{}] * len(features)
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
         items = [{"input_ids": np.asarray(ids[i]), "token_type_ids": np.asarray(types[i])} for i in idx]
-        batch = {k: v.numpy() for k, v in collate(items, pad_to).items() if k in INPUT_NAMES}
+        longest = int(features.lengths[idx].max())
+        width = pad_to or (longest if longest <= 64 else -(-longest // PAD_MULTIPLE) * PAD_MULTIPLE)
+        batch = {k: v.numpy() for k, v in collate(items, width).items() if k in INPUT_NAMES}
         out = backend(batch)
         for row, i in enumerate(idx):
             n = features.lengths[i]

@@ -184,17 +184,3 @@ def viterbi(
         if t:
             tag = np.where(t < lengths, back[t, rows, tag], tag)  # walk back only from the row's last step
     return paths
-    score = start + emissions[:, 0]  # (B, T)
-    back = np.empty((max_len, batch, emissions.shape[2]), dtype=np.int64)  # back[t, b, j]: best tag before j
-    for t in range(1, max_len):
-        total = score[:, :, None] + transitions  # (B, T_from, T_to)
-        back[t] = total.argmax(axis=1)
-        best = np.take_along_axis(total, back[t][:, None, :], axis=1)[:, 0] + emissions[:, t]
-        score = np.where((t < lengths)[:, None], best, score)  # finished rows keep their score
-    tag = (score + end).argmax(axis=1)  # (B,) tag at each row's last step
-    rows = np.arange(batch)
-    for t in range(max_len - 1, -1, -1):
-        paths[:, t] = tag
-        if t:
-            tag = np.where(t < lengths, back[t, rows, tag], tag)  # walk back only from the row's last step
-    return paths

@@ -2,7 +2,8 @@
 BiLSTM-CRF heads; no silent truncation; entities with character offsets into the raw text.
 
 Tags are converted once, through entity spans, to BIOES (the model's labels); the files' own scheme is kept
-for scoring and CoNLL output. Each word's first word-piece carries its label. A sentence longer than
+for scoring and CoNLL output. Each word's first word-piece carries its label (with `label_all`, its other
+pieces are trained too, on the word's tag as it continues: B- → I-, S- → E-). A sentence longer than
 `max_seq_length` becomes overlapping windows; every word is labelled (in training) and predicted (at
 inference) in the one window where it has the most context (Google's `_check_is_max_context`), so the
 output always has one tag per word. Decoding runs in NumPy on the head's emissions — Viterbi with the CRF's
@@ -48,6 +49,7 @@ class NerConfig(TaskConfig):
     truncate: bool = False  # cut long sentences (the model zoo's behaviour) instead of windows; reported
     constrained: bool = False  # softmax decoding restricted to valid BIOES transitions
     repair_tags: bool = False  # repair tag sequences invalid in their scheme (counted) instead of failing
+    label_all: bool = False  # train every word-piece, not only each word's first (prediction reads first pieces)
 
 
 @dataclass
@@ -128,6 +130,7 @@ def _decoding(tc: NerConfig, saved: dict) -> dict[str, Any]:
         "doc_stride": tc.doc_stride,
         "truncate": tc.truncate,
         "constrained": tc.constrained,
+        "label_all": tc.label_all,
     }
 
 
@@ -163,6 +166,9 @@ def example(raw: Any, index: str) -> NerExample:
 
 
 # ------------------------------------------------------------------------------------------- features
+_CONTINUED = {"B-": "I-", "S-": "E-"}  # a word's tag on its later pieces (label_all)
+
+
 def _words(example: NerExample, tokenizer: FullTokenizer, unit: str) -> list[tuple[int, int]]:
     """Words of raw text: each non-space character (character-level models), or the tokenizer's words
     (a word-piece without "##" starts a word)."""
@@ -196,6 +202,10 @@ def featurize(
         raise BertforgeError(f"max_seq_length {max_seq_length} leaves no room for text")
     stride = int(settings.task.get("doc_stride") or 0) or max(width // 2, 1)
     truncate = bool(settings.task.get("truncate"))
+    label_all = bool(settings.task.get("label_all"))
+    continued = {
+        i: label_ids.get(_CONTINUED.get(label[:2], label[:2]) + label[2:], i) for label, i in label_ids.items()
+    }
     inputs: dict[str, list] = {"input_ids": [], "token_type_ids": []}
     labelled = bool(examples) and all(e.tags is not None for e in examples)
     if labelled:
@@ -222,6 +232,9 @@ def featurize(
                 row = [IGNORE_INDEX] * (end - start + 2)
                 for pos, i in mine:
                     row[pos] = tags[i]
+                    if label_all:  # the word's other pieces inside this window
+                        last = min(firsts[i + 1] if i + 1 < len(firsts) else len(flat), end)
+                        row[pos + 1 : 1 + last - start] = [continued[tags[i]]] * (last - start - pos)
                 inputs["labels"].append(row)
     return Features(inputs, example_index, num_truncated, {"positions": positions})
 

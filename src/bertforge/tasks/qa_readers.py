@@ -13,6 +13,7 @@ and scores never meet a misplaced answer. A file that is not JSON or not this la
 from __future__ import annotations
 
 import json
+import random
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -156,3 +157,16 @@ def _example(qa: object, context: str, path_str: str, where: str) -> QaExample:
     if impossible and answers:
         raise bad("impossible with answers", f"is_impossible is true but {len(answers)} answers are given")
     return QaExample(qid, question, context, answers, impossible, f"{path_str}: {name}")
+
+
+def split_paragraphs(document: dict, fraction: float, seed: int = 0) -> tuple[dict, dict]:
+    """A SQuAD-layout document split by paragraph, shuffled with `seed`: `fraction` of the paragraphs go to the
+    first part. Every context stays on one side, so a dev score measures reading text never trained on."""
+    paragraphs = [(article.get("title", ""), p) for article in document["data"] for p in article["paragraphs"]]
+    random.Random(seed).shuffle(paragraphs)
+    cut = int(fraction * len(paragraphs))
+    version = {"version": document["version"]} if "version" in document else {}
+    return tuple(
+        version | {"data": [{"title": title, "paragraphs": [p]} for title, p in part]}
+        for part in (paragraphs[:cut], paragraphs[cut:])
+    )
