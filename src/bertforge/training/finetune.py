@@ -47,7 +47,7 @@ from bertforge.training.config import LossScaleConfig, OptimizerConfig, TrainCon
 
 log = logging.getLogger("bertforge")
 
-EVAL_CHUNK = 1024  # dev examples featurized, run and post-processed at a time (bounds evaluation's memory)
+EVAL_CHUNK = 512  # dev examples featurized, run and post-processed at a time (bounds evaluation's memory)
 
 
 @dataclass
