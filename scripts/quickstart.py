@@ -7,7 +7,8 @@
 5. turn a real Wikipedia dump into sentence-per-line text, build a pretraining dataset and inspect it;
 6. pretrain a tiny BERT on that dataset for a few hundred steps, evaluate it and plot its loss;
 7. fine-tune that tiny BERT on real sentence polarity (a demo of the recipe: a tiny model learns little);
-8. fine-tune the real MiniLM weights on the same data and predict new sentences with `bertforge predict`.
+8. fine-tune the real MiniLM weights on the same data and predict new sentences with `bertforge predict`;
+9. fine-tune MiniLM for extractive QA on real SQuAD questions and answer two questions about a held-out passage.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 
 import torch
@@ -31,6 +33,7 @@ from bertforge.data.inspect import dataset_statistics, format_record
 from bertforge.data.wiki import extract_wiki
 from bertforge.modeling import BertConfig, BertForPreTraining, BertModel
 from bertforge.samples import fetch
+from bertforge.tasks.qa_readers import split_paragraphs
 from bertforge.tokenization import FullTokenizer
 from bertforge.training.config import load_config
 from bertforge.training.finetune import config_class, finetune
@@ -39,6 +42,18 @@ from bertforge.training.plot import plot_run
 from bertforge.training.pretrain import evaluate, pretrain
 
 ROOT = Path(__file__).resolve().parents[1]
+SQUAD_V1 = "dummy_data/xglue_full_dataset.tar.gz/xglue_full_dataset/MLQA/squad1.1/train-v1.1.json"
+# run_qa.py's recipe, made to fit a quickstart: a higher learning rate, windows of 192 (most contexts fit)
+QA_RECIPE = ["train.epochs=2", "train.batch_size=16", "optimizer.learning_rate=1e-4", "task.max_seq_length=192",
+             "task.doc_stride=64", "optimizer.warmup_proportion=0", "optimizer.weight_decay=0"]  # fmt: skip
+PASSAGE = (  # a SQuAD paragraph in the held-out part of the split
+    "The College of Arts and Letters was established as the university's first college in 1842 with the first "
+    "degrees given in 1849. The university's first academic curriculum was modeled after the Jesuit Ratio "
+    "Studiorum from Saint Louis University. Today the college, housed in O'Shaughnessy Hall, includes 20 "
+    "departments in the areas of fine arts, humanities, and social sciences, and awards Bachelor of Arts (B.A.) "
+    "degrees in 33 majors, making it the largest of the university's colleges. There are around 2,500 "
+    "undergraduates and 750 graduates enrolled in the college."
+)
 
 CHINESE = ["自然语言处理是人工智能的一个重要方向。", "今天北京的天气很好，我们去颐和园散步吧！"]
 ENGLISH = [
@@ -253,9 +268,52 @@ def main() -> None:
         print(f"  {p['label']:8s} {p['score']:.0%}  {p['text']}")
     if results["accuracy"] < 0.7:
         raise SystemExit("quickstart: the fine-tuned MiniLM should reach well over 70% dev accuracy")
+
+    step("9. Question answering: MiniLM on real SQuAD questions, then `bertforge predict` on a held-out passage")
+    squad = work / "squad"
+    squad.mkdir(exist_ok=True)
+    with zipfile.ZipFile(fetch("xglue-mlqa-dummy")) as zf:  # the first two articles of SQuAD v1.1's train set
+        document = json.loads(zf.read(SQUAD_V1))
+    parts = dict(zip(("train.json", "dev.json"), split_paragraphs(document, 0.8, seed=0)))
+    for name, part in parts.items():
+        (squad / name).write_text(json.dumps(part), encoding="utf-8")
+    count = {name: sum(len(p["qas"]) for a in part["data"] for p in a["paragraphs"]) for name, part in parts.items()}
+    shutil.rmtree(squad / "out", ignore_errors=True)
+    config = load_config(
+        None,
+        [
+            f"init={fetch('minilm')}",
+            f"task.train={squad / 'train.json'}",
+            f"task.dev={squad / 'dev.json'}",
+            *QA_RECIPE,
+            "train.device=cpu",
+        ],
+        config_class("qa"),
+    )
+    results = finetune(config, squad / "out")
+    best = squad / "out" / "best"
+    print(
+        f"dev EM {results['exact']:.1f}, F1 {results['f1']:.1f} on {count['dev.json']} questions about "
+        f"{len(parts['dev.json']['data'])} held-out paragraphs, after {count['train.json']} training questions "
+        "and a few minutes of CPU: a weak reader (SQuAD's full training set has 88k questions)"
+    )
+    # Two of the held-out questions, with the answers SQuAD's annotators gave
+    questions = squad / "questions.jsonl"
+    asked = [("In what year was the College of Arts and Letters at Notre Dame created?", "1842"),
+             ("How many BA majors does the College of Arts and Letters at Notre Dame offer?", "33")]  # fmt: skip
+    questions.write_text("".join(json.dumps({"question": q, "context": PASSAGE}) + "\n" for q, _ in asked))
+    print(f"passage: {PASSAGE}")
+    print(f"$ bertforge predict --model {best} --input {questions}")
+    command = [sys.executable, "-m", "bertforge", "predict", "--model", str(best), "--input", str(questions)]
+    predicted = subprocess.run(command, check=True, capture_output=True, text=True).stdout.splitlines()
+    for (question, gold), line in zip(asked, predicted):
+        p = json.loads(line)
+        print(f"  Q: {question}\n  A: {p['answer']!r} (score {p['score']:.2f}, characters {p['start']}-{p['end']}; "
+              f"SQuAD's answer: {gold!r})")  # fmt: skip
+        assert PASSAGE[p["start"] : p["end"]] == p["answer"]
     print(
         "\nquickstart finished: tokenizer, models, real weights, checkpoint conversion, pretraining data, "
-        "pretraining, fine-tuning and prediction all work."
+        "pretraining, fine-tuning, prediction and question answering all work."
     )
 
 
