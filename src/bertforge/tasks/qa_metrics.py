@@ -20,7 +20,7 @@ import logging
 import re
 import string
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 from bertforge.errors import BertforgeError
 from bertforge.tasks.qa_readers import QaExample
@@ -74,18 +74,10 @@ def _overlap_f1(prediction_tokens: list[str], gold_tokens: list[str]) -> float:
 def squad_v1_scores(examples: Sequence[QaExample], predictions: Mapping[str, str]) -> dict[str, float]:
     """SQuAD v1.1 EM and F1 (`evaluate-v1.1.py`): every question needs a gold answer; unanswered ones score 0."""
     exact = f1 = 0
-    missing = []
-    for example in examples:
-        golds = [text for text, _ in example.answers]
-        if not golds:
-            raise BertforgeError(f"{example.source}: no gold answer; SQuAD v1.1 scores need one (use squad_v2)")
-        if example.qid not in predictions:
-            missing.append(example.qid)
-            continue
-        prediction = normalize_answer(predictions[example.qid])
+    for golds, answer in _answered(examples, predictions, "SQuAD v1.1 scores need one (use squad_v2)"):
+        prediction = normalize_answer(answer)
         exact += max(prediction == normalize_answer(gold) for gold in golds)
         f1 += max(_overlap_f1(prediction.split(), normalize_answer(gold).split()) for gold in golds)
-    _warn_missing(missing)
     total = len(examples)
     return {"exact": 100.0 * exact / total, "f1": 100.0 * f1 / total, "total": total}
 
@@ -220,19 +212,11 @@ def _cmrc_exact_form(text: str) -> str:
 def cmrc2018_scores(examples: Sequence[QaExample], predictions: Mapping[str, str]) -> dict[str, float]:
     """CMRC2018 EM, F1 and AVERAGE = (EM + F1) / 2, unrounded (the script prints them with 3 decimals);
     `skip` counts unanswered questions, which score 0 and stay in `total`."""
-    em = f1 = 0
-    missing = []
-    for example in examples:
-        golds = [text for text, _ in example.answers]
-        if not golds:
-            raise BertforgeError(f"{example.source}: no gold answer; CMRC2018 scores need one for every question")
-        if example.qid not in predictions:
-            missing.append(example.qid)
-            continue
-        prediction = predictions[example.qid]
+    em = f1 = answered = 0
+    for golds, prediction in _answered(examples, predictions, "CMRC2018 scores need one for every question"):
         f1 += max(_cmrc_f1(prediction, gold) for gold in golds)
         em += any(_cmrc_exact_form(gold) == _cmrc_exact_form(prediction) for gold in golds)
-    _warn_missing(missing)
+        answered += 1
     total = len(examples)
     em_score, f1_score = 100.0 * em / total, 100.0 * f1 / total
     return {
@@ -240,7 +224,7 @@ def cmrc2018_scores(examples: Sequence[QaExample], predictions: Mapping[str, str
         "f1": f1_score,
         "average": (em_score + f1_score) * 0.5,
         "total": total,
-        "skip": len(missing),
+        "skip": total - answered,
     }
 
 
@@ -319,6 +303,23 @@ def _require_all(examples: Sequence[QaExample], values: Mapping[str, object], wh
             f"{len(missing)} of {len(examples)} questions have no {what} (e.g. {', '.join(missing[:3])}); "
             "SQuAD v2.0 scores need one for every question"
         )
+
+
+def _answered(
+    examples: Sequence[QaExample], predictions: Mapping[str, str], need: str
+) -> Iterator[tuple[list[str], str]]:
+    """(gold answers, prediction) of each question in file order. A question without a gold answer is an error
+    (`need` says why); one without a prediction scores 0 in the scripts, so it is skipped here and warned about."""
+    missing = []
+    for example in examples:
+        golds = [text for text, _ in example.answers]
+        if not golds:
+            raise BertforgeError(f"{example.source}: no gold answer; {need}")
+        if example.qid not in predictions:
+            missing.append(example.qid)
+            continue
+        yield golds, predictions[example.qid]
+    _warn_missing(missing)
 
 
 def _warn_missing(missing: list[str]) -> None:
