@@ -85,3 +85,16 @@ def test_finetune_cli_checks_the_same_ranges(tmp_path, capsys, flag, value):
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "command line: train." in err and "must be an integer >= 1" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_dotted_key_takes_the_next_token_as_its_value_unless_that_is_a_flag():
+    from bertforge.cli import _joined_dotted
+    from bertforge.cli.overrides import dotted_overrides
+
+    assert _joined_dotted(["--task.crf", "true", "some text"]) == ["--task.crf=true", "some text"]
+    assert _joined_dotted(["--task.crf", "--epochs", "3"]) == ["--task.crf", "--epochs", "3"]
+    assert dotted_overrides(["--task.crf=true"]) == ["task.crf=true"]
+    with pytest.raises(BertforgeError, match="--task.crf needs a value"):
+        dotted_overrides(["--task.crf"])
+    with pytest.raises(BertforgeError, match="unrecognized argument 'text'"):
+        dotted_overrides(["text"])

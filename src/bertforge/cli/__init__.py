@@ -62,7 +62,7 @@ def _joined_dotted(argv: list[str]) -> list[str]:
     while i < len(argv):
         arg = argv[i]
         dotted = arg.startswith("--") and "=" not in arg and "." in arg
-        if dotted and i + 1 < len(argv):
+        if dotted and i + 1 < len(argv) and not argv[i + 1].startswith("--"):
             out.append(f"{arg}={argv[i + 1]}")
             i += 2
         else:

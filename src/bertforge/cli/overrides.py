@@ -20,20 +20,15 @@ def flag_overrides(args: argparse.Namespace, flags: dict[str, tuple[str, type]])
 
 
 def dotted_overrides(extra: list[str]) -> list[str]:
-    """`--optimizer.learning_rate 1e-4` / `--optimizer.learning_rate=1e-4` -> `optimizer.learning_rate=1e-4`."""
-    out, i = [], 0
-    while i < len(extra):
-        arg = extra[i]
+    """`--optimizer.learning_rate=1e-4` -> `optimizer.learning_rate=1e-4`. The command line has already joined
+    `--section.key value` pairs (`bertforge.cli._joined_dotted`), so a key left without `=` had no value."""
+    out = []
+    for arg in extra:
         if not arg.startswith("--") or "." not in arg.split("=")[0]:
             raise BertforgeError(
                 f"unrecognized argument {arg!r} (config keys look like --optimizer.learning_rate 1e-4)"
             )
-        if "=" in arg:
-            out.append(arg[2:])
-            i += 1
-        elif i + 1 < len(extra):
-            out.append(f"{arg[2:]}={extra[i + 1]}")
-            i += 2
-        else:
+        if "=" not in arg:
             raise BertforgeError(f"{arg} needs a value")
+        out.append(arg[2:])
     return out
