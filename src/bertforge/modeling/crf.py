@@ -160,27 +160,32 @@ def viterbi(
     """Best tag paths. emissions (B, L, T) left-aligned, row b real for its first lengths[b] steps; start,
     end (T,); transitions[from, to] (T, T) -> (B, L) int64, arbitrary past each row's length.
 
-    In NumPy: the per-step work is a (B, T, T) max, far too small for PyTorch's per-operation overhead
-    (4-6x faster than the same loop in torch on CPU), and prediction on any backend decodes with it."""
+    In NumPy: the per-step work is a (T, T, B) max, far too small for PyTorch's per-operation overhead
+    (4-6x faster than the same loop in torch on CPU), and prediction on any backend decodes with it. The
+    batch is the innermost axis, so the max over the previous tag is an elementwise max of T contiguous
+    slabs (twice as fast as reducing along a short inner axis). Only the scores are kept; the backtrace
+    recomputes the argmax for the one chosen tag per row, bit for bit the sums the forward pass compared."""
     batch, max_len, num_tags = emissions.shape
     paths = np.zeros((batch, max_len), dtype=np.int64)
     if max_len == 0:
         return paths
     order = np.argsort(-lengths, kind="stable")  # longest first: step t works on the rows still running
-    em, lengths = emissions[order], lengths[order]
-    score = start + em[:, 0]  # (B, T)
-    back = np.zeros((max_len, batch, num_tags), dtype=np.int64)  # back[t, b, j]: best tag before j at step t
+    lengths = lengths[order]
+    em = np.ascontiguousarray(emissions[order].transpose(1, 2, 0))  # (L, T, B)
+    scores = np.zeros((max_len, num_tags, batch), dtype=np.result_type(em, transitions))  # best path to (t, tag)
+    scores[0] = start[:, None] + em[0]
+    running = np.count_nonzero(lengths[None, :] > np.arange(max_len)[:, None], axis=1)  # rows still running at t
+    step = transitions[:, :, None]  # (T_from, T_to, 1)
     for t in range(1, max_len):
-        k = int(np.count_nonzero(lengths > t))
+        k = int(running[t])
         if k == 0:
             break
-        total = score[:k, :, None] + transitions  # (k, T_from, T_to)
-        back[t, :k] = total.argmax(axis=1)
-        score[:k] = total.max(axis=1) + em[:k, t]
-    tag = (score + end).argmax(axis=1)  # (B,) tag at each row's last step
+        scores[t, :, :k] = (scores[t - 1, :, None, :k] + step).max(axis=0) + em[t, :, :k]
     rows = np.arange(batch)
+    tag = (scores[np.maximum(lengths, 1) - 1, :, rows] + end).argmax(axis=1)  # (B,) tag at each row's last step
     for t in range(max_len - 1, -1, -1):
         paths[order, t] = tag
         if t:
-            tag = np.where(t < lengths, back[t, rows, tag], tag)  # walk back only from the row's last step
+            before = (scores[t - 1] + transitions[:, tag]).argmax(axis=0)  # best previous tag for each row's tag
+            tag = np.where(t < lengths, before, tag)  # walk back only from the row's last step
     return paths
