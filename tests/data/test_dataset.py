@@ -83,16 +83,33 @@ def test_not_a_dataset(tmp_path):
         PretrainingDataset(tmp_path / "missing")
 
 
-@pytest.fixture(scope="module")
-def small_dataset(sample, tmp_path_factory):
+def create_small(sample, root: Path, dynamic: bool) -> Path:
     from bertforge.data.create import CreateOptions, create_pretraining_data
 
-    root = tmp_path_factory.mktemp("small")
     text = "\n\n".join("\n".join(f"Sentence {s} of document {d} is here." for s in range(5)) for d in range(12))
     (root / "text.txt").write_text(text + "\n")
-    create_pretraining_data([root / "text.txt"], sample("vocab-en"), root / "data", CreateOptions(dupe_factor=1),
-                            progress=False)  # fmt: skip
+    options = CreateOptions(dupe_factor=1, dynamic_masking=dynamic)
+    create_pretraining_data([root / "text.txt"], sample("vocab-en"), root / "data", options, progress=False)
     return root / "data"
+
+
+@pytest.fixture(scope="module")
+def small_dataset(sample, tmp_path_factory):
+    return create_small(sample, tmp_path_factory.mktemp("small"), dynamic=False)
+
+
+def test_dynamic_masks_follow_the_dataset_seed(sample, tmp_path):
+    """Masks drawn at read time depend on (seed, epoch, index): the same seed gives the same masks, another
+    seed other masks (on most instances: a short one may draw the same positions by chance)."""
+    data = create_small(sample, tmp_path, dynamic=True)
+
+    def masks(seed: int) -> list[tuple]:
+        dataset = PretrainingDataset(data, seed=seed)
+        return [tuple(dataset[i]["masked_lm_positions"]) + tuple(dataset[i]["input_ids"]) for i in range(len(dataset))]
+
+    first = masks(1)
+    assert len(first) >= 10 and masks(1) == first
+    assert sum(a != b for a, b in zip(first, masks(2))) > len(first) // 2
 
 
 def edited(schema: dict, edit: str) -> dict:

@@ -114,8 +114,9 @@ def run_ours(make_opt, init, grads, decay):
     return {n: p.detach() for n, p in params.items()}
 
 
-def reference_adam(init, grads, decay, *, lamb: bool, bias_correction: bool, betas=(0.9, 0.999), eps=1e-6):
-    """LAMB / AdamW written out per tensor, straight from the formulas in the optimizers module docstring."""
+def reference_adam(init, grads, decay, *, lamb: bool, bias_correction: bool, betas=(0.9, 0.999), eps=1e-6, ratios=None):
+    """LAMB / AdamW written out per tensor, straight from the formulas in the optimizers module docstring.
+    `ratios`, a list, receives every LAMB trust ratio used."""
     b1, b2 = betas
     w = {n: t.clone() for n, t in init.items()}
     m = {n: torch.zeros_like(t) for n, t in init.items()}
@@ -132,6 +133,8 @@ def reference_adam(init, grads, decay, *, lamb: bool, bias_correction: bool, bet
             if lamb:
                 w_norm, u_norm = math.sqrt(float((w[n] ** 2).sum())), math.sqrt(float((u**2).sum()))
                 ratio = w_norm / u_norm if w_norm > 0 and u_norm > 0 else 1.0
+                if ratios is not None:
+                    ratios.append(ratio)
             w[n] = w[n] - lr * ratio * u
     return w
 
@@ -148,6 +151,18 @@ def test_lamb_matches_formula(bias_correction):
     assert_same(ours, reference_adam(init, grads, decay, lamb=True, bias_correction=bias_correction))
     torch.testing.assert_close(ours["still.bias"], init["still.bias"], rtol=0, atol=0)
     assert not torch.equal(ours["zero.weight"], init["zero.weight"])
+
+
+def test_lamb_trust_ratio_is_not_clipped():
+    """Large weights with small Adam steps: trust ratios far above 10 (the clip of the model zoo's GPU fallback,
+    which bertforge does not copy) must be applied as they are. In the decayed group wd·w bounds the ratio
+    near 1/wd = 10, so the no-decay tensors carry the large ratios."""
+    init, grads, decay = make_case(6)
+    init = {n: t * 200 for n, t in init.items()}
+    ratios = []
+    expected = reference_adam(init, grads, decay, lamb=True, bias_correction=True, ratios=ratios)
+    assert max(ratios) > 100
+    assert_same(run_ours(lambda g: Lamb(g, lr=0.0), init, grads, decay), expected)
 
 
 @pytest.mark.parametrize("bias_correction", [True, False])
