@@ -157,6 +157,51 @@ def test_token_classification_and_qa_match_transformers(tmp_path):
     assert abs(a.loss.item() - b.loss.item()) <= 1e-5
 
 
+@pytest.mark.filterwarnings("ignore:where received a uint8 condition:UserWarning")  # inside pytorch-crf's decode
+@pytest.mark.parametrize("lstm", [0, 8], ids=["crf", "bilstm-crf"])
+def test_token_classification_with_crf_matches_pytorch_crf(lstm):
+    """The CRF head (optionally over a BiLSTM) against references built from its own encoder output: each
+    sequence through torch's LSTM alone, unpadded (the backward direction must start at its last real token),
+    and pytorch-crf scoring and decoding the labelled positions only (not [CLS], [SEP], padding or -100)."""
+    torchcrf = pytest.importorskip("torchcrf")  # a test dependency: always there under `make test`
+    torch.manual_seed(4)
+    config = dataclasses.replace(TINY, num_labels=5, use_crf=True, lstm_hidden_size=lstm)
+    model = BertForTokenClassification(config).eval()
+    with torch.no_grad():  # transitions far from their small initial values, so that they matter
+        for p in model.crf.parameters():
+            p.normal_(0, 1)
+    ids, types, mask = batch(config)
+    labels = torch.randint(0, 5, ids.shape).masked_fill(mask == 0, -100)
+    labels[:, 0] = -100  # [CLS]
+    labels[0, 5:9:2] = -100  # continuation pieces of words
+    labelled = labels != -100
+    reference_crf = torchcrf.CRF(5, batch_first=True)
+    reference_crf.load_state_dict(model.crf.state_dict())
+
+    out = model(ids, types, mask, labels=labels)
+    hidden = model.bert(ids, types, mask).last_hidden_state
+    llh, decoded, rows = 0.0, model.decode(out.logits, labelled), []
+    for b in range(len(ids)):
+        n = int(mask[b].sum())
+        features = model.lstm(hidden[b : b + 1, :n])[0] if lstm else hidden[b : b + 1, :n]
+        logits = model.classifier(features)  # (1, n, 5)
+        torch.testing.assert_close(out.logits[b, :n], logits[0], rtol=1e-5, atol=1e-5)
+        keep = labelled[b, :n]
+        llh = llh + reference_crf(logits[:, keep], labels[b : b + 1, :n][:, keep], reduction="sum")
+        rows.append((decoded[b][labelled[b]].tolist(), reference_crf.decode(logits[:, keep])[0]))
+    expected = -llh / labelled.sum()
+    torch.testing.assert_close(out.loss, expected, rtol=1e-5, atol=1e-6)
+    assert all(ours == theirs for ours, theirs in rows), rows
+    assert (decoded[~labelled] == -100).all()
+    head = {n: p for n, p in model.named_parameters() if not n.startswith(("bert.", "crf."))}
+    crf = [n for n, _ in model.crf.named_parameters()]
+    assert crf == [n for n, _ in reference_crf.named_parameters()]
+    ours = torch.autograd.grad(out.loss, [*head.values(), *model.crf.parameters()])
+    theirs = torch.autograd.grad(expected, [*head.values(), *reference_crf.parameters()])
+    for name, a, b in zip([*head, *crf], ours, theirs, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6, msg=name)
+
+
 def test_backbone_checkpoint_initialises_heads_and_reports_them(tmp_path, caplog):
     BertModel(TINY).save_pretrained(tmp_path)
     with caplog.at_level("WARNING", logger="bertforge"):
