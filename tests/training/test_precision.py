@@ -1,4 +1,5 @@
-"""Dynamic loss scaling (the model zoo's DynamicLossScaleUpdateCell rules) and the autocast helper."""
+"""Dynamic loss scaling (the model zoo's DynamicLossScaleUpdateCell rules), the autocast helper, and the fp16 skip
+through the training loop itself (on CPU)."""
 
 import pytest
 import torch
@@ -117,3 +118,37 @@ def test_autocast_context_errors():
         autocast_context("fp8", "cpu")
     with pytest.raises(BertforgeError, match="not available on device type 'meta'"):
         autocast_context("bf16", "meta")
+
+
+# A skipped step still advances the schedule (as with torch's GradScaler), which torch warns about.
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)` before:UserWarning")
+@pytest.mark.parametrize("init_scale,skipped", [(2**40, [1, 2, 3]), (1.0, [0, 0, 0])])
+def test_the_loop_skips_overflowing_fp16_steps(tmp_path, init_scale, skipped):
+    """The skip through the training loop itself, on CPU (fp16 autocasts there too; `pretrain` only refuses it
+    for speed): a loss scale of 2^40 overflows fp16 gradients, so every step is skipped, the scale halves each
+    time and the weights stay the seeded initial ones; at scale 1 nothing overflows and the weights move."""
+    from safetensors.torch import load_file
+
+    from bertforge.data import PretrainingDataset
+    from bertforge.modeling import BertForPreTraining
+    from bertforge.training import distributed, load_config, loop
+    from bertforge.training.pretrain import PRETRAINING, collate
+    from tests.training.test_cuda import DATA, TINY, metrics
+
+    config = load_config(TINY, [f"data.path={DATA}", "train.batch_size=4", "train.train_steps=3", "train.log_steps=1",
+                                "train.precision=fp16", f"loss_scale.init_scale={init_scale}"])  # fmt: skip
+    torch.manual_seed(config.train.seed)
+    model = BertForPreTraining(config.bert_config())
+    initial = {k: v.clone() for k, v in model.state_dict().items()}
+    dist = distributed.setup("cpu")
+    try:
+        job = loop.Job(model, PretrainingDataset(DATA), collate, PRETRAINING)
+        run = loop.setup(job, config.train, config.optimizer, config.loss_scale, tmp_path, dist)
+        final = loop.train(run, progress=False)
+    finally:
+        distributed.teardown()
+    scales = [init_scale / 2**n for n in skipped]
+    assert [(r["skipped_steps"], r["loss_scale"]) for r in metrics(tmp_path)] == list(zip(skipped, scales))
+    saved = load_file(final / "model.safetensors")
+    unchanged = [torch.equal(saved[name], initial[name]) for name in saved]
+    assert all(unchanged) if skipped[-1] else not any(unchanged)
