@@ -1,6 +1,7 @@
 """The pretraining loop on tiny models: learning, exact resume after a kill, DDP = accumulation, config."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 from bertforge.cli import main as cli
+from bertforge.data import PretrainingDataset
 from bertforge.data.create import CreateOptions, create_pretraining_data
 from bertforge.data.sentences import split_sentences
 from bertforge.data.wiki import extract_wiki
@@ -51,10 +53,7 @@ def wiki_data(sample, tmp_path_factory):
     return root / "data"
 
 
-@pytest.fixture(scope="module")
-def small_data(sample, tmp_path_factory):
-    """64 instances: small enough for a tiny model to memorise."""
-    root = tmp_path_factory.mktemp("small")
+def _small(sample, root: Path, dynamic_masking: bool) -> Path:
     text = "\n\n".join(
         "\n".join(f"Document {d} says fact {s} about the {['red', 'blue', 'green'][s % 3]} house." for s in range(6))
         for d in range(16)
@@ -64,10 +63,22 @@ def small_data(sample, tmp_path_factory):
         [root / "small.txt"],
         sample("vocab-en"),
         root / "data",
-        CreateOptions(dupe_factor=1, max_seq_length=32, max_predictions_per_seq=5),
+        CreateOptions(dupe_factor=1, max_seq_length=32, max_predictions_per_seq=5, dynamic_masking=dynamic_masking),
         progress=False,
     )
     return root / "data"
+
+
+@pytest.fixture(scope="module")
+def small_data(sample, tmp_path_factory):
+    """45 instances: small enough for a tiny model to memorise."""
+    return _small(sample, tmp_path_factory.mktemp("small"), dynamic_masking=False)
+
+
+@pytest.fixture(scope="module")
+def small_dynamic_data(sample, tmp_path_factory):
+    """The same instances, masked when read (new masks every epoch)."""
+    return _small(sample, tmp_path_factory.mktemp("small-dynamic"), dynamic_masking=True)
 
 
 def tiny(data, *overrides):
@@ -186,6 +197,61 @@ def test_killed_and_resumed_run_ends_bit_identical(news_data, tmp_path, how):
         "step-00000035",
         "step-00000040",
     ]
+
+
+ACCUMULATED = ["train.batch_size=4", "train.accumulation_steps=2", "train.log_steps=1"]
+
+
+@pytest.fixture(scope="module")
+def epochs_run(small_dynamic_data, tmp_path_factory):
+    """An uninterrupted run over an epoch end (45 instances: 5 steps of 4 × 2 per epoch, 8 steps), dynamic
+    masks, a checkpoint after every step; returns (config, run directory, steps per epoch)."""
+    steps_per_epoch = len(PretrainingDataset(small_dynamic_data)) // 8
+    config = tiny(small_dynamic_data, *ACCUMULATED, f"train.train_steps={steps_per_epoch + 3}",
+                  "train.save_checkpoint_steps=1", "train.save_checkpoint_num=100")  # fmt: skip
+    run = tmp_path_factory.mktemp("epochs") / "full"
+    pretrain(config, run, progress=False)
+    return config, run, steps_per_epoch
+
+
+def _losses(run: Path) -> list[tuple[int, float, float]]:
+    rows = [__import__("json").loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [(r["step"], r["mlm_loss"], r["nsp_loss"]) for r in rows]
+
+
+@pytest.mark.parametrize("where", ["mid-epoch", "epoch-end", "next-epoch"])
+def test_resume_across_an_epoch_end_with_accumulation_and_dynamic_masking(epochs_run, tmp_path, caplog, where):
+    """A run killed after checkpoint k (its later checkpoints never written) and resumed ends bit-identical to
+    the uninterrupted one: from the middle of epoch 0 (the resumed run crosses the epoch end), from the
+    checkpoint at the epoch's very end, and from inside epoch 1 (whose dynamic masks differ from epoch 0's)."""
+    config, full, steps_per_epoch = epochs_run
+    k = {"mid-epoch": 2, "epoch-end": steps_per_epoch, "next-epoch": steps_per_epoch + 1}[where]
+    cut = tmp_path / "cut"
+    shutil.copytree(full, cut)
+    for checkpoint in (cut / "checkpoints").glob("step-*"):
+        if int(checkpoint.name.removeprefix("step-")) > k:
+            shutil.rmtree(checkpoint)
+    (cut / "checkpoints" / "latest").write_text(f"step-{k:08d}\n")
+    with caplog.at_level("INFO", logger="bertforge"):
+        final = pretrain(config, cut, resume=True, progress=False)
+    assert f"resuming at step {k}" in caplog.text  # (a run started again from scratch would end the same)
+    a, b = weights(full / "checkpoints" / final.name), weights(final)
+    assert final.name == f"step-{config.train.train_steps:08d}" and a.keys() == b.keys()
+    assert all(torch.equal(a[name], b[name]) for name in a), [n for n in a if not torch.equal(a[n], b[n])]
+    assert _losses(cut) == _losses(full)
+
+
+def test_single_process_accumulation_equals_one_large_batch(small_data, tmp_path):
+    """k micro-batches of b make the step that one batch of k·b makes (the loss is normalised over the step)."""
+    common = ["train.train_steps=4", "optimizer.warmup_steps=0", "optimizer.learning_rate=5e-3", *NO_DROPOUT]
+    large = pretrain(tiny(small_data, "train.batch_size=8", *common), tmp_path / "large", progress=False)
+    small = pretrain(tiny(small_data, *ACCUMULATED, *common), tmp_path / "small", progress=False)
+    a, b = weights(large), weights(small)
+    torch.manual_seed(1)  # the run's seed: the initial weights, to see that training moved them well past atol
+    init = BertForPreTraining(tiny(small_data).bert_config()).state_dict()
+    assert max((a[n] - init[n]).abs().max().item() for n in a) > 1e-2
+    for name in a:
+        assert torch.allclose(a[name], b[name], atol=1e-6, rtol=1e-5), (name, (a[name] - b[name]).abs().max())
 
 
 @pytest.mark.slow
