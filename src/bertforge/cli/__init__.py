@@ -19,6 +19,7 @@ from bertforge.cli import (
     predict,
     pretrain,
     pretrain_eval,
+    serve,
     tokenize,
 )
 from bertforge.errors import BertforgeError, Interrupted
@@ -34,6 +35,7 @@ SUBCOMMANDS = (
     finetune,
     predict,
     export,
+    serve,
     pretrain_eval,
     plot,
 )

@@ -1,8 +1,10 @@
-"""Config flags shared by the training commands: named flags that set config keys, and `--section.key value`."""
+"""Config flags shared by the commands: named flags that set config keys, `--section.key value`, and the
+`--task.KEY VALUE` settings of `predict` and `serve`."""
 
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from bertforge.errors import BertforgeError
 
@@ -32,3 +34,17 @@ def dotted_overrides(extra: list[str]) -> list[str]:
             raise BertforgeError(f"{arg} needs a value")
         out.append(arg[2:])
     return out
+
+
+def task_options(overrides: list[str]) -> dict[str, Any]:
+    """`--task.KEY VALUE` pairs -> {KEY: value} (a model's task settings for `predict` and `serve`), values read
+    as YAML scalars (2.5, true, text)."""
+    import yaml
+
+    options = {}
+    for item in dotted_overrides(overrides):
+        key, value = item.split("=", 1)
+        if not key.startswith("task."):
+            raise BertforgeError(f"only --task.KEY VALUE settings apply here, not --{key}")
+        options[key[5:]] = yaml.safe_load(value)
+    return options

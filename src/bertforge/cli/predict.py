@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-from typing import Any
 
+from bertforge.cli.overrides import task_options
 from bertforge.inference.backends import BACKENDS
 from bertforge.inference.files import FORMATS
 
@@ -89,19 +89,3 @@ def run(args: argparse.Namespace) -> None:
         )
     if args.output:
         log.info(f"{args.output}: {predictor.examples} predictions")
-
-
-def task_options(overrides: list[str]) -> dict[str, Any]:
-    """`--task.KEY VALUE` pairs -> {KEY: value}, values read as YAML scalars (2.5, true, text)."""
-    import yaml
-
-    from bertforge.cli.overrides import dotted_overrides
-    from bertforge.errors import BertforgeError
-
-    options = {}
-    for item in dotted_overrides(overrides):
-        key, value = item.split("=", 1)
-        if not key.startswith("task."):
-            raise BertforgeError(f"predict takes only --task.KEY VALUE settings, not --{key}")
-        options[key[5:]] = yaml.safe_load(value)
-    return options

@@ -152,8 +152,22 @@ class Predictor:
         """(example, result) pairs in input order, a chunk of inputs at a time."""
         examples = iter(examples)
         while chunk := list(itertools.islice(examples, self.chunk_size)):
-            features = self.task.featurize(chunk, self.tokenizer, self.settings, self.max_seq_length)
-            outputs = run_features(self.backend, features, self.batch_size, self.task.token_outputs, self.pad_to)
-            self.examples += len(chunk)
-            self.truncated += features.num_truncated
-            yield from zip(chunk, self.task.postprocess(chunk, features, outputs, self.settings))
+            features = self.featurize(chunk)
+            yield from zip(chunk, self.postprocess(chunk, features, self.run(features)))
+
+    # The three steps of `predict_examples`, public so that a caller that batches features of many requests
+    # together (`bertforge.serve`) predicts exactly as `predict` does.
+    def featurize(self, examples: Sequence) -> Features:
+        """The model inputs of `examples` (windows, truncation), counted in `examples` and `truncated`."""
+        features = self.task.featurize(examples, self.tokenizer, self.settings, self.max_seq_length)
+        self.examples += len(examples)
+        self.truncated += features.num_truncated
+        return features
+
+    def run(self, features: Features, batch_size: int | None = None) -> list[Outputs]:
+        """The backend's outputs for each feature, in batches of `batch_size` (default: the predictor's)."""
+        return run_features(self.backend, features, batch_size or self.batch_size, self.task.token_outputs, self.pad_to)
+
+    def postprocess(self, examples: Sequence, features: Features, outputs: list[Outputs]) -> list:
+        """The task's results of `examples` from their features' outputs."""
+        return self.task.postprocess(examples, features, outputs, self.settings)

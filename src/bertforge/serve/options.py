@@ -1,0 +1,27 @@
+"""`ServeOptions`: the server's limits and batching settings (the `bertforge serve` flags), TEI's defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bertforge.errors import BertforgeError
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    max_batch_tokens: int = 16384  # padded tokens (rows x longest) in one forward pass
+    max_wait_ms: float = 5.0  # how long a request waits for others to batch with, when the model is idle
+    batching: bool = True  # False: one request per forward pass (a baseline for load tests)
+    max_client_batch_size: int = 32  # inputs in one request (more: 413)
+    max_concurrent_requests: int = 512  # /predict requests queued or running (more: 429)
+    max_body_bytes: int = 2_000_000  # request body size (more: 413, answered before the rest is read)
+    api_key: str | None = None  # Bearer token required on every route but /health and the static pages
+
+    def __post_init__(self) -> None:
+        for name in ("max_batch_tokens", "max_client_batch_size", "max_concurrent_requests", "max_body_bytes"):
+            if getattr(self, name) < 1:
+                raise BertforgeError(f"{name} must be at least 1, not {getattr(self, name)}")
+        if self.max_wait_ms < 0:
+            raise BertforgeError(f"max_wait_ms must not be negative, not {self.max_wait_ms}")
+        if self.api_key is not None and not self.api_key.strip():
+            raise BertforgeError("the API key is empty")
