@@ -339,3 +339,18 @@ def test_tokenize_command_skips_and_counts_lines_that_are_not_utf8(sample, monke
     assert cli(["tokenize", "--vocab", str(sample("vocab-en"))]) == (2 if not out else 0)
     captured = capsys.readouterr()
     assert captured.out == out and captured.err.count("\n") == 1 and err in captured.err, captured
+
+
+@pytest.mark.parametrize("lower_case", [True, False])
+def test_tokenize_command_prints_googles_tokens_and_ids(pair, sample, capsys, lower_case):
+    from bertforge.cli import main as cli
+
+    _, google = pair("vocab-en", lower_case)
+    texts = ["Héllo Wörld, the UNAFFABLE café!", "jumped over 12,345 lazy dogs' tails"]
+    flags = [] if lower_case else ["--no-lower-case"]
+    assert cli(["tokenize", "--vocab", str(sample("vocab-en")), *flags, *texts]) == 0
+    assert capsys.readouterr().out.splitlines() == [" ".join(google.tokenize(t)) for t in texts]
+    assert cli(["tokenize", "--vocab", str(sample("vocab-en")), "--ids", *flags, *texts]) == 0
+    printed = [__import__("json").loads(line) for line in capsys.readouterr().out.splitlines()]
+    expected = [google.tokenize(t) for t in texts]
+    assert printed == [{"tokens": t, "ids": google.convert_tokens_to_ids(t)} for t in expected]

@@ -220,3 +220,36 @@ def test_chinese_and_markup_end_to_end(tmp_path):
         "AT&T\nAT&T is a company.\nMr. Smith runs it.\nIt is big.\n\n"
     )
     assert (report.articles, report.documents, report.sentences) == (2, 2, 9)
+
+
+def test_extract_wiki_command_passes_every_option_through(tmp_path, capsys):
+    """`bertforge extract-wiki` writes what `extract_wiki` writes with the same options, and each option
+    changes what is written (a template's text, a short article, titles, shards)."""
+    from bertforge.cli import main as cli
+
+    motto = page("Template:Motto", "Every option reaches the extractor.", ns=10, page_id=3)
+    long = page("Long", "The first sentence is here. {{Motto}} " + "More text follows here. " * 8)
+    short = page("Short", "Only a short article.", page_id=2)
+    dump = _bz2(tmp_path / "d.xml.bz2", SITEINFO + motto + long + short + "</mediawiki>\n")
+
+    def both(name: str, flags: list[str], **options) -> list[str]:
+        assert cli(["extract-wiki", str(dump), "--output", str(tmp_path / name), "--processes", "1", *flags]) == 0
+        report = extract_wiki(dump, tmp_path / f"{name}-api", processes=1, progress=False, **options)
+        summary = report.summary().replace(f"{name}-api", name).rsplit(" in ", 1)[0]  # its own folder and time
+        assert capsys.readouterr().out.startswith(f"{tmp_path / name}: {summary} in ")
+        texts = [p.read_text(encoding="utf-8") for p in sorted((tmp_path / name).iterdir())]
+        assert texts == [p.read_text(encoding="utf-8") for p in report.shards]
+        return texts
+
+    default = both("default", ["--quiet"])
+    assert len(default) == 1 and "Every option reaches the extractor." in default[0]
+    assert "Only a short article." not in default[0]
+    options = ["--quiet", "--min-chars", "10", "--keep-titles", "--no-templates", "--shard-size", "0.0002"]
+    changed = both("changed", options, min_chars=10, keep_titles=True, templates=False, shard_size_mb=0.0002)
+    text = "".join(changed)
+    assert len(changed) == 2 and "Only a short article." in text and "Every option" not in text
+    assert text.startswith("Long\nThe first sentence is here.\n")
+    assert cli(["extract-wiki", str(dump), "--output", str(tmp_path / "default"), "--quiet"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert cli(["extract-wiki", str(dump), "--output", str(tmp_path / "default"), "--quiet", "--overwrite",
+                "--processes", "1"]) == 0  # fmt: skip
