@@ -10,6 +10,7 @@ Binomial(cut, 1/2) — the same distribution.
 
 from __future__ import annotations
 
+import bisect
 import random
 from dataclasses import dataclass
 
@@ -37,61 +38,57 @@ def create_instances(
     """All instances of `dupe_factor` passes over the documents (document order shuffled once, instance
     order shuffled at the end, as in Google's `create_training_instances`)."""
     max_num_tokens = max_seq_length - 3  # [CLS], [SEP], [SEP]
-    sent_len = np.diff(docs.sentence_bounds).tolist()
-    sent_start = docs.sentence_bounds[:-1].tolist()
+    bounds = docs.sentence_bounds.tolist()
     doc_bounds = docs.doc_bounds.tolist()
     order = list(range(docs.num_documents))
     rng.shuffle(order)
-    documents = [list(range(doc_bounds[d], doc_bounds[d + 1])) for d in order]  # sentence ids per document
+    documents = [range(doc_bounds[d], doc_bounds[d + 1]) for d in order]  # sentence ids per document
     out: list[tuple[int, int, int, int, int]] = []
     for _ in range(dupe_factor):
         for index in range(len(documents)):
-            _document_instances(documents, index, max_num_tokens, short_seq_prob, sent_len, sent_start, rng, out)
+            _document_instances(documents, index, max_num_tokens, short_seq_prob, bounds, rng, out)
     rng.shuffle(out)
     arr = np.asarray(out, dtype=np.int64).reshape(-1, 5)
     spans = InstanceSpans(*(arr[:, i].copy() for i in range(5)))
     return _truncate(spans, max_num_tokens, np.random.default_rng(rng.getrandbits(64)))
 
 
-def _document_instances(documents, index, max_num_tokens, short_seq_prob, sent_len, sent_start, rng, out) -> None:
-    """Google's loop over one document's sentences, recording spans (before truncation)."""
+def _document_instances(documents, index, max_num_tokens, short_seq_prob, bounds, rng, out) -> None:
+    """Google's loop over one document's sentences, recording spans (before truncation).
+
+    A document's sentences are consecutive, so a span of sentences is `bounds[first]:bounds[last + 1]` of
+    the flat ids, and where a random segment B stops (Google adds sentences until it reaches its target)
+    is a bisection of `bounds`: no walk over the other document, however long it is."""
     document = documents[index]
     target = max_num_tokens
     if rng.random() < short_seq_prob:
         target = rng.randint(2, max_num_tokens)
-    chunk: list[int] = []
-    length = 0
+    chunk_first = document.start
     i = 0
     while i < len(document):
-        chunk.append(document[i])
-        length += sent_len[document[i]]
-        if i == len(document) - 1 or length >= target:
-            a_end = rng.randint(1, len(chunk) - 1) if len(chunk) >= 2 else 1
-            a_first, a_last = chunk[0], chunk[a_end - 1]
-            a_len = sent_start[a_last] + sent_len[a_last] - sent_start[a_first]
-            if len(chunk) == 1 or rng.random() < 0.5:
+        sentence = document[i]
+        if i == len(document) - 1 or bounds[sentence + 1] - bounds[chunk_first] >= target:
+            size = sentence + 1 - chunk_first  # sentences in the current chunk
+            a_end = rng.randint(1, size - 1) if size >= 2 else 1
+            a_start, a_stop = bounds[chunk_first], bounds[chunk_first + a_end]
+            if size == 1 or rng.random() < 0.5:
                 random_next = 1
-                target_b = target - a_len
+                target_b = target - (a_stop - a_start)
                 for _ in range(10):
                     other = rng.randint(0, len(documents) - 1)
                     if other != index:
                         break
                 pool = documents[other]
-                first = rng.randint(0, len(pool) - 1)
-                b_len = 0
-                for s in pool[first:]:
-                    b_len += sent_len[s]
-                    if b_len >= target_b:
-                        break
-                b_start = sent_start[pool[first]]
-                i -= len(chunk) - a_end  # put the unused sentences back
+                first = pool[rng.randint(0, len(pool) - 1)]
+                # At least one sentence, then up to the first that reaches target_b, or the document's end.
+                last = bisect.bisect_left(bounds, bounds[first] + target_b, first + 1, pool.stop)
+                b_start, b_len = bounds[first], bounds[last] - bounds[first]
+                i -= size - a_end  # put the unused sentences back
             else:
                 random_next = 0
-                b_start = sent_start[chunk[a_end]]
-                b_len = sent_start[chunk[-1]] + sent_len[chunk[-1]] - b_start
-            out.append((sent_start[a_first], a_len, b_start, b_len, random_next))
-            chunk = []
-            length = 0
+                b_start, b_len = a_stop, bounds[sentence + 1] - a_stop
+            out.append((a_start, a_stop - a_start, b_start, b_len, random_next))
+            chunk_first = document.start + i + 1  # the next chunk starts after what was used
         i += 1
 
 
