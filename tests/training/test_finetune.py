@@ -2,17 +2,34 @@
 
 import json
 import random
+from pathlib import Path
 
 import numpy as np
+import pytest
+import torch
 
 from bertforge.cli import main as cli
 from bertforge.modeling import BertForSequenceClassification
+from bertforge.tokenization import FullTokenizer
 from bertforge.training.metrics import read_metrics
 from tests.polarity import BAD, GOOD, sentences, write_csv
 
 
 def run(*args):
     return cli(["finetune", "classification", "--quiet", "--device", "cpu", *map(str, args)])
+
+
+def model_outputs(folder: Path, texts: list[str]) -> tuple[torch.Tensor, dict[int, str] | None]:
+    """Logits (N, num_labels) of the model kept in `folder`, one text at a time straight through the model (no
+    Predictor, no batching), and its id -> label map."""
+    tokenizer = FullTokenizer(folder / "vocab.txt")
+    model = BertForSequenceClassification.from_pretrained(folder).eval()
+    with torch.no_grad():
+        logits = [
+            model(torch.tensor([e.input_ids]), torch.tensor([e.token_type_ids])).logits[0]
+            for e in tokenizer.encode_batch(texts, None, 128).encodings
+        ]
+    return torch.stack(logits), model.config.id2label
 
 
 def test_train_eval_predict_end_to_end(tiny_checkpoint, tmp_path):
@@ -145,3 +162,60 @@ def test_regression(tiny_checkpoint, tmp_path):
     evaluated = [r["step"] for r in read_metrics(tmp_path / "o") if "eval_spearman" in r]
     assert evaluated[:3] == [2, 4, 5]  # every 2 steps (--train.eval_steps) and at each epoch's end (5 steps)
     assert BertForSequenceClassification.from_pretrained(tmp_path / "o" / "best").config.num_labels == 1
+
+
+def _write_tnews(path: Path, rows) -> Path:
+    """CLUE tnews lines (English text): pos -> 102, neg -> 108; unlabelled rows get an "id" instead."""
+    codes = {"pos": "102", "neg": "108"}
+    lines = [{"sentence": t, "label": codes[label]} if label else {"id": 100 + i, "sentence": t}
+             for i, (t, label) in enumerate(rows)]  # fmt: skip
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return path
+
+
+def _write_sst2(path: Path, rows) -> Path:
+    """GLUE SST-2 TSV: pos -> 1, neg -> 0; the test file has an index column instead of a label."""
+    codes = {"pos": "1", "neg": "0"}
+    header = "sentence\tlabel\n" if rows[0][1] else "index\tsentence\n"
+    body = [f"{t}\t{codes[label]}\n" if label else f"{100 + i}\t{t}\n" for i, (t, label) in enumerate(rows)]
+    path.write_text(header + "".join(body))
+    return path
+
+
+BENCHMARKS = {  # task: writer, file suffix, labels file (name, content) in an order of its own, submission file
+    "tnews": (_write_tnews, "json", ("labels.json", [{"label": "108", "label_desc": "news_edu"},
+              {"label": "102", "label_desc": "news_entertainment"}, {"label": "110", "label_desc": "news_military"}]),
+              "tnews_predict.json"),
+    "sst2": (_write_sst2, "tsv", ("labels.txt", ["1", "0"]), "sst2.tsv"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("benchmark", BENCHMARKS)
+def test_a_labels_file_orders_the_labels_and_the_submission_holds_the_models_predictions(
+    tiny_checkpoint, tmp_path, benchmark
+):
+    """--labels (task.labels) fixes the model's label ids in the file's order (not the benchmark's fixed list nor
+    the training labels'), and the benchmark's submission file holds, per test id, what the kept model predicts."""
+    write, suffix, (labels_name, labels), submission = BENCHMARKS[benchmark]
+    train = write(tmp_path / f"train.{suffix}", sentences(400, 1))
+    dev = write(tmp_path / f"dev.{suffix}", sentences(40, 2))
+    texts = [t for t, _ in sentences(30, 3)]
+    test = write(tmp_path / f"test.{suffix}", [(t, None) for t in texts])
+    labels_file = tmp_path / labels_name
+    labels_file.write_text("".join((json.dumps(x) if isinstance(x, dict) else x) + "\n" for x in labels))
+    out = tmp_path / "out"
+    assert run("--task", benchmark, "--train", train, "--dev", dev, "--test", test, "--labels", labels_file,
+               "--init", tiny_checkpoint, "--output", out, "--epochs", 4, "--batch-size", 16, "--learning-rate",
+               2e-3, "--do-predict") == 0  # fmt: skip
+    logits, id2label = model_outputs(out / "best", texts)
+    names = [x["label"] if isinstance(x, dict) else x for x in labels]
+    assert id2label == dict(enumerate(names))
+    predicted = [id2label[int(i)] for i in logits.argmax(-1)]
+    assert len(set(predicted)) == 2  # both classes: a shifted or constant submission cannot pass
+    if benchmark == "tnews":
+        descriptions = {x["label"]: x["label_desc"] for x in labels}
+        expected = [{"id": 100 + i, "label": p, "label_desc": descriptions[p]} for i, p in enumerate(predicted)]
+        assert [json.loads(line) for line in (out / submission).read_text().splitlines()] == expected
+    else:
+        expected = "index\tprediction\n" + "".join(f"{100 + i}\t{p}\n" for i, p in enumerate(predicted))
+        assert (out / submission).read_text() == expected
