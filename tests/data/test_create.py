@@ -133,12 +133,23 @@ def test_statistics_match_googles_script(request, sample, tmp_path, corpus, voca
     assert_well_formed(PretrainingDataset(out), len(tok), tok.vocab["[CLS]"], tok.vocab["[SEP]"])
 
 
-def test_same_output_for_any_number_of_workers(english_text, sample, tmp_path):
+@pytest.mark.parametrize("breaks", [True, False], ids=["documents", "one-document"])
+def test_same_output_for_any_number_of_workers(english_text, sample, tmp_path, breaks):
+    """Also without a single document break: the text is then cut into pieces of about a chunk, each a
+    document, so the work spreads over the workers all the same."""
+    text = english_text
+    if not breaks:
+        text = tmp_path / "one-document.txt"
+        text.write_text("".join(f"{line}\n" for line in english_text.read_text().splitlines() if line))
     opts = CreateOptions(dupe_factor=2, chunk_mb=0.05, shard_mb=0.15)
+    vocab = sample("vocab-en")
     for workers in (1, 2):
-        create_pretraining_data(
-            [english_text], sample("vocab-en"), tmp_path / f"w{workers}", opts, workers=workers, progress=False
-        )
+        report = create_pretraining_data([text], vocab, tmp_path / f"w{workers}", opts, workers=workers, progress=False)
+    articles = len(english_text.read_text().strip().split("\n\n"))
+    if breaks:
+        assert report.read.documents == articles
+    else:
+        assert 5 <= report.read.documents < articles / 10  # pieces of about 0.05 MB
     one, two = sorted((tmp_path / "w1").rglob("*.npy")), sorted((tmp_path / "w2").rglob("*.npy"))
     assert len(one) == len(two) > 4  # several shards
     for a, b in zip(one, two):

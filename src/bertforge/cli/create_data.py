@@ -34,7 +34,12 @@ def register(sub, common) -> None:
     )
     p.add_argument("--dynamic-masking", action="store_true", help="store unmasked instances; draw masks at load time")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    p.add_argument("--chunk-mb", type=float, default=1.0, help="text per unit of work (default 1)")
+    p.add_argument(
+        "--chunk-mb",
+        type=float,
+        default=1.0,
+        help="text per unit of work; a longer document is cut into pieces of this size (default 1)",
+    )
     p.add_argument("--shard-mb", type=float, default=64.0, help="text per output shard (default 64)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --output")
     p.add_argument("--overwrite", action="store_true", help="replace a dataset already in --output")

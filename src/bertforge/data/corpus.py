@@ -1,13 +1,19 @@
 """Raw pretraining text: find the input files, cut them into chunks of whole documents, read a chunk.
 
 Input format (Google's and the model zoo's): one sentence per line, a blank line between documents. A file
-boundary also ends a document. Chunks are planned from file sizes and a byte budget alone, so the plan (and
-so every output) is the same whatever the number of workers, and a worker reads only its own byte range.
+boundary also ends a document. Chunks are planned from the files' bytes and a byte budget alone, so the plan
+(and so every output) is the same whatever the number of workers, and a worker reads only its own byte range.
+
+A document much longer than a chunk (a book, or a sentence-per-line corpus with no blank lines at all) is
+cut at a line end into pieces of about a chunk, and each piece is a document of its own. Google's algorithm
+needs all of a document at hand (a random segment B may start anywhere in it), so without the cut one
+document would be one unit of work: no parallelism and memory growing with the document.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +21,7 @@ from bertforge.errors import BertforgeError
 
 MAX_LINE_CHARS = 100_000  # longer "sentences" are skipped and counted: they are not text a model can use
 _BINARY_SNIFF = 8192
+_BLANK_LINE = re.compile(rb"\n[ \t\r\v\f]*\n")  # a line end, then a line bytes.strip() empties: a document break
 
 
 @dataclass(frozen=True)
@@ -37,9 +44,10 @@ class ReadReport:
     too_long: int = 0
     examples: list[str] = field(default_factory=list)  # "file:line: reason" for the first few skips
 
-    def skip(self, path: str, line_no: int, reason: str) -> None:
+    def skip(self, chunk: Chunk, n: int, reason: str) -> None:
+        """Keep the first few skips of line `n` of `chunk` as examples (the caller counts them)."""
         if len(self.examples) < 5:
-            self.examples.append(f"{path}:{line_no}: {reason}")
+            self.examples.append(f"{chunk.path}:{_line_number(chunk, n)}: {reason}")
 
     def merge(self, other: ReadReport) -> None:
         self.lines += other.lines
@@ -73,31 +81,37 @@ def find_input_files(inputs: list[str | Path]) -> list[Path]:
 
 
 def plan_chunks(files: list[Path], chunk_bytes: int) -> list[Chunk]:
-    """Cut each file into ranges of about `chunk_bytes`, each ending after a blank line (or at end of file)."""
+    """Cut each file into ranges of about `chunk_bytes`: each ends after the first blank line past its
+    budget, or, inside a document that runs on for another `chunk_bytes`, after the line that reaches the
+    budget. A document of at most `chunk_bytes` is never cut."""
     chunks: list[Chunk] = []
     for path in files:
         size = path.stat().st_size
         start = 0
         with open(path, "rb") as f:
             while start < size:
-                end = _next_document_boundary(f, start + chunk_bytes, size)
+                end = _chunk_end(f, start + chunk_bytes, chunk_bytes, size)
                 chunks.append(Chunk(len(chunks), str(path), start, end))
                 start = end
     return chunks
 
 
-def _next_document_boundary(f, position: int, size: int) -> int:
-    """Offset just after the first blank line at or after `position` (or the file size)."""
+def _chunk_end(f, position: int, window: int, size: int) -> int:
+    """Offset just after the first blank line within `window` bytes after the line at `position` ends (or
+    the file size when the file ends first); failing both, just after that line."""
     if position >= size:
         return size
     f.seek(position)
     f.readline()  # finish the current line
-    while True:
-        line = f.readline()
-        if not line:
-            return size
-        if not line.strip():
-            return f.tell()
+    line_end = f.tell()
+    if line_end >= size:
+        return size
+    f.seek(line_end - 1)
+    ahead = f.read(window + 1)  # from the current line's newline on
+    blank = _BLANK_LINE.search(ahead)
+    if blank:
+        return line_end - 1 + blank.end()
+    return size if line_end - 1 + len(ahead) >= size else line_end
 
 
 def read_documents(chunk: Chunk) -> tuple[list[list[str]], ReadReport]:
@@ -106,14 +120,13 @@ def read_documents(chunk: Chunk) -> tuple[list[list[str]], ReadReport]:
     with open(chunk.path, "rb") as f:
         f.seek(chunk.start)
         data = f.read(chunk.end - chunk.start)
-    first_line = 1 + _count_lines_before(chunk)
     documents: list[list[str]] = [[]]
     for n, raw in enumerate(data.split(b"\n")):
         try:
             line = raw.decode("utf-8").strip()
         except UnicodeDecodeError as exc:
             report.invalid_utf8 += 1
-            report.skip(chunk.path, first_line + n, f"invalid UTF-8 at byte {exc.start} of the line")
+            report.skip(chunk, n, f"invalid UTF-8 at byte {exc.start} of the line")
             continue
         if not line:
             if documents[-1]:
@@ -121,7 +134,7 @@ def read_documents(chunk: Chunk) -> tuple[list[list[str]], ReadReport]:
             continue
         if len(line) > MAX_LINE_CHARS:
             report.too_long += 1
-            report.skip(chunk.path, first_line + n, f"line of {len(line)} characters (limit {MAX_LINE_CHARS})")
+            report.skip(chunk, n, f"line of {len(line)} characters (limit {MAX_LINE_CHARS})")
             continue
         report.lines += 1
         documents[-1].append(line)
@@ -131,11 +144,10 @@ def read_documents(chunk: Chunk) -> tuple[list[list[str]], ReadReport]:
     return documents, report
 
 
-def _count_lines_before(chunk: Chunk) -> int:
-    """Line number offset of a chunk, for error messages (only computed per chunk, cheap next to tokenizing)."""
-    if chunk.start == 0:
-        return 0
-    count = 0
+def _line_number(chunk: Chunk, n: int) -> int:
+    """The file's line number of the chunk's line `n` (from 0). Counted only for a skip example: it reads the
+    file up to the chunk, which for every chunk of a huge file would be quadratic."""
+    count = 1 + n
     with open(chunk.path, "rb") as f:
         remaining = chunk.start
         while remaining:

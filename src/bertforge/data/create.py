@@ -1,9 +1,16 @@
 """`create-pretraining-data`: raw text -> MLM/NSP instances in shards, in parallel, resumable.
 
-Work is planned as chunks of whole documents (~`chunk_mb` of text each, from file sizes alone) grouped
+Work is planned as chunks of whole documents (~`chunk_mb` of text each, from the files' bytes alone) grouped
 into output shards (~`shard_mb`). Each chunk is processed independently with its own seeded random streams
 (random-next sentences are drawn from the chunk's documents), so the output is identical for any number of
 workers, memory is bounded by a shard, and a killed run resumes at the first unfinished shard.
+
+A document longer than a chunk (a book; a corpus without blank lines is one document) is cut at line ends
+into pieces of about `chunk_mb`, each a document of its own (see `corpus`): so a one-document corpus is
+worked on in parallel and streamed like any other. Google's algorithm runs unchanged on each piece; all that
+differs from one whole document is at the cuts (a segment ends there as at a document end, about one
+instance in a thousand at 128 tokens and 1 MB pieces) and where random segments B come from (the piece, as
+with any chunk). Corpora whose documents fit in `chunk_mb` are not cut: their output is as before.
 """
 
 from __future__ import annotations
@@ -42,7 +49,7 @@ class CreateOptions:
     do_lower_case: bool = True
     whole_word_mask: bool = False
     dynamic_masking: bool = False  # store unmasked instances; masks are drawn at load time, fresh every epoch
-    chunk_mb: float = 1.0  # unit of work (and the pool random-next sentences come from)
+    chunk_mb: float = 1.0  # unit of work, pool random-next sentences come from, longest document left whole
     shard_mb: float = 64.0  # text per output shard: bounds memory
 
     def validate(self) -> None:
