@@ -338,13 +338,51 @@ def test_config_priority_and_errors(tmp_path, capsys):
     assert code == 2 and "did you mean 'optimizer.learning_rate'" in capsys.readouterr().err
 
 
+def _recomputed_eval(model_path: Path, data: Path, n: int) -> dict[str, float]:
+    """pretrain-eval's numbers for the first n instances, from the model's logits one unpadded instance at a
+    time: MLM loss and accuracy over the real (weight 1) predictions, NSP loss and accuracy over instances."""
+    model = BertForPreTraining.from_pretrained(model_path).eval()
+    dataset = PretrainingDataset(data)
+    mlm_nll, mlm_correct, mlm_count, nsp_nll, nsp_correct = [], [], 0, [], []
+    with torch.no_grad():
+        for i in range(n):
+            item = {k: torch.from_numpy(np.asarray(v)) for k, v in dataset[i].items()}
+            length = int(item["input_mask"].sum())
+            out = model(item["input_ids"][None, :length], item["segment_ids"][None, :length])
+            mlm = torch.log_softmax(out.mlm_logits[0].double(), -1)  # (length, V): every position
+            for position, target, weight in zip(item["masked_lm_positions"], item["masked_lm_ids"],
+                                                item["masked_lm_weights"]):  # fmt: skip
+                if weight:
+                    mlm_nll.append(-mlm[position, target].item())
+                    mlm_correct.append(int(mlm[position].argmax()) == int(target))
+                    mlm_count += 1
+            nsp = torch.log_softmax(out.nsp_logits[0].double(), -1)
+            label = int(item["next_sentence_labels"])
+            nsp_nll.append(-nsp[label].item())
+            nsp_correct.append(int(nsp.argmax()) == label)
+    return {
+        "instances": n,
+        "mlm_loss": sum(mlm_nll) / mlm_count,
+        "mlm_accuracy": sum(mlm_correct) / mlm_count,
+        "nsp_loss": sum(nsp_nll) / n,
+        "nsp_accuracy": sum(nsp_correct) / n,
+    }
+
+
 def test_pretrain_eval_command(small_data, tmp_path, capsys):
-    final = pretrain(tiny(small_data, "train.train_steps=2", "train.batch_size=8"), tmp_path / "run", progress=False)
+    """Loss and accuracy against a recomputation from the logits, for a model trained enough that neither
+    accuracy is 0 or 1, in batches of 7 (ragged, padded), and on the first 10 instances only (--limit)."""
+    config = tiny(small_data, "train.train_steps=8", "train.batch_size=8", "optimizer.warmup_steps=0",
+                  "optimizer.learning_rate=5e-3")  # fmt: skip
+    final = pretrain(config, tmp_path / "run", progress=False)
     capsys.readouterr()
-    assert cli(["pretrain-eval", "--model", str(final), "--data", str(small_data), "--quiet"]) == 0
-    result = __import__("json").loads(capsys.readouterr().out)
-    assert result["instances"] > 0 and 0 <= result["mlm_accuracy"] <= 1 and 0 <= result["nsp_accuracy"] <= 1
-    assert np.isfinite(result["mlm_loss"])
+    for limit in (None, 10):
+        args = ["pretrain-eval", "--model", str(final), "--data", str(small_data), "--quiet", "--batch-size", "7"]
+        assert cli(args + (["--limit", str(limit)] if limit else [])) == 0
+        result = __import__("json").loads(capsys.readouterr().out)
+        expected = _recomputed_eval(final, small_data, limit or len(PretrainingDataset(small_data)))
+        assert result == pytest.approx(expected, rel=1e-5), limit
+        assert 0 < expected["mlm_accuracy"] < 1 and 0 < expected["nsp_accuracy"] < 1, expected
 
 
 def test_existing_run_is_not_overwritten(small_data, tmp_path):
