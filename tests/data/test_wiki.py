@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from bertforge.cli import main as cli
 from bertforge.data.wiki import WikiReport, clean_article, extract_wiki
 from bertforge.errors import BertforgeError
 
@@ -50,7 +51,8 @@ def test_report(extracted):
     assert report.characters > 2_000_000
     assert report.shards == [out / "wiki_00000.txt"]
     assert sorted(os.listdir(out)) == ["wiki_00000.txt"]  # no temporary files left
-    assert "106 articles" in report.summary()
+    assert report.headings == 1671  # section headings wikiextractor 3.1.0 writes for the articles kept
+    assert "106 articles" in report.summary() and "1671 section headings dropped" in report.summary()
 
 
 def test_output_format(extracted):
@@ -67,6 +69,10 @@ def test_output_format(extracted):
         assert markup not in text, markup
     # Titles are dropped by default: the first document starts with its first sentence.
     assert documents[0].startswith("Anarchism is a political philosophy that advocates self-governed societies")
+    # So are section headings: the Anarchism article's "Etymology and terminology." and "History." sections
+    # start with their first sentence.
+    assert not {"Etymology and terminology.", "History.", "Origins.", "See also.", "References."} & set(lines)
+    assert '\nThe term "anarchism" is a compound word' in documents[0]
 
 
 def test_sentence_spot_checks(extracted):
@@ -85,7 +91,20 @@ def test_sentence_spot_checks(extracted):
         assert not re.search(r"(?:^|\s)(?:Mr|Mrs|Dr|St|Gen|Brig|Maj|Lt|Col)\.$", line), line
 
 
-def test_titles_shards_and_overwrite(sample, tmp_path, extracted, capsys):
+def left_out(kept: list[str], default: list[str]) -> list[str]:
+    """The lines of `kept` that `default` lacks, asserting that `default` is `kept` without them."""
+    extra, rest = [], iter(default)
+    expected = next(rest, None)
+    for line in kept:
+        if line == expected:
+            expected = next(rest, None)
+        else:
+            extra.append(line)
+    assert expected is None
+    return extra
+
+
+def test_titles_headings_shards_and_overwrite(sample, tmp_path, extracted, capsys):
     report, first = extracted
     (tmp_path / "wiki_00000.txt").write_text("old\n")
     (tmp_path / "wiki_99.txt").write_text("old\n")
@@ -93,10 +112,17 @@ def test_titles_shards_and_overwrite(sample, tmp_path, extracted, capsys):
     with pytest.raises(BertforgeError, match=r"already holds 2 wiki_\*\.txt.*overwrite"):
         extract_wiki(sample("enwiki-dump"), tmp_path, progress=False)
     again = extract_wiki(
-        sample("enwiki-dump"), tmp_path, shard_size_mb=0.5, keep_titles=True, overwrite=True, processes=1
+        sample("enwiki-dump"),
+        tmp_path,
+        shard_size_mb=0.5,
+        keep_titles=True,
+        keep_headings=True,
+        overwrite=True,
+        processes=1,
     )
     assert "articles=106" in capsys.readouterr().err  # the progress bar
-    assert (again.articles, again.documents, again.sentences) == (report.articles, report.documents, report.sentences)
+    assert (again.articles, again.documents, again.headings) == (report.articles, report.documents, report.headings)
+    assert again.sentences == report.sentences + report.headings  # each heading is one line
     assert len(again.shards) >= 4
     assert [p.name for p in again.shards] == [f"wiki_{i:05d}.txt" for i in range(len(again.shards))]
     assert not (tmp_path / "wiki_99.txt").exists()  # stale shard of the old run removed
@@ -105,21 +131,36 @@ def test_titles_shards_and_overwrite(sample, tmp_path, extracted, capsys):
     for text in texts[:-1]:
         assert len(text.encode()) >= 0.5 * 1024 * 1024
     assert all(t.endswith("\n\n") and not t.startswith("\n") for t in texts)
-    # Same documents, each now headed by its title.
-    documents = [d for t in texts for d in t[:-2].split("\n\n")]
-    assert documents[0].split("\n")[:2] == [
+    # Same documents, each now headed by its title, with its section headings where the sections start.
+    documents = [d.split("\n") for t in texts for d in t[:-2].split("\n\n")]
+    assert documents[0][:2] == [
         "Anarchism",
         "Anarchism is a political philosophy that advocates self-governed societies based on voluntary institutions.",
     ]
-    assert ["\n".join(d.split("\n")[1:]) for d in documents] == (
-        (first / "wiki_00000.txt").read_text(encoding="utf-8")[:-2].split("\n\n")
-    )
+    default = [d.split("\n") for d in (first / "wiki_00000.txt").read_text(encoding="utf-8")[:-2].split("\n\n")]
+    assert len(documents) == len(default)
+    headings = [left_out(kept[1:], lines) for kept, lines in zip(documents, default)]
+    assert sum(map(len, headings)) == report.headings
+    assert headings[0][:4] == [
+        "Etymology and terminology.",
+        "History.",
+        "Origins.",
+        "First International and the Paris Commune.",
+    ]
+    at = documents[0].index("Etymology and terminology.")  # right before its section's first sentence
+    assert documents[0][at + 1].startswith('The term "anarchism" is a compound word')
 
 
 def test_clean_article():
     text = "&lt;onlyinclude&gt;\nAyn Rand ()  was born.\xa0It {{eqm}} works &amp; runs (;, ).\n\n  \n{{a|{{b}}}}"
-    assert clean_article(text) == ["Ayn Rand was born. It works & runs."]
-    assert clean_article("") == []
+    assert clean_article(text) == (["Ayn Rand was born. It works & runs."], 0)
+    assert clean_article("") == ([], 0)
+    marked = "Intro.\n## Life.\n## Early years.\nBorn &amp; raised.\n##No heading."
+    assert clean_article(marked) == (["Intro.", "Born & raised.", "##No heading."], 2)
+    assert clean_article(marked, keep_headings=True) == (
+        ["Intro.", "Life.", "Early years.", "Born & raised.", "##No heading."],
+        2,
+    )
 
 
 def _bz2(path, text):
@@ -215,11 +256,16 @@ def test_chinese_and_markup_end_to_end(tmp_path):
         tmp_path / "d.xml.bz2", SITEINFO + page("北京", zh) + page("AT&amp;T", en, page_id=2) + "</mediawiki>\n"
     )
     report = extract_wiki(dump, tmp_path / "out", min_chars=10, keep_titles=True, processes=1, progress=False)
-    assert (tmp_path / "out" / "wiki_00000.txt").read_text(encoding="utf-8") == (
+    expected = (
         "北京\n北京是中国的首都。\n他说：“好。”\n然后走了。\n历史.\n北京有三千多年的历史！\n真的吗？\n\n"
         "AT&T\nAT&T is a company.\nMr. Smith runs it.\nIt is big.\n\n"
     )
-    assert (report.articles, report.documents, report.sentences) == (2, 2, 9)
+    assert (tmp_path / "out" / "wiki_00000.txt").read_text(encoding="utf-8") == expected.replace("历史.\n", "")
+    assert (report.articles, report.documents, report.sentences, report.headings) == (2, 2, 8, 1)
+    # The command line keeps the section heading "== 历史 ==" on request.
+    args = ["extract-wiki", str(dump), "--output", str(tmp_path / "cli"), "--min-chars", "10", "--processes", "1"]
+    assert cli([*args, "--keep-titles", "--keep-headings", "--quiet"]) == 0
+    assert (tmp_path / "cli" / "wiki_00000.txt").read_text(encoding="utf-8") == expected
 
 
 def test_extract_wiki_command_passes_every_option_through(tmp_path, capsys):

@@ -17,6 +17,9 @@ def register(sub, common) -> None:
     p.add_argument("--min-chars", type=int, default=100, help="skip articles shorter than this (default 100)")
     p.add_argument("--keep-titles", action="store_true", help="keep each article's title as its first line")
     p.add_argument(
+        "--keep-headings", action="store_true", help='keep section headings ("History.") as lines of their own'
+    )
+    p.add_argument(
         "--no-templates",
         dest="templates",
         action="store_false",
@@ -37,6 +40,7 @@ def run(args: argparse.Namespace) -> None:
         shard_size_mb=args.shard_size,
         min_chars=args.min_chars,
         keep_titles=args.keep_titles,
+        keep_headings=args.keep_headings,
         templates=args.templates,
         processes=args.processes,
         overwrite=args.overwrite,

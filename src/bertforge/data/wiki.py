@@ -4,7 +4,7 @@ That is the layout Google's `create_pretraining_data.py` and the MindSpore model
 cleaned by `wikiextractor` (a pinned dependency), run as a child process with `--json`: it parallelises
 with fork()ed workers and writes its own logs, neither of which we want inside a process that may have
 torch loaded, and JSON lines give us article boundaries and titles. We only validate the input, tidy what
-wikiextractor leaves behind, split sentences and write size-bounded shards atomically.
+wikiextractor leaves behind, drop section headings, split sentences and write size-bounded shards atomically.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from bertforge.fileio import atomic_path, check_output_dir
 logger = logging.getLogger(__name__)
 
 SHARD_PATTERN = re.compile(r"wiki_\d+\.txt")
+HEADING = "## "  # how wikiextractor marks a section heading line when asked to (`mark_headers`)
 _HEAD_BYTES = 64 * 1024
 _BZ2_END_OF_STREAM = 0x177245385090  # 48-bit marker closing every bzip2 stream (then a 32-bit CRC)
 
@@ -51,6 +52,8 @@ class WikiReport:
     documents: int = 0  # articles written
     sentences: int = 0
     characters: int = 0  # of the lines written, newlines excluded
+    headings: int = 0  # section headings in the articles written (dropped unless keep_headings)
+    headings_kept: bool = False
     skipped: dict[str, int] = field(default_factory=dict)  # reason -> count: "empty", "short"
     shards: list[Path] = field(default_factory=list)
     seconds: float = 0.0
@@ -58,10 +61,11 @@ class WikiReport:
     def summary(self) -> str:
         skipped = ", ".join(f"{n} {why}" for why, n in sorted(self.skipped.items())) or "none"
         where = self.shards[0].parent if self.shards else "-"
+        headings = f"{self.headings} section headings {'kept' if self.headings_kept else 'dropped'}"
         return (
             f"{self.articles} articles -> {self.documents} documents, {self.sentences} sentences, "
             f"{self.characters} characters in {len(self.shards)} shard(s) under {where} "
-            f"(skipped: {skipped}) in {self.seconds:.1f}s"
+            f"(skipped: {skipped}; {headings}) in {self.seconds:.1f}s"
         )
 
 
@@ -72,6 +76,7 @@ def extract_wiki(
     shard_size_mb: float = 100.0,
     min_chars: int = 100,
     keep_titles: bool = False,
+    keep_headings: bool = False,
     templates: bool = True,
     processes: int | None = None,
     overwrite: bool = False,
@@ -79,7 +84,8 @@ def extract_wiki(
 ) -> WikiReport:
     """Extract `dump` (.xml, .xml.bz2 or .xml.gz) into `output_dir/wiki_NN.txt` shards of about
     `shard_size_mb` MB. Articles whose cleaned text is shorter than `min_chars` are skipped; titles are
-    dropped unless `keep_titles` (Google's own Wikipedia preprocessing dropped them). `templates=False`
+    dropped unless `keep_titles` (Google's own Wikipedia preprocessing dropped them), and so are section
+    headings ("History.") unless `keep_headings`: neither is a sentence of the text. `templates=False`
     skips wikiextractor's template-expansion pass: faster, but text produced by templates is lost.
     `processes` defaults to one fewer than the CPU count."""
     start = time.perf_counter()
@@ -88,12 +94,12 @@ def extract_wiki(
         raise BertforgeError(f"shard size must be positive, got {shard_size_mb} MB")
     check_dump(dump)
     stale = _prepare_output(output_dir, overwrite)
-    report = WikiReport()
+    report = WikiReport(headings_kept=keep_headings)
     skipped: collections.Counter[str] = collections.Counter()
     with _ShardWriter(output_dir, int(shard_size_mb * 1024 * 1024)) as shards:
         for article in _run_wikiextractor(dump, templates, processes, progress):
             report.articles += 1
-            paragraphs = clean_article(article["text"])
+            paragraphs, headings = clean_article(article["text"], keep_headings)
             if not paragraphs:
                 skipped["empty"] += 1
                 continue
@@ -105,6 +111,7 @@ def extract_wiki(
             lines = [html.unescape(article["title"]), *sentences] if keep_titles else sentences
             shards.write("\n".join(lines) + "\n\n")
             report.documents += 1
+            report.headings += headings
             report.sentences += len(sentences)
             report.characters += sum(len(line) for line in lines)
     report.skipped = dict(skipped)
@@ -216,11 +223,18 @@ _EMPTY_PARENS = re.compile(r"\s*[(（][\s,;:，；、'\"“”‘’]*[)）]")
 _SPACES = re.compile(r"\s+")
 
 
-def clean_article(text: str) -> list[str]:
-    """wikiextractor's text of one article -> its non-empty paragraphs, tidied and whitespace-normalised."""
+def clean_article(text: str, keep_headings: bool = False) -> tuple[list[str], int]:
+    """wikiextractor's text of one article (headings marked) -> its non-empty paragraphs, tidied and
+    whitespace-normalised, and the number of section headings in it (left out unless `keep_headings`)."""
     # wikiextractor's CLI always HTML-escapes its output (its --html-safe flag cannot be turned off).
     paragraphs = []
+    headings = 0
     for line in html.unescape(text).split("\n"):
+        if line.startswith(HEADING):
+            headings += 1
+            if not keep_headings:
+                continue
+            line = line[len(HEADING) :]
         if "<" in line:
             line = _TAG.sub("", line)
         while "{{" in line:
@@ -232,10 +246,23 @@ def clean_article(text: str) -> list[str]:
         line = _SPACES.sub(" ", line).strip()
         if line:
             paragraphs.append(line)
-    return paragraphs
+    return paragraphs, headings
 
 
 # --- running wikiextractor ---------------------------------------------------------------------------
+
+# wikiextractor writes a section heading as a line of its own ("History."), which looks like a one-sentence
+# paragraph. Its Extractor.clean_text can mark headings ("## History.": no text line starts with "#", list
+# items are dropped), but its command line never asks for that; this entry point does. wikiextractor forks
+# its workers (on every platform but Windows), so they run the marking clean_text too.
+_WIKIEXTRACTOR_MAIN = """
+import sys
+from wikiextractor import WikiExtractor, extract
+clean_text = extract.Extractor.clean_text
+extract.Extractor.clean_text = lambda self, text, **kw: clean_text(self, text, **{**kw, "mark_headers": True})
+sys.argv[0] = "wikiextractor"
+WikiExtractor.main()
+"""
 
 
 def _run_wikiextractor(dump: Path, templates: bool, processes: int | None, progress: bool) -> Iterator[dict[str, Any]]:
@@ -248,8 +275,8 @@ def _run_wikiextractor(dump: Path, templates: bool, processes: int | None, progr
     processes = processes or max(1, (os.cpu_count() or 2) - 1)
     cmd = [
         sys.executable,
-        "-m",
-        "wikiextractor.WikiExtractor",
+        "-c",
+        _WIKIEXTRACTOR_MAIN,
         "--json",
         "--output",
         "-",
