@@ -67,11 +67,11 @@ def ours(train: Path, init: Path, out: Path) -> tuple[float, int]:
         f"init={init}", f"task.train={train}", f"task.max_seq_length={MAX_LEN}", "train.epochs=1",
         f"train.batch_size={BATCH}", f"optimizer.learning_rate={LR}", "train.device=cpu", "do_eval=false",
     ], config_class("ner"))  # fmt: skip
-    examples = read_ner(train)[0]
+    tc = ner.NerConfig(max_seq_length=MAX_LEN)
+    examples = ner.read(str(train), tc)  # tags in the file's detected scheme (BMES here)
     start = time.perf_counter()
     finetune(config, out, progress=False)
     seconds = time.perf_counter() - start
-    tc = ner.NerConfig(max_seq_length=MAX_LEN)
     features = ner.featurize(examples, FullTokenizer(init / "vocab.txt"), ner.prepare(tc, examples, None), MAX_LEN)
     return len(examples) / seconds, int(features.lengths.sum())
 
