@@ -2,11 +2,13 @@
 
 import json
 import random
+import statistics
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from scipy.stats import pearsonr, spearmanr
 
 from bertforge.cli import main as cli
 from bertforge.modeling import BertForSequenceClassification
@@ -96,69 +98,57 @@ def test_unknown_dev_label_and_existing_output_are_clear_errors(tiny_checkpoint,
     assert "is not empty" in capsys.readouterr().err
 
 
-def test_several_seeds_report_mean_and_std(tiny_checkpoint, tmp_path):
-    train = write_csv(tmp_path / "train.csv", sentences(64, 1))
-    dev = write_csv(tmp_path / "dev.csv", sentences(32, 2))
-    assert (
-        run(
-            "--train",
-            train,
-            "--dev",
-            dev,
-            "--init",
-            tiny_checkpoint,
-            "--output",
-            tmp_path / "o",
-            "--epochs",
-            1,
-            "--batch-size",
-            16,
-            "--seeds",
-            "1,2",
-        )
-        == 0
-    )
-    results = json.loads((tmp_path / "o" / "eval_results.json").read_text())
-    assert results["seeds"] == [1, 2] and len(results["accuracy"]["values"]) == 2
-    assert (tmp_path / "o" / "seed-1" / "best").is_dir() and (tmp_path / "o" / "seed-2" / "best").is_dir()
-
-
-def test_regression(tiny_checkpoint, tmp_path):
+def regression_rows() -> list[tuple[str, float]]:
     rng = random.Random(0)
-    rows = [
+    return [
         (f"the film was {w}", float(GOOD.index(w) if w in GOOD else -BAD.index(w)))
         for w in (rng.choice(GOOD + BAD) for _ in range(80))
     ]
+
+
+def scipy_correlations(folder: Path, rows: list[tuple[str, float]]) -> dict[str, float]:
+    """Spearman and Pearson (scipy) of the scores the model kept in `folder` gives `rows`, against their gold.
+    (float32 scores of one text at a time differ from batched ones in the 6th digit: compare to 1e-4.)"""
+    logits, id2label = model_outputs(folder, [text for text, _ in rows])
+    assert logits.shape == (len(rows), 1) and id2label is None
+    scores, gold = logits[:, 0].double().numpy(), [score for _, score in rows]
+    return {"spearman": spearmanr(scores, gold)[0], "pearson": pearsonr(scores, gold)[0]}
+
+
+REGRESSION = ["--task.regression", "true", "--task.label", "score", "--assessment-method", "spearman_correlation",
+              "--learning-rate", 1e-3, "--batch-size", 16]  # fmt: skip
+
+
+def test_several_seeds_report_mean_and_std(tiny_checkpoint, tmp_path):
+    """Each seed's scores are those of its kept model (scipy), and the summary is their mean and sample standard
+    deviation (statistics). Regression: continuous scores, so the two seeds' values differ."""
+    rows = regression_rows()
     train = write_csv(tmp_path / "train.csv", rows, header=("text", "score"))
-    assert (
-        run(
-            "--train",
-            train,
-            "--dev",
-            train,
-            "--init",
-            tiny_checkpoint,
-            "--output",
-            tmp_path / "o",
-            "--epochs",
-            2,
-            "--batch-size",
-            16,
-            "--task.regression",
-            "true",
-            "--task.label",
-            "score",
-            "--assessment-method",
-            "spearman_correlation",
-            "--learning-rate",
-            1e-3,
-            "--train.eval_steps",
-            2,
-        )
-        == 0
-    )
+    out = tmp_path / "o"
+    assert run("--train", train, "--dev", train, "--init", tiny_checkpoint, "--output", out, "--epochs", 1,
+               "--seeds", "1,2", *REGRESSION) == 0  # fmt: skip
+    results = json.loads((out / "eval_results.json").read_text())
+    per_seed = [json.loads((out / f"seed-{s}" / "eval_results.json").read_text()) for s in (1, 2)]
+    for seed, scores in zip((1, 2), per_seed):
+        expected = scipy_correlations(out / f"seed-{seed}" / "best", rows)
+        assert {k: scores[k] for k in expected} == pytest.approx(expected, abs=1e-4), seed
+    assert results.pop("seeds") == [1, 2] and set(results) == {"spearman", "pearson"}
+    for key, summary in results.items():
+        values = [r[key] for r in per_seed]
+        assert values[0] != values[1], key  # so that a population std, or a mean of one seed, would show
+        assert summary == {"values": values, "mean": pytest.approx(statistics.mean(values), abs=1e-12),
+                           "std": pytest.approx(statistics.stdev(values), abs=1e-12)}, key  # fmt: skip
+
+
+def test_regression(tiny_checkpoint, tmp_path):
+    rows = regression_rows()
+    train = write_csv(tmp_path / "train.csv", rows, header=("text", "score"))
+    assert run("--train", train, "--dev", train, "--init", tiny_checkpoint, "--output", tmp_path / "o", "--epochs", 2,
+               "--train.eval_steps", 2, *REGRESSION) == 0  # fmt: skip
     results = json.loads((tmp_path / "o" / "eval_results.json").read_text())
-    assert set(results) >= {"spearman", "pearson"}
+    expected = scipy_correlations(tmp_path / "o" / "best", rows)
+    assert {k: results[k] for k in expected} == pytest.approx(expected, abs=1e-4)
+    assert abs(results["pearson"]) > 0.1  # far from 0, so that a flipped or shifted score would show
     evaluated = [r["step"] for r in read_metrics(tmp_path / "o") if "eval_spearman" in r]
     assert evaluated[:3] == [2, 4, 5]  # every 2 steps (--train.eval_steps) and at each epoch's end (5 steps)
     assert BertForSequenceClassification.from_pretrained(tmp_path / "o" / "best").config.num_labels == 1
