@@ -16,8 +16,14 @@ from bertforge.modeling.bert import extended_attention_mask
 def loop_attention(att: BertSelfAttention, hidden, attention_mask, table, k, key_side=True, value_side=True):
     """One head at a time, one (i, j) pair at a time."""
     B, S, H = hidden.shape
-    nh, d = att.num_heads, att.head_dim
-    q, key, v = (proj(hidden).view(B, S, nh, d) for proj in (att.query, att.key, att.value))
+    q, key, v = (proj(hidden).view(B, S, att.num_heads, att.head_dim) for proj in (att.query, att.key, att.value))
+    return loop_relative_attention(q, key, v, attention_mask, table, k, key_side, value_side)
+
+
+def loop_relative_attention(q, key, v, attention_mask, table, k, key_side=True, value_side=True):
+    """The formula above for projected q, key, v (B, S, nh, d), attention_mask (B, S) (1 = a real token) and a
+    table (2k+1, d): the context (B, S, nh·d), in float64."""
+    B, S, nh, d = q.shape
     out = torch.zeros(B, S, nh, d, dtype=torch.float64)
     for b in range(B):
         for h in range(nh):
@@ -31,7 +37,7 @@ def loop_attention(att: BertSelfAttention, hidden, attention_mask, table, k, key
                 for j in range(S):
                     r = table[min(max(j - i, -k), k) + k]
                     out[b, i, h] += p[j] * (v[b, j, h] + value_side * r)
-    return out.reshape(B, S, H)
+    return out.reshape(B, S, nh * d)
 
 
 def nezha(kind: str, k: int) -> BertConfig:
