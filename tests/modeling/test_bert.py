@@ -4,6 +4,7 @@ import dataclasses
 
 import pytest
 import torch
+import torchcrf
 import transformers
 
 from bertforge.errors import BertforgeError
@@ -163,7 +164,6 @@ def test_token_classification_with_crf_matches_pytorch_crf(lstm):
     """The CRF head (optionally over a BiLSTM) against references built from its own encoder output: each
     sequence through torch's LSTM alone, unpadded (the backward direction must start at its last real token),
     and pytorch-crf scoring and decoding the labelled positions only (not [CLS], [SEP], padding or -100)."""
-    torchcrf = pytest.importorskip("torchcrf")  # a test dependency: always there under `make test`
     torch.manual_seed(4)
     config = dataclasses.replace(TINY, num_labels=5, use_crf=True, lstm_hidden_size=lstm)
     model = BertForTokenClassification(config).eval()

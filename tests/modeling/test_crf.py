@@ -2,10 +2,9 @@
 
 import pytest
 import torch
+import torchcrf
 
 from bertforge.modeling.crf import CRF, compact_mask
-
-torchcrf = pytest.importorskip("torchcrf")
 
 SEEDS = [0, 1, 2, 3, 4, 5]
 REDUCTIONS = ["sum", "mean", "none", "token_mean"]

@@ -9,12 +9,11 @@ import time
 
 import numpy as np
 import pytest
+from tensorboard.backend.event_processing import event_accumulator
 
 from bertforge.errors import BertforgeError
 from bertforge.formats.tfrecord import iter_tfrecord
 from bertforge.training.metrics import METRICS_FILE, MetricsLogger, read_metrics, truncate_after
-
-event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
 
 
 def _scalars(run_dir) -> dict[str, list[tuple[int, float]]]:

@@ -36,7 +36,8 @@ def _fake_run(run_dir, steps: int = 200) -> None:
 
 
 def test_plot_run_writes_readable_pngs(tmp_path):
-    matplotlib_image = pytest.importorskip("matplotlib.image")
+    import matplotlib.image as matplotlib_image
+
     _fake_run(tmp_path)
     paths = plot_run(tmp_path)
     names = [p.name for p in paths]
