@@ -108,3 +108,12 @@ def tiny_checkpoint(sample, tmp_path_factory):
     BertForPreTraining(config).save_pretrained(root)
     shutil.copyfile(sample("vocab-en"), root / "vocab.txt")
     return root
+
+
+@pytest.fixture(scope="session")
+def enwiki(sample, tmp_path_factory):
+    """The real English Wikipedia dump sample through extract_wiki with the defaults (1 process: CI machines are
+    small), once per session: its WikiReport. Tests read its shards and never write beside them."""
+    from bertforge.data.wiki import extract_wiki
+
+    return extract_wiki(sample("enwiki-dump"), tmp_path_factory.mktemp("enwiki"), processes=1, progress=False)

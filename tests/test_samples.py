@@ -87,3 +87,17 @@ def test_an_unavailable_sample_fails_where_samples_are_required_and_is_listed_wh
         assert proc.returncode == 0 and "1 skipped" in proc.stdout, proc.stdout[-2000:]
         assert "SAMPLES UNAVAILABLE: their tests were skipped, not passed" in proc.stdout
         assert "vocab-en: could not download" in proc.stdout
+
+
+def test_the_suite_has_a_cache_of_its_own():
+    """tests/conftest.py gives each session a temporary cache (features, vocab copies), so no test reads a stale
+    entry or writes into the user's; fetched samples keep their folder, so nothing is downloaded twice."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from bertforge.fileio import cache_dir
+
+    assert cache_dir().parent == Path(tempfile.gettempdir()) and cache_dir().name.startswith("bertforge-test-cache-")
+    assert cache_dir() != Path.home() / ".cache" / "bertforge"
+    assert samples.samples_dir() == Path(os.environ["BERTFORGE_SAMPLES"])

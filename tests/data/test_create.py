@@ -15,7 +15,6 @@ from bertforge.data.inspect import dataset_statistics, statistics
 from bertforge.data.instances import assemble, create_instances
 from bertforge.data.masking import MaskingConfig, candidate_mask, mask_instances
 from bertforge.data.sentences import split_sentences
-from bertforge.data.wiki import extract_wiki
 from bertforge.errors import BertforgeError
 from bertforge.tokenization import FullTokenizer
 from tests.reference.google_bert import load_google_module
@@ -46,10 +45,9 @@ def english_text(sample, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def wiki_text(sample, tmp_path_factory):
-    """The real English Wikipedia dump sample, through extract-wiki."""
-    out = tmp_path_factory.mktemp("wiki")
-    return extract_wiki(sample("enwiki-dump"), out, progress=False).shards[0]
+def wiki_text(enwiki):
+    """The real English Wikipedia dump sample, through extract-wiki (once per session, tests/conftest.py)."""
+    return enwiki.shards[0]
 
 
 def google_statistics(text, vocab, dupe_factor, seed=12345):

@@ -33,11 +33,9 @@ def page(title: str, text: str, ns: int = 0, page_id: int = 1, redirect: str = "
 
 
 @pytest.fixture(scope="module")
-def extracted(sample, tmp_path_factory):
-    """The sample dump extracted once with the defaults (1 process: CI machines are small)."""
-    out = tmp_path_factory.mktemp("wiki")
-    report = extract_wiki(sample("enwiki-dump"), out, processes=1, progress=False)
-    return report, out
+def extracted(enwiki):
+    """The sample dump extracted with the defaults (once per session, tests/conftest.py): report and folder."""
+    return enwiki, enwiki.shards[0].parent
 
 
 def test_report(extracted):

@@ -209,3 +209,42 @@ def test_a_labels_file_orders_the_labels_and_the_submission_holds_the_models_pre
     else:
         expected = "index\tprediction\n" + "".join(f"{100 + i}\t{p}\n" for i, p in enumerate(predicted))
         assert (out / submission).read_text() == expected
+
+
+def test_cached_features_are_keyed_by_the_featurizing_code(tiny_checkpoint, tmp_path, monkeypatch):
+    """The same file featurized again is read from the cache; a changed featurizer (its source file) or another
+    setting featurizes again, so a stale cache cannot hide a featurizer change."""
+    import dataclasses
+    import importlib.util
+
+    from bertforge.tasks.classification import TASK, ClassificationConfig
+    from bertforge.training.finetune import featurize_cached
+
+    monkeypatch.setenv("BERTFORGE_CACHE", str(tmp_path / "cache"))
+    calls = []
+
+    def task_with_featurizer(version: int):
+        """TASK with its featurize wrapped in a module file of its own, whose text says `version`."""
+        path = tmp_path / "featurizer.py"
+        path.write_text(f"# version {version}\nfrom bertforge.tasks.classification import featurize as real\n\n\n"
+                        "def featurize(*args):\n    CALLS.append(1)\n    return real(*args)\n")  # fmt: skip
+        spec = importlib.util.spec_from_file_location(f"featurizer_{version}", path)
+        module = importlib.util.module_from_spec(spec)
+        module.CALLS = calls
+        spec.loader.exec_module(module)
+        return dataclasses.replace(TASK, featurize=module.featurize)
+
+    train = str(write_csv(tmp_path / "train.csv", sentences(20, 1)))
+    tc = ClassificationConfig(train=train)
+    tokenizer = FullTokenizer(tiny_checkpoint / "vocab.txt")
+    task = task_with_featurizer(1)
+    examples = task.read(train, tc)
+    settings = task.prepare(tc, examples, None)
+    first = featurize_cached(task, examples, train, tokenizer, settings, tc)
+    assert featurize_cached(task, examples, train, tokenizer, settings, tc).to_json() == first.to_json()
+    assert len(calls) == 1
+    task = task_with_featurizer(2)
+    assert featurize_cached(task, examples, train, tokenizer, settings, tc).to_json() == first.to_json()
+    assert len(calls) == 2
+    short = featurize_cached(task, examples, train, tokenizer, settings, dataclasses.replace(tc, max_seq_length=8))
+    assert len(calls) == 3 and max(short.lengths) == 8

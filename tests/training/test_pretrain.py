@@ -17,7 +17,6 @@ from bertforge.cli import main as cli
 from bertforge.data import PretrainingDataset
 from bertforge.data.create import CreateOptions, create_pretraining_data
 from bertforge.data.sentences import split_sentences
-from bertforge.data.wiki import extract_wiki
 from bertforge.errors import BertforgeError
 from bertforge.modeling import BertForPreTraining
 from bertforge.training.config import load_config
@@ -43,12 +42,12 @@ def news_data(sample, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def wiki_data(sample, tmp_path_factory):
-    """The real English Wikipedia sample: extract-wiki, then create-pretraining-data."""
+def wiki_data(sample, enwiki, tmp_path_factory):
+    """The real English Wikipedia sample: extract-wiki (once per session, tests/conftest.py), then
+    create-pretraining-data."""
     root = tmp_path_factory.mktemp("wiki")
-    wiki = extract_wiki(sample("enwiki-dump"), root / "wiki", progress=False)
     create_pretraining_data(
-        wiki.shards, sample("vocab-en"), root / "data", CreateOptions(dupe_factor=1), progress=False
+        enwiki.shards, sample("vocab-en"), root / "data", CreateOptions(dupe_factor=1), progress=False
     )
     return root / "data"
 
