@@ -38,6 +38,7 @@ class Server:
     url: str
     log: Path  # its standard error
     key: str | None = None
+    terminated: bool = False
 
     def call(self, method: str, path: str, body: Any = None, *, raw: bytes | None = None, key: str | None = "",
              headers: dict[str, str] | None = None, timeout: float = 60) -> Reply:  # fmt: skip
@@ -70,25 +71,35 @@ class Server:
         assert reply.status == 200, reply
         return reply.body
 
+    def terminate(self) -> None:
+        """SIGTERM, once: a second one, once the server has put back the default handlers on its way out, would
+        kill it."""
+        if not self.terminated and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.terminated = True
+
     def stop(self, timeout: float = 60) -> int:
         """SIGTERM, then the exit status."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+        self.terminate()
         try:
             return self.process.wait(timeout)
         finally:
             self.process.stdout.close()
 
 
-def start_server(model: Path, *flags: str, log: Path, key: str | None = None, timeout: float = 60) -> Server:
-    """`bertforge serve --model MODEL --port 0 FLAGS`, once it prints its ready line."""
+def launch(model: Path, *flags: str, log: Path, key: str | None = None) -> subprocess.Popen:
+    """`bertforge serve --model MODEL --port 0 FLAGS`, started (see `ready`)."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
     env.pop("BERTFORGE_API_KEY", None)
     if key:
         env["BERTFORGE_API_KEY"] = key  # the flag's default: keeps the key out of the process list
     command = [sys.executable, "-m", "bertforge", "serve", "--model", str(model), "--port", "0", "--threads", "1"]
     with open(log, "w") as err:
-        process = subprocess.Popen([*command, *flags], stdout=subprocess.PIPE, stderr=err, text=True, env=env)
+        return subprocess.Popen([*command, *flags], stdout=subprocess.PIPE, stderr=err, text=True, env=env)
+
+
+def ready(process: subprocess.Popen, log: Path, key: str | None = None, timeout: float = 60) -> Server:
+    """The server, once it has printed its ready line."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and process.poll() is None:
         if select.select([process.stdout], [], [], 0.2)[0]:
@@ -98,6 +109,10 @@ def start_server(model: Path, *flags: str, log: Path, key: str | None = None, ti
     process.kill()
     process.wait()
     pytest.fail(f"bertforge serve did not start: {log.read_text()[-3000:]}", pytrace=False)
+
+
+def start_server(model: Path, *flags: str, log: Path, key: str | None = None) -> Server:
+    return ready(launch(model, *flags, log=log, key=key), log, key)
 
 
 def metric(text: str, name: str, **labels: str) -> float:
@@ -139,12 +154,20 @@ def servers(folders, tmp_path_factory):
         "ner-crf": (),
         "qa": ("--task.null_threshold", str(QA_OPTIONS["null_threshold"])),
     }
+    keys = {"classification": API_KEY}
+    launched = {name: launch(folder, *flags[name], log=logs / f"{name}.log", key=keys.get(name))
+                for name, folder in folders.items()}  # fmt: skip
     started: dict[str, Server] = {}
     try:
-        for name, folder in folders.items():
-            key = API_KEY if name == "classification" else None
-            started[name] = start_server(folder, *flags[name], log=logs / f"{name}.log", key=key)
+        for name, process in launched.items():  # started together: they load at the same time
+            started[name] = ready(process, logs / f"{name}.log", keys.get(name))
         yield started
     finally:
+        for name, process in launched.items():
+            if name not in started:  # one that never got ready: its failure is reported already
+                process.kill()
+                process.wait()
+        for server in started.values():  # all stop at once
+            server.terminate()
         for name, server in started.items():
             assert server.stop() == 0, f"{name}: {server.log.read_text()[-3000:]}"

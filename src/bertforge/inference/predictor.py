@@ -34,6 +34,12 @@ log = logging.getLogger("bertforge")
 PAD_MULTIPLE = 8
 
 
+def padded_width(longest: int) -> int:
+    """The width of a batch whose longest feature has `longest` tokens: its own up to 64, above that rounded up
+    to a multiple of `PAD_MULTIPLE`."""
+    return longest if longest <= 64 else -(-longest // PAD_MULTIPLE) * PAD_MULTIPLE
+
+
 def run_features(
     backend, features: Features, batch_size: int, token_outputs: Sequence[str] = (), pad_to: int | None = None
 ) -> list[Outputs]:
@@ -47,7 +53,7 @@ def run_features(
         idx = order[start : start + batch_size]
         items = [{"input_ids": np.asarray(ids[i]), "token_type_ids": np.asarray(types[i])} for i in idx]
         longest = int(features.lengths[idx].max())
-        width = pad_to or (longest if longest <= 64 else -(-longest // PAD_MULTIPLE) * PAD_MULTIPLE)
+        width = pad_to or padded_width(longest)
         batch = {k: v.numpy() for k, v in collate(items, width).items() if k in INPUT_NAMES}
         out = backend(batch)
         for row, i in enumerate(idx):

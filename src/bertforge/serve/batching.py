@@ -24,6 +24,7 @@ import numpy as np
 
 from bertforge.errors import BertforgeError
 from bertforge.inference import Predictor
+from bertforge.inference.predictor import padded_width
 from bertforge.serve.errors import ApiError
 from bertforge.serve.metrics import Metrics
 from bertforge.tasks.task import Features, Outputs
@@ -118,12 +119,19 @@ class Batcher:
         pending: list[_Row] = []
         stopping = False
         while pending or not stopping:
-            if not pending:
-                stopping = self._take(pending, block=True)
-            if self.batching and not stopping:
-                stopping = self._gather(pending)
-            if pending:
-                self._forward(self._select(pending), pending)
+            rows: list[_Row] = []
+            try:
+                if not pending:
+                    stopping = self._take(pending, block=True)
+                if self.batching and not stopping:
+                    stopping = self._gather(pending)
+                if pending:
+                    rows = self._select(pending)
+                    self._forward(rows, pending)
+            except Exception as exc:  # a bug of ours: its requests fail (500), the others are still served
+                log.exception("the batching worker failed")
+                jobs = list({id(row.job): row.job for row in rows + pending}.values())
+                self._fail(jobs, pending, ApiError("internal", f"internal error ({type(exc).__name__}): {exc}"))
             self._round += 1
         while True:  # anything queued after the stop signal (uvicorn sends none: it drains requests first)
             try:
@@ -177,13 +185,13 @@ class Batcher:
             self._finish(job)
 
     def _too_long(self, n: int, of: int) -> str:
-        which = "the input is" if of == 1 else f"{n} of {of} inputs are"
+        which = "the input is" if of == 1 else f"{n} of {of} inputs {'is' if n == 1 else 'are'}"
         them = "them" if n > 1 else "it"
         return f'{which} longer than the model takes ({self.limit}); send "truncate": true to cut {them}'
 
     @staticmethod
     def _padded(rows: list[_Row]) -> int:
-        return len(rows) * max((row.length for row in rows), default=0)
+        return len(rows) * padded_width(max((row.length for row in rows), default=0))
 
     def _select(self, pending: list[_Row]) -> list[_Row]:
         """The next forward pass: rows of the oldest round first, longest first, while the padded size (rows x
@@ -192,7 +200,7 @@ class Batcher:
         rows, longest = [], 0
         for row in pending:
             longest = max(longest, row.length)
-            if rows and longest * (len(rows) + 1) > self.max_batch_tokens:
+            if rows and padded_width(longest) * (len(rows) + 1) > self.max_batch_tokens:
                 break
             rows.append(row)
         del pending[: len(rows)]

@@ -1,0 +1,193 @@
+"""Dynamic batching: concurrent requests share forward passes (the metrics say so) and each gets its own answer,
+the one `Predictor.predict` gives that input alone; forward passes stay within the token budget; without
+batching each request runs alone; a request the model fails on gets 424 and the worker goes on; requests over
+--max-concurrent-requests get 429; SIGTERM with requests in flight loses none and exits 0."""
+
+import asyncio
+import contextlib
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from bertforge.serve.batching import Batcher
+from bertforge.serve.errors import ApiError
+from bertforge.serve.metrics import Metrics
+from tests.polarity import sentences
+from tests.serve.conftest import metric, start_server
+from tests.serve.test_app import same
+
+TEXTS = [text for text, _ in sentences(24, 5)]
+
+
+def concurrently(server, bodies: list) -> list:
+    """POST each body from its own thread, all released at once; the replies in order."""
+    replies: list = [None] * len(bodies)
+    start = threading.Barrier(len(bodies))
+
+    def send(i: int) -> None:
+        start.wait()
+        replies[i] = server.call("POST", "/predict", bodies[i])
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(len(bodies))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return replies
+
+
+def test_concurrent_requests_share_forward_passes_and_each_gets_its_own_answer(servers, predictors):
+    server, predictor = servers["classification"], predictors["classification"]
+    before = server.metrics()
+    replies = concurrently(server, [{"inputs": text} for text in TEXTS])
+    after = server.metrics()
+    assert [r.status for r in replies] == [200] * len(TEXTS)
+    for text, reply in zip(TEXTS, replies):
+        same(reply.body, predictor.predict(text))
+
+    def grew(name, **labels):
+        return metric(after, name, **labels) - metric(before, name, **labels)
+
+    passes = grew("bertforge_batch_requests_count")
+    assert grew("bertforge_batch_requests_sum") == len(TEXTS)
+    assert passes - grew("bertforge_batch_requests_bucket", le="1.0") >= 1, "no forward pass held two requests"
+    assert passes < len(TEXTS)
+
+
+def test_without_batching_each_request_runs_alone(folders, tmp_path):
+    server = start_server(folders["classification"], "--no-batching", log=tmp_path / "serve.log")
+    try:
+        replies = concurrently(
+            server, [{"inputs": text} for text in TEXTS[:8]] + [{"inputs": [[t] for t in TEXTS[:3]]}]
+        )
+        assert [r.status for r in replies] == [200] * 9
+        text = server.metrics()
+        assert metric(text, "bertforge_batch_requests_count") == metric(
+            text, "bertforge_batch_requests_bucket", le="1.0"
+        )
+        assert metric(text, "bertforge_batch_requests_count") == 9 and metric(text, "bertforge_batch_size_sum") == 11
+        assert server.call("GET", "/info").body["batching"] is False
+    finally:
+        assert server.stop() == 0
+
+
+def test_held_requests_overload_the_server_then_finish_on_sigterm(folders, tmp_path):
+    """Requests held for 2 s waiting for company: a fourth is refused (429); SIGTERM then lets the three finish."""
+    server = start_server(folders["classification"], "--max-concurrent-requests", "3", "--max-wait-ms", "2000",
+                          log=tmp_path / "serve.log")  # fmt: skip
+    replies: list = []
+    held = [threading.Thread(target=lambda t=t: replies.append(server.call("POST", "/predict", {"inputs": t})))
+            for t in TEXTS[:3]]  # fmt: skip
+    try:
+        for t in held:
+            t.start()
+        deadline = time.monotonic() + 1.5
+        while metric(server.metrics(), "bertforge_requests_in_flight") < 3:
+            assert time.monotonic() < deadline, "the requests never got in flight"
+            time.sleep(0.02)
+        refused = server.call("POST", "/predict", {"inputs": "one too many"})
+        assert (refused.status, refused.body["error_type"]) == (429, "overloaded")
+        assert "--max-concurrent-requests 3" in refused.body["error"]
+        assert server.call("GET", "/health").status == 200  # overloaded is not unhealthy
+    finally:
+        status = server.stop()
+        for t in held:
+            t.join()
+    assert status == 0, server.log.read_text()
+    assert [r.status for r in replies] == [200] * 3, replies
+
+
+@contextlib.contextmanager
+def running(predictor, **options):
+    """A started batcher, as `submit(requests, truncate)`: each request (a list of texts) sent at once, their
+    results (results, outputs) or errors in order. Stopped on leaving."""
+    batcher = Batcher(predictor, Metrics(), **options)
+
+    def submit(requests: list[list[str]], truncate: bool = True) -> list:
+        async def send():
+            calls = (batcher.predict([predictor.example(t, str(i)) for i, t in enumerate(texts)], truncate)
+                     for texts in requests)  # fmt: skip
+            return await asyncio.gather(*calls, return_exceptions=True)
+
+        return asyncio.run(send())
+
+    batcher.start()
+    try:
+        yield submit
+    finally:
+        batcher.stop()
+    assert batcher.metrics.registry.get_sample_value("bertforge_queue_size") == 0
+
+
+def test_forward_passes_stay_within_the_token_budget(predictors, monkeypatch):
+    predictor = predictors["ner-crf"]
+    shapes = []
+    backend = predictor.backend
+
+    def recording(batch):
+        shapes.append(batch["input_ids"].shape)
+        return backend(batch)
+
+    monkeypatch.setattr(predictor, "backend", recording)
+    texts = [" ".join(["Ada in London"] * n) for n in (1, 30, 4, 12, 2, 60, 7)]
+    with running(predictor, max_batch_tokens=256, max_wait_ms=200) as submit:
+        results = submit([[t] for t in texts])
+    assert all(rows * width <= 256 or rows == 1 for rows, width in shapes), shapes
+    assert len(shapes) > 1 and max(rows for rows, _ in shapes) > 1, shapes
+    monkeypatch.undo()
+    for text, (result, _) in zip(texts, results):
+        same(predictor.task.present(result[0]), predictor.predict(text))
+
+
+def test_a_failing_or_nan_model_fails_its_requests_and_the_worker_goes_on(predictors, monkeypatch):
+    predictor = predictors["classification"]
+    backend = predictor.backend
+
+    def broken(batch):
+        out = backend(batch)
+        tokens = set(predictor.tokenizer.convert_ids_to_tokens(batch["input_ids"].ravel().tolist()))
+        if "nan" in tokens:
+            out["logits"][:] = np.nan
+        if "boom" in tokens:
+            raise RuntimeError("out of memory")
+        return out
+
+    monkeypatch.setattr(predictor, "backend", broken)
+    with running(predictor, batching=False) as submit:
+        boom, nan, fine = submit([["boom"], ["nan"], ["a fine film"]])
+    for error, message in ((boom, "inference failed: out of memory"), (nan, "NaN or infinite")):
+        assert isinstance(error, ApiError) and (error.status, error.error_type) == (424, "backend")
+        assert message in str(error)
+    assert fine[0][0][0]["label"] in ("neg", "pos", "neutral")
+
+
+def test_a_bug_in_the_worker_fails_its_requests_not_the_server(predictors, monkeypatch):
+    predictor = predictors["classification"]
+    select = Batcher._select
+    calls = []
+
+    def once_broken(self, pending):
+        calls.append(len(pending))
+        if len(calls) == 1:
+            raise KeyError("bug")
+        return select(self, pending)
+
+    monkeypatch.setattr(Batcher, "_select", once_broken)
+    with running(predictor, max_wait_ms=0) as submit:
+        (error,) = submit([["a fine film"]])
+        (fine,) = submit([["a fine film"]])
+    assert (error.status, error.error_type, str(error)) == (500, "internal", "internal error (KeyError): 'bug'")
+    assert fine[0][0][0]["label"] in ("neg", "pos", "neutral")
+
+
+@pytest.mark.parametrize("batching", [True, False])
+def test_a_request_longer_than_the_model_is_refused_unless_truncated(predictors, batching):
+    predictor = predictors["classification"]
+    with running(predictor, batching=batching, limit="at most 224 tokens") as submit:
+        (refused,) = submit([["fine", " ".join(["good"] * 300)]], truncate=False)
+        ((results, _),) = submit([["fine", " ".join(["good"] * 300)]], truncate=True)
+    assert isinstance(refused, ApiError) and (refused.status, refused.error_type) == (422, "validation")
+    assert str(refused).startswith("1 of 2 inputs is longer than the model takes (at most 224 tokens)")
+    assert len(results) == 2
