@@ -1,10 +1,13 @@
 """Dynamic batching: concurrent requests share forward passes (the metrics say so) and each gets its own answer,
 the one `Predictor.predict` gives that input alone; forward passes stay within the token budget; without
 batching each request runs alone; a request the model fails on gets 424 and the worker goes on; requests over
---max-concurrent-requests get 429; SIGTERM with requests in flight loses none and exits 0."""
+--max-concurrent-requests get 429; SIGTERM with requests in flight (one still uploading) loses none and exits 0."""
 
 import asyncio
 import contextlib
+import http.client
+import json
+import socket
 import threading
 import time
 
@@ -73,17 +76,28 @@ def test_without_batching_each_request_runs_alone(folders, tmp_path):
         assert server.stop() == 0
 
 
-def test_held_requests_overload_the_server_then_finish_on_sigterm(folders, tmp_path):
-    """Requests held for 2 s waiting for company: a fourth is refused (429); SIGTERM then lets the three finish."""
-    server = start_server(folders["classification"], "--max-concurrent-requests", "3", "--max-wait-ms", "2000",
+def test_requests_in_flight_overload_the_server_then_all_finish_on_sigterm(folders, tmp_path):
+    """A lone request is answered at once (--max-wait-ms is 10 s), but one whose body is still on its way holds
+    two others waiting for it: with three in flight a fourth is refused (429). SIGTERM then closes the door to
+    new connections, and the server exits 0 only once all three are answered, the one still uploading included."""
+    server = start_server(folders["classification"], "--max-concurrent-requests", "3", "--max-wait-ms", "10000",
                           log=tmp_path / "serve.log")  # fmt: skip
+    start = time.monotonic()
+    server.predict({"inputs": "alone"})
+    assert time.monotonic() - start < 5, "a lone request waited for company that was not coming"
+
+    host, port = server.url.removeprefix("http://").rsplit(":", 1)
+    body = json.dumps({"inputs": TEXTS[0]}).encode()
+    slow = socket.create_connection((host, int(port)))
+    head = f"POST /predict HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}"
+    slow.sendall(f"{head}\r\n\r\n".encode() + body[:5])
     replies: list = []
-    held = [threading.Thread(target=lambda t=t: replies.append(server.call("POST", "/predict", {"inputs": t})))
-            for t in TEXTS[:3]]  # fmt: skip
+    waiting = [threading.Thread(target=lambda t=t: replies.append(server.call("POST", "/predict", {"inputs": t})))
+               for t in TEXTS[1:3]]  # fmt: skip
     try:
-        for t in held:
+        for t in waiting:
             t.start()
-        deadline = time.monotonic() + 1.5
+        deadline = time.monotonic() + 10
         while metric(server.metrics(), "bertforge_requests_in_flight") < 3:
             assert time.monotonic() < deadline, "the requests never got in flight"
             time.sleep(0.02)
@@ -91,12 +105,28 @@ def test_held_requests_overload_the_server_then_finish_on_sigterm(folders, tmp_p
         assert (refused.status, refused.body["error_type"]) == (429, "overloaded")
         assert "--max-concurrent-requests 3" in refused.body["error"]
         assert server.call("GET", "/health").status == 200  # overloaded is not unhealthy
+        assert not replies  # still waiting for the third
+
+        server.terminate()
+        while True:  # stopping: no new connections
+            try:
+                server.call("GET", "/health", timeout=1)
+            except ConnectionRefusedError:
+                break
+            assert time.monotonic() < deadline, "still accepting connections after SIGTERM"
+            time.sleep(0.02)
+        slow.sendall(body[5:])
+        response = http.client.HTTPResponse(slow)
+        response.begin()
+        answer = json.loads(response.read())
     finally:
         status = server.stop()
-        for t in held:
+        slow.close()
+        for t in waiting:
             t.join()
     assert status == 0, server.log.read_text()
-    assert [r.status for r in replies] == [200] * 3, replies
+    assert response.status == 200 and answer[0]["label"] in ("neg", "pos", "neutral")
+    assert [r.status for r in replies] == [200, 200], replies
 
 
 @contextlib.contextmanager
@@ -107,7 +137,7 @@ def running(predictor, **options):
 
     def submit(requests: list[list[str]], truncate: bool = True) -> list:
         async def send():
-            calls = (batcher.predict([predictor.example(t, str(i)) for i, t in enumerate(texts)], truncate)
+            calls = (batcher.submit([predictor.example(t, str(i)) for i, t in enumerate(texts)], truncate)
                      for texts in requests)  # fmt: skip
             return await asyncio.gather(*calls, return_exceptions=True)
 
@@ -132,7 +162,7 @@ def test_forward_passes_stay_within_the_token_budget(predictors, monkeypatch):
 
     monkeypatch.setattr(predictor, "backend", recording)
     texts = [" ".join(["Ada in London"] * n) for n in (1, 30, 4, 12, 2, 60, 7)]
-    with running(predictor, max_batch_tokens=256, max_wait_ms=200) as submit:
+    with running(predictor, max_batch_tokens=256) as submit:
         results = submit([[t] for t in texts])
     assert all(rows * width <= 256 or rows == 1 for rows, width in shapes), shapes
     assert len(shapes) > 1 and max(rows for rows, _ in shapes) > 1, shapes

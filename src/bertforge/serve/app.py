@@ -68,7 +68,7 @@ def create_app(predictor: Predictor, options: ServeOptions | None = None, *, mod
     app = FastAPI(
         title="bertforge serve",
         version=__version__,
-        description=f"A fine-tuned {kind} model ({model_id or 'in memory'}). " + schema.__doc__.split("\n\n")[1],
+        description=f"A fine-tuned {kind} model ({model_id or 'in memory'}). {schema.SHAPES}",
         lifespan=lifespan,
     )
     app.add_middleware(_Measure, metrics=metrics)
@@ -120,13 +120,15 @@ def create_app(predictor: Predictor, options: ServeOptions | None = None, *, mod
         in_flight += 1
         metrics.in_flight.inc()
         try:
-            body = await _read_body(request, options.max_body_bytes)
-            parsed = schema.parse_request(body, kind, options.max_client_batch_size)
-            try:
-                examples = [predictor.example(raw, str(i)) for i, raw in enumerate(parsed.inputs)]
-            except BertforgeError as exc:
-                raise ApiError("validation", str(exc)) from None
-            results, outputs = await batcher.predict(examples, parsed.truncate)
+            with batcher.arriving():
+                body = await _read_body(request, options.max_body_bytes)
+                parsed = schema.parse_request(body, kind, options.max_client_batch_size)
+                try:
+                    examples = [predictor.example(raw, str(i)) for i, raw in enumerate(parsed.inputs)]
+                except BertforgeError as exc:
+                    raise ApiError("validation", str(exc)) from None
+                answer = batcher.submit(examples, parsed.truncate)
+            results, outputs = await answer
             return JSONResponse(schema.respond(predictor, parsed, results, outputs))
         finally:
             in_flight -= 1

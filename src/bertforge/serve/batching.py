@@ -3,20 +3,23 @@
 One worker thread owns the `Predictor` (a model is not thread-safe, and the CPU's threads are better spent
 inside one forward pass than on several): it featurizes each request, queues its features (rows), and runs
 forward passes of rows taken oldest round first, longest first, up to a budget of padded tokens
-(`max_batch_tokens`: rows x longest row). A request waits at most `max_wait_ms` after its arrival for others to
-join it; a request that arrived while the model was busy waited already and goes in the next pass at once.
-Each request's rows are then post-processed together, exactly as `Predictor.predict` would, and the result
-goes back to its own request through an asyncio future.
+(`max_batch_tokens`: rows x longest row). Requests that came while the model was busy go in the next pass at
+once; a pass waits for more only while other requests are still arriving (being read and checked: the app
+brackets that with `arriving()`), and then at most until its oldest request has waited `max_wait_ms`, so a
+lone request is never kept waiting for company that is not coming. Each request's rows are post-processed
+together, exactly as `Predictor.predict` would, and the result goes back to its own request through an asyncio
+future.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,7 +75,7 @@ class _Row:
 
 
 class Batcher:
-    """`await batcher.predict(examples, truncate)` -> (the task's results, the features' outputs) of one request,
+    """`await batcher.submit(examples, truncate)` -> (the task's results, the features' outputs) of one request,
     computed in forward passes shared with concurrent requests."""
 
     def __init__(
@@ -92,6 +95,7 @@ class Batcher:
         self._thread = threading.Thread(target=self._work, name="bertforge-batcher", daemon=True)
         self._round = 0
         self._stopped = False
+        self._arriving = 0  # requests being read and checked, not yet submitted
 
     def start(self) -> None:
         self._thread.start()
@@ -106,13 +110,24 @@ class Batcher:
         self._jobs.put(_STOP)
         self._thread.join()
 
-    async def predict(self, examples: Sequence, truncate: bool) -> tuple[list, list[Outputs]]:
+    @contextlib.contextmanager
+    def arriving(self) -> Iterator[None]:
+        """Around the reading and checking of a request, up to its `submit`: a forward pass may wait for it."""
+        self._arriving += 1  # changed on the event loop's thread only, read by the worker
+        try:
+            yield
+        finally:
+            self._arriving -= 1
+
+    def submit(self, examples: Sequence, truncate: bool) -> asyncio.Future:
+        """Queue one request's examples; the future gets (the task's results, the features' outputs) or an
+        `ApiError`."""
         if self._stopped:
             raise ApiError("unhealthy", "the server is shutting down")
         loop = asyncio.get_running_loop()
         job = _Job(examples, truncate, loop, loop.create_future())
         self._jobs.put(job)
-        return await job.future
+        return job.future
 
     # ---------------------------------------------------------------------------------------- the worker
     def _work(self) -> None:
@@ -151,18 +166,20 @@ class Batcher:
         return False
 
     def _gather(self, pending: list[_Row]) -> bool:
-        """Take every request already waiting, then more until the oldest has waited `max_wait` or the budget
-        is full. True on the stop signal."""
+        """Take every request already queued; while others are arriving, wait for them too, until the oldest
+        queued has waited `max_wait` or the budget is full. True on the stop signal."""
         if not pending:
             return False
         deadline = min(row.job.arrived for row in pending) + self.max_wait
         while self._padded(pending) < self.max_batch_tokens:
             wait = deadline - time.monotonic()
-            try:
-                if self._take(pending, block=wait > 0, timeout=wait if wait > 0 else None):
+            block = wait > 0 and self._arriving > 0
+            try:  # a blocking wait in slices of 2 ms: an arriving request may also fail its checks and never come
+                if self._take(pending, block, min(wait, 0.002) if block else None):
                     return True
             except queue.Empty:
-                break
+                if not block:
+                    break
         return False
 
     def _admit(self, job: _Job, pending: list[_Row]) -> None:

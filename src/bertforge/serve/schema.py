@@ -1,12 +1,6 @@
-"""The HTTP contract of `POST /predict` and `GET /info`, per task.
-
-Classifiers take and give TEI's shapes exactly: `{"inputs": "text" | ["text", "text_b"] | [["a"], ["b", "c"]],
-"truncate": bool, "raw_scores": bool}` -> `[{"label", "score"}]` sorted by score, or a list of those for a
-batch (a bare list of two strings is one pair, as in TEI; a batch is a list of lists). NER takes `{"inputs":
-text | [texts]}` -> entities `[{"entity_group", "word", "start", "end", "score"}]` (a list of those for a
-batch); QA takes `{"question", "context"}` or a list of them -> `{"answer", "score", "start", "end"}` (or a
-list). Bodies are checked by hand, not by pydantic, so that every malformed body gets TEI's error body with a
-message naming the field; the OpenAPI document shows the same shapes (`REQUEST_SCHEMAS`).
+"""The HTTP contract of `POST /predict` and `GET /info`, per task (`SHAPES`). Bodies are checked by hand, not
+by pydantic, so that every malformed body gets TEI's error body with a message naming the field; the OpenAPI
+document shows the same shapes (`REQUEST_SCHEMAS`).
 """
 
 from __future__ import annotations
@@ -21,6 +15,13 @@ from bertforge import __version__
 from bertforge.inference import Predictor
 from bertforge.serve.errors import ApiError
 from bertforge.serve.options import ServeOptions
+
+SHAPES = """Classifiers take and give TEI's shapes exactly: `{"inputs": "text" | ["text", "text_b"] |
+[["a"], ["b", "c"]], "truncate": bool, "raw_scores": bool}` -> `[{"label", "score"}]` sorted by score, or a list
+of those for a batch (a bare list of two strings is one pair, as in TEI; a batch is a list of lists). NER takes
+`{"inputs": text | [texts]}` -> entities `[{"entity_group", "word", "start", "end", "score"}]` (a list of those
+for a batch); QA takes `{"question", "context"}` or a list of them -> `{"answer", "score", "start", "end"}` (or a
+list). Errors: `{"error", "error_type"}` with TEI's status codes."""
 
 EXAMPLES = {
     "classification": {"inputs": "What a wonderful film!", "truncate": False},
