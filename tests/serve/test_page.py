@@ -22,7 +22,10 @@ def browser():
     except ImportError:
         chromium = None
     if not (chromium and driver):
-        why = "the browser test needs selenium and Debian's chromium and chromium-driver (apt-get install -y chromium chromium-driver)"  # noqa: E501
+        why = (
+            "the browser test needs selenium and Debian's chromium and chromium-driver "
+            "(apt-get install -y chromium chromium-driver)"
+        )
         if samples_required():
             pytest.fail(f"{why}; they are required here (BERTFORGE_REQUIRE_SAMPLES / CI)", pytrace=False)
         pytest.skip(why)
