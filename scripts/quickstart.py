@@ -9,7 +9,8 @@
 7. fine-tune that tiny BERT on real sentence polarity (a demo of the recipe: a tiny model learns little);
 8. fine-tune the real MiniLM weights on the same data and predict new sentences with `bertforge predict`;
 9. fine-tune MiniLM for extractive QA on real SQuAD questions and answer two questions about a held-out passage;
-10. train a tiny Chinese NER model (BERT + CRF) on real MSRA sentences and find entities in raw text.
+10. train a tiny Chinese NER model (BERT + CRF) on real MSRA sentences and find entities in raw text;
+11. export step 8's classifier to ONNX (verified against PyTorch), predict with ONNX Runtime and serve it over HTTP.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -364,9 +366,50 @@ def main() -> None:
     if results["f1"] < 0.1:
         raise SystemExit("quickstart: the NER model should reach a dev entity F1 above 10%")
 
+    step("11. Deployment: step 8's classifier exported to ONNX, verified, predicting with ONNX Runtime, served")
+    classifier, exported = task / "minilm" / "best", task / "onnx"
+    with open(task / "dev.csv", encoding="utf-8", newline="") as f:
+        dev_rows = list(csv.reader(f))[:1001]  # the header and 1,000 held-out sentences
+    with open(task / "dev-1000.csv", "w", encoding="utf-8", newline="") as f:
+        csv.writer(f).writerows(dev_rows)
+    command = ["export", "--model", str(classifier), "--output", str(exported), "--dev", str(task / "dev-1000.csv")]
+    print("$ bertforge " + " ".join(command) + " --overwrite")
+    subprocess.run([sys.executable, "-m", "bertforge", *command, "--overwrite"], check=True)
+    report = json.loads((exported / "export_report.json").read_text())
+    fp32 = report["fp32"]
+    print(
+        f"ONNX Runtime fusions: {', '.join(f'{k} {v}' for k, v in report['fusions'].items() if v)}; max |Δ| vs PyTorch "
+        f"{max(fp32['max_abs_diff'].values()):.1e}; same labels {fp32['agreement']:.0%}; dev accuracy "
+        f"{fp32['dev']['onnx']['accuracy']:.2%} (PyTorch {fp32['dev']['torch']['accuracy']:.2%})"
+    )
+    command = [sys.executable, "-m", "bertforge", "predict", "--model", str(exported), "--backend", "onnx", new[0]]
+    print(f"$ bertforge predict --model {exported} --backend onnx {new[0]!r}")
+    print("  " + subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip())
+    server = subprocess.Popen(
+        [sys.executable, "-m", "bertforge", "serve", "--model", str(exported), "--backend", "onnx", "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        ready = server.stdout.readline()  # "bertforge serve: ready at http://127.0.0.1:PORT (...)"
+        url = ready.split(" at ", 1)[1].split()[0]
+        body = {"inputs": new[1]}
+        print(f"$ bertforge serve --model {exported} --backend onnx --port 0\n  {ready.strip()}")
+        print(f"$ curl {url}/predict -H 'Content-Type: application/json' -d '{json.dumps(body)}'")
+        request = urllib.request.Request(
+            f"{url}/predict", json.dumps(body).encode(), {"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            print("  " + response.read().decode())
+        print(f"  (the demo page: {url}/ in a browser; API docs at {url}/docs)")
+    finally:
+        server.terminate()  # SIGTERM: finishes what is in flight, then exits 0
+        if server.wait(timeout=60) != 0:
+            raise SystemExit(f"quickstart: the server exited with {server.returncode}")
+
     print(
         "\nquickstart finished: tokenizer, models, real weights, checkpoint conversion, pretraining data, "
-        "pretraining, fine-tuning, prediction, question answering and NER all work."
+        "pretraining, fine-tuning, prediction, question answering, NER, ONNX export and serving all work."
     )
 
 
