@@ -72,7 +72,14 @@ def register(sub, common) -> None:
     p.set_defaults(func=run, accepts_overrides=True)
 
 
+# A server sees every (rows, width) shape of forward pass, and oneDNN keeps a compiled kernel per shape: with its
+# default of 1,024 the server's memory grew by 360 MB in 160 s of load (MiniLM, 32 clients) and was still growing;
+# with 16 it stayed flat, at the same requests/s (benchmarks/RESULTS.md). Set before the first kernel is built.
+PRIMITIVE_CACHE = ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "16")
+
+
 def run(args: argparse.Namespace) -> None:
+    os.environ.setdefault(*PRIMITIVE_CACHE)  # the user's own setting wins
     from bertforge.inference import Predictor
     from bertforge.serve import create_app, serve
 
