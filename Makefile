@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip --disable-pip-version-check -q
 # Threads for benchmarks and the quickstart; tests use the default.
 THREADS ?= 2
 
-.PHONY: setup quickstart test bench clean
+.PHONY: setup quickstart test bench clean browser
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,17 @@ setup: $(VENV)/.installed
 quickstart: setup
 	OMP_NUM_THREADS=$(THREADS) $(PY) scripts/quickstart.py
 
-test: setup
+# The demo page's test drives Debian's Chromium (tests/serve/test_page.py): installed here when missing and we
+# are root (CI); otherwise that test fails naming the two packages to install.
+browser:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing chromium and chromium-driver (the demo page's test)"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+		fi; \
+	fi
+
+test: setup browser
 	BERTFORGE_REQUIRE_SAMPLES=$${BERTFORGE_REQUIRE_SAMPLES:-1} $(PY) -m pytest -q
 
 bench: setup
