@@ -2,23 +2,26 @@
 
 import random
 
+import pytest
+
 from bertforge.data.corpus import plan_chunks, read_documents
 
 BLANKS = [b"\n", b" \n", b"\t \r\n", b"\n\n", b"\x0c\n"]  # lines bytes.strip() empties: all document breaks
 
 
 def write_documents(path, rng, documents, max_lines):
-    """Documents of 1..max_lines lines of 5..80 bytes, each followed by one of the BLANKS; the offsets just
-    after each document's first blank line."""
-    ends = []
+    """Documents of 1..max_lines lines of 5..80 bytes, each followed by one of the BLANKS (the last one, half
+    the time, by none); per document, its start and the offset just after its first blank line."""
+    spans = []
     with open(path, "wb") as f:
-        for _ in range(documents):
+        for i in range(documents):
+            start = f.tell()
             for _ in range(rng.randint(1, max_lines)):
                 f.write(b"w" * rng.randint(5, 80) + rng.choice([b"\n", b"\r\n"]))
-            blank = rng.choice(BLANKS)
-            ends.append(f.tell() + blank.index(b"\n") + 1)
+            blank = b"" if i == documents - 1 and rng.random() < 0.5 else rng.choice(BLANKS)
+            spans.append((start, f.tell() + blank.find(b"\n") + 1))
             f.write(blank)
-    return ends
+    return spans
 
 
 def readline_plan(path, chunk_bytes):
@@ -40,16 +43,23 @@ def readline_plan(path, chunk_bytes):
     return ends
 
 
-def test_documents_that_fit_in_a_chunk_are_never_cut(tmp_path):
-    rng = random.Random(0)
-    for trial in range(20):
+@pytest.mark.parametrize("max_lines", [12, 60], ids=["documents-fit", "some-longer"])
+def test_only_documents_longer_than_a_chunk_are_cut_at_line_ends(tmp_path, max_lines):
+    rng = random.Random(max_lines)
+    for trial in range(30):
         path = tmp_path / f"{trial}.txt"
-        document_ends = set(write_documents(path, rng, documents=rng.randint(1, 60), max_lines=12))
-        chunk_bytes = rng.randint(1000, 3000)  # documents are at most 12 * 82 + 4 bytes
+        documents = write_documents(path, rng, documents=rng.randint(1, 60), max_lines=max_lines)
+        chunk_bytes = rng.randint(1000, 3000)  # a document of 12 lines is at most 12 * 82 + 4 bytes
         chunks = plan_chunks([path], chunk_bytes)
-        assert [c.end for c in chunks] == readline_plan(path, chunk_bytes)
-        assert {c.end for c in chunks} <= document_ends | {path.stat().st_size}
-        assert [c.start for c in chunks] == [0] + [c.end for c in chunks[:-1]]
+        data = path.read_bytes()
+        assert [c.start for c in chunks] == [0] + [c.end for c in chunks[:-1]] and chunks[-1].end == len(data)
+        assert all(c.end - c.start <= 2 * chunk_bytes + 100 for c in chunks)
+        for start, end in documents:
+            inside = [c.end for c in chunks if start < c.end < end]
+            assert not inside or end - start > chunk_bytes  # only a longer document is cut
+            assert all(data[cut - 1 : cut] == b"\n" for cut in inside)  # at line ends
+        if max_lines == 12:
+            assert [c.end for c in chunks] == readline_plan(path, chunk_bytes)
 
 
 def test_a_document_longer_than_a_chunk_is_cut_at_line_ends(tmp_path):
@@ -60,12 +70,18 @@ def test_a_document_longer_than_a_chunk_is_cut_at_line_ends(tmp_path):
     chunks = plan_chunks([path], 10_000)
     assert len(chunks) >= 10
     data = path.read_bytes()
-    for chunk in chunks[:-1]:
-        assert data[chunk.end - 1 : chunk.end] == b"\n" and chunk.end - chunk.start <= 2 * 10_000 + 200
+    cuts = [c for c in chunks if c.end < data.index(b"\n\n")]  # the pieces that end inside the book
+    assert len(cuts) == len(chunks) - 2
+    assert all(data[c.end - 1 : c.end] == b"\n" and c.end - c.start <= 10_000 + 200 for c in cuts)  # + a line
     pieces = [read_documents(chunk)[0] for chunk in chunks]
     assert [len(p) for p in pieces[:-1]] == [1] * (len(chunks) - 1)  # each piece of the book is one document
     assert [line for p in pieces for doc in p for line in doc] == [*lines, "A short document.", "Of two lines."]
     assert pieces[-1][-1] == ["A short document.", "Of two lines."]  # the document after the book is whole
+    # The same book at the end of the file: cut all the same, its last piece shorter than a chunk.
+    last = tmp_path / "last.txt"
+    last.write_text("A short document.\nOf two lines.\n\n" + "\n".join(lines) + "\n")
+    tail = plan_chunks([last], 10_000)
+    assert len(tail) == len(chunks) and tail[-1].end - tail[-1].start < 10_000
 
 
 def test_skipped_lines_are_reported_with_their_line_number_in_any_chunk(tmp_path):

@@ -21,7 +21,9 @@ from bertforge.errors import BertforgeError
 
 MAX_LINE_CHARS = 100_000  # longer "sentences" are skipped and counted: they are not text a model can use
 _BINARY_SNIFF = 8192
-_BLANK_LINE = re.compile(rb"\n[ \t\r\v\f]*\n")  # a line end, then a line bytes.strip() empties: a document break
+# A line end followed by a line that bytes.strip() empties (a document break); group 1 is that line, so matches
+# never overlap a following blank line.
+_BLANK_LINE = re.compile(rb"\n(?=([ \t\r\v\f]*\n))")
 
 
 @dataclass(frozen=True)
@@ -82,36 +84,42 @@ def find_input_files(inputs: list[str | Path]) -> list[Path]:
 
 def plan_chunks(files: list[Path], chunk_bytes: int) -> list[Chunk]:
     """Cut each file into ranges of about `chunk_bytes`: each ends after the first blank line past its
-    budget, or, inside a document that runs on for another `chunk_bytes`, after the line that reaches the
-    budget. A document of at most `chunk_bytes` is never cut."""
+    budget, or, inside a document longer than `chunk_bytes`, after the line that reaches the budget. A
+    document of at most `chunk_bytes` is never cut."""
     chunks: list[Chunk] = []
     for path in files:
         size = path.stat().st_size
         start = 0
         with open(path, "rb") as f:
             while start < size:
-                end = _chunk_end(f, start + chunk_bytes, chunk_bytes, size)
+                end = _chunk_end(f, start, chunk_bytes, size)
                 chunks.append(Chunk(len(chunks), str(path), start, end))
                 start = end
     return chunks
 
 
-def _chunk_end(f, position: int, window: int, size: int) -> int:
-    """Offset just after the first blank line within `window` bytes after the line at `position` ends (or
-    the file size when the file ends first); failing both, just after that line."""
-    if position >= size:
+def _chunk_end(f, start: int, chunk_bytes: int, size: int) -> int:
+    """Where the chunk from `start` ends: just after the first blank line within `chunk_bytes` after the
+    line at start + chunk_bytes; failing that, just after that line, unless the document holding it runs
+    to the end of the file in less than `chunk_bytes` (then at the end of the file)."""
+    if start + chunk_bytes >= size:
         return size
-    f.seek(position)
+    f.seek(start + chunk_bytes)
     f.readline()  # finish the current line
     line_end = f.tell()
     if line_end >= size:
         return size
     f.seek(line_end - 1)
-    ahead = f.read(window + 1)  # from the current line's newline on
+    ahead = f.read(chunk_bytes + 1)  # from the current line's newline on
     blank = _BLANK_LINE.search(ahead)
     if blank:
-        return line_end - 1 + blank.end()
-    return size if line_end - 1 + len(ahead) >= size else line_end
+        return line_end - 1 + blank.end(1)
+    if line_end - 1 + len(ahead) < size:
+        return line_end  # the document goes on for more than another chunk
+    f.seek(start)
+    before = b"\n" + f.read(line_end - start)  # the newline stands for the line end before the chunk
+    document_start = start - 1 + max((m.end(1) for m in _BLANK_LINE.finditer(before)), default=1)
+    return line_end if size - document_start > chunk_bytes else size
 
 
 def read_documents(chunk: Chunk) -> tuple[list[list[str]], ReadReport]:
