@@ -1,18 +1,25 @@
-"""create-pretraining-data (2 workers) against Google's create_pretraining_data.py: wall time and peak memory.
+"""create-pretraining-data (2 workers) against Google's create_pretraining_data.py: wall time and peak memory,
+on the same text shaped two ways: many documents, and one document (no blank line at all, like a book or a
+sentence-per-line corpus without breaks).
 
-Both run as child processes on the same text (the English Wikipedia sample through extract-wiki) with the
-same options (max_seq_length 128, max_predictions 20, masked_lm_prob 0.15, dupe_factor 5). Google's side
-runs `create_training_instances` (read, tokenize, build and mask every instance, in memory) but does not
-write TFRecords (that needs TensorFlow); ours also writes its shards. Peak memory is the largest sum of the
-proportional set sizes (PSS) of the process tree, sampled every 20 ms.
+The text is the English Wikipedia sample through extract-wiki; the one-document shape is the same lines with
+the blank lines removed. Every run is a child process with the same options (max_seq_length 128,
+max_predictions 20, masked_lm_prob 0.15, dupe_factor 5). Google's side runs `create_training_instances`
+(read, tokenize, build and mask every instance, in memory) but does not write TFRecords (that needs
+TensorFlow); ours also writes its shards, through the command line (`python -m bertforge ...`, start-up
+included) and through the Python API (`create_pretraining_data` in a fresh `python -c`), which shows what the
+command line adds. Peak memory is the largest sum of the proportional set sizes (PSS) of the process tree,
+sampled every 20 ms. Runs alternate; the time is the median of the repeats.
 
-    .venv/bin/python benchmarks/bench_pretraining_data.py [--repeats 3] [--dupe-factor 5]
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_pretraining_data.py [--repeats 3] [--dupe-factor 5]
+        [--text corpus.txt]   # your own text instead (a blank line between documents)
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -34,7 +41,16 @@ from tests.reference.google_bert import load_google_module
 cpd = load_google_module("create_pretraining_data")
 tok = load_google_module("tokenization").FullTokenizer({vocab!r}, do_lower_case=True)
 inst = cpd.create_training_instances([{text!r}], tok, 128, {dupe}, 0.1, 0.15, 20, random.Random(12345))
-print(len(inst))
+print(f"{{len(inst)}} instances")
+"""
+
+API = """
+from bertforge.data.create import CreateOptions, create_pretraining_data
+report = create_pretraining_data(
+    [{text!r}], {vocab!r}, {out!r}, CreateOptions(dupe_factor={dupe}), workers={workers}, overwrite=True,
+    progress=False,
+)
+print(report.summary())
 """
 
 
@@ -55,6 +71,7 @@ def tree_pss(pid: int) -> int:
 
 
 def measure(cmd: list[str], env: dict[str, str]) -> tuple[float, int, str]:
+    """Wall seconds, peak PSS of the process tree in bytes, and the instances (and documents) it reported."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     peak = 0
@@ -65,7 +82,34 @@ def measure(cmd: list[str], env: dict[str, str]) -> tuple[float, int, str]:
     out, err = proc.communicate()
     if proc.returncode:
         raise SystemExit(f"{cmd[:3]} failed:\n{err}")
-    return seconds, peak, out.strip()
+    counts = re.findall(r"\d+ instances|from \d+ documents", out)
+    return seconds, peak, " ".join(counts)
+
+
+def shapes(text: Path, folder: Path) -> dict[str, Path]:
+    """The text as it is (a blank line between articles) and as one document (no blank line)."""
+    one = folder / "one-document.txt"
+    with open(text, encoding="utf-8") as src, open(one, "w", encoding="utf-8") as dst:
+        dst.writelines(line for line in src if line.strip())
+    return {"many documents": text, "one document": one}
+
+
+def commands(text: Path, vocab: str, out: Path, dupe: int, workers: int) -> dict[str, list[str]]:
+    python = [sys.executable, "-c"]
+    cli = [sys.executable, "-m", "bertforge", "create-pretraining-data", "--input", str(text), "--vocab", vocab]
+    cli += ["--output", str(out), "--dupe-factor", str(dupe), "--workers", str(workers), "--overwrite", "--quiet"]
+    paths = [str(ROOT / "src"), str(ROOT)]
+    return {
+        "Google create_pretraining_data.py": [
+            *python,
+            GOOGLE.format(paths=paths, vocab=vocab, text=str(text), dupe=dupe),
+        ],
+        f"bertforge CLI, {workers} workers": cli,
+        f"bertforge API, {workers} workers": [
+            *python,
+            API.format(text=str(text), vocab=vocab, out=str(out), dupe=dupe, workers=workers),
+        ],
+    }
 
 
 def main() -> None:
@@ -73,53 +117,35 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--dupe-factor", type=int, default=5)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--text", type=Path, help="sentence-per-line text (default: the Wikipedia sample)")
     args = parser.parse_args()
     env = dict(os.environ, PYTHONPATH=f"{ROOT / 'src'}:{ROOT}")
     vocab = str(fetch("vocab-en"))
     google_bert_dir()  # fetch the reference scripts before timing
     with tempfile.TemporaryDirectory() as tmp:
-        text = extract_wiki(fetch("enwiki-dump"), Path(tmp) / "wiki", progress=False).shards[0]
-        print(f"text: {text.stat().st_size / 1e6:.2f} MB of English Wikipedia, dupe_factor {args.dupe_factor}")
-        google_cmd = [
-            sys.executable,
-            "-c",
-            GOOGLE.format(paths=[str(ROOT / "src"), str(ROOT)], vocab=vocab, text=str(text), dupe=args.dupe_factor),
-        ]
-        ours_cmd = [
-            sys.executable,
-            "-m",
-            "bertforge",
-            "create-pretraining-data",
-            "--input",
-            str(text),
-            "--vocab",
-            vocab,
-            "--output",
-            str(Path(tmp) / "out"),
-            "--dupe-factor",
-            str(args.dupe_factor),
-            "--workers",
-            str(args.workers),
-            "--overwrite",
-            "--quiet",
-        ]
-        rows = {"google": [], "ours": []}
-        for _ in range(args.repeats):
-            rows["google"].append(measure(google_cmd, env))
-            rows["ours"].append(measure(ours_cmd, env))
-    g_time = statistics.median(r[0] for r in rows["google"])
-    o_time = statistics.median(r[0] for r in rows["ours"])
-    g_mem = max(r[1] for r in rows["google"])
-    o_mem = max(r[1] for r in rows["ours"])
-    print(
-        f"google: {g_time:.2f} s (median of {args.repeats}), peak {g_mem / 2**20:.0f} MiB, "
-        f"{rows['google'][0][2]} instances"
-    )
-    print(
-        f"ours ({args.workers} workers): {o_time:.2f} s (median of {args.repeats}), peak {o_mem / 2**20:.0f} MiB; "
-        f"{rows['ours'][0][2]}"
-    )
-    print(f"speed-up: {g_time / o_time:.1f}x   memory: {o_mem / g_mem:.2f}x of Google's")
+        text = args.text or extract_wiki(fetch("enwiki-dump"), Path(tmp) / "wiki", progress=False).shards[0]
+        content = text.read_text(encoding="utf-8").strip()
+        lines, documents = len(re.findall(r"^.*\S", content, re.M)), len(re.split(r"\n\s*\n", content))
+        print(
+            f"text: {text.stat().st_size / 1e6:.2f} MB, {lines} lines, {documents} documents; "
+            f"dupe_factor {args.dupe_factor}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '-')}, "
+            f"{os.cpu_count()} CPUs"
+        )
+        for shape, shaped in shapes(text, Path(tmp)).items():
+            runs = commands(shaped, vocab, Path(tmp) / "out", args.dupe_factor, args.workers)
+            rows: dict[str, list[tuple[float, int, str]]] = {name: [] for name in runs}
+            for _ in range(args.repeats):
+                for name, cmd in runs.items():
+                    rows[name].append(measure(cmd, env))
+            google = statistics.median(r[0] for r in next(iter(rows.values())))
+            print(f"\n{shape}: wall time (median of {args.repeats}), peak PSS, ratio to Google's time")
+            for name, results in rows.items():
+                seconds = statistics.median(r[0] for r in results)
+                peak = max(r[1] for r in results)
+                print(
+                    f"  {name:36s} {seconds:6.2f} s  {peak / 2**20:5.0f} MiB  {google / seconds:5.1f}x  "
+                    f"[{min(r[0] for r in results):.2f}-{max(r[0] for r in results):.2f} s]  {results[0][2]}"
+                )
 
 
 if __name__ == "__main__":
