@@ -171,6 +171,30 @@ def test_forward_passes_stay_within_the_token_budget(predictors, monkeypatch):
         same(predictor.task.present(result[0]), predictor.predict(text))
 
 
+def test_forward_passes_hold_at_most_max_batch_size_inputs_of_similar_lengths(predictors, monkeypatch):
+    """Queued inputs beyond max_batch_size go in later passes, longest first: each pass pads to its own longest."""
+    predictor = predictors["classification"]
+    passes = []
+    backend = predictor.backend
+
+    def recording(batch):
+        passes.append(batch["attention_mask"].sum(1).tolist())
+        if len(passes) == 1:
+            time.sleep(0.3)  # the first pass is slow: every other request queues meanwhile, in one round
+        return backend(batch)
+
+    monkeypatch.setattr(predictor, "backend", recording)
+    texts = [" ".join(["good film"] * n) for n in (3, 1, 9, 5, 2, 8, 4, 7, 6, 1, 2)]
+    with running(predictor, max_batch_size=4) as submit:
+        results = submit([[t] for t in texts])
+    assert max(len(p) for p in passes) == 4 and sum(len(p) for p in passes) == len(texts), passes
+    later = passes[1:]  # the queued round, split into passes of at most 4, longest first
+    assert all(min(a) >= max(b) for a, b in zip(later, later[1:])), passes
+    monkeypatch.undo()
+    for text, (result, _) in zip(texts, results):
+        same(predictor.task.present(result[0]), predictor.predict(text))
+
+
 def test_a_failing_or_nan_model_fails_its_requests_and_the_worker_goes_on(predictors, monkeypatch):
     predictor = predictors["classification"]
     backend = predictor.backend

@@ -37,6 +37,13 @@ def register(sub, common) -> None:
         help=f"padded tokens (inputs x longest) in one forward pass (default: {DEFAULTS.max_batch_tokens})",
     )
     p.add_argument(
+        "--max-batch-size",
+        type=int,
+        default=DEFAULTS.max_batch_size,
+        help="inputs in one forward pass; more queued ones, sorted longest first, go in the next passes (less "
+        f"padding than one wide pass) (default: {DEFAULTS.max_batch_size})",
+    )
+    p.add_argument(
         "--max-wait-ms",
         type=float,
         default=DEFAULTS.max_wait_ms,
@@ -85,6 +92,7 @@ def run(args: argparse.Namespace) -> None:
 
     options = ServeOptions(
         max_batch_tokens=args.max_batch_tokens,
+        max_batch_size=args.max_batch_size,
         max_wait_ms=args.max_wait_ms,
         batching=args.batching,
         max_client_batch_size=args.max_client_batch_size,

@@ -51,6 +51,7 @@ def create_app(predictor: Predictor, options: ServeOptions | None = None, *, mod
         predictor,
         metrics,
         max_batch_tokens=options.max_batch_tokens,
+        max_batch_size=options.max_batch_size,
         max_wait_ms=options.max_wait_ms,
         batching=options.batching,
         limit=f"at most {predictor.max_seq_length} tokens",

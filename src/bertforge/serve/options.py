@@ -10,6 +10,7 @@ from bertforge.errors import BertforgeError
 @dataclass(frozen=True)
 class ServeOptions:
     max_batch_tokens: int = 16384  # padded tokens (rows x longest) in one forward pass
+    max_batch_size: int = 16  # model inputs (rows) in one forward pass: more, longest first, go in the next one
     max_wait_ms: float = 5.0  # how long a request waits for others to batch with, when the model is idle
     batching: bool = True  # False: one request per forward pass (a baseline for load tests)
     max_client_batch_size: int = 32  # inputs in one request (more: 413)
@@ -18,7 +19,8 @@ class ServeOptions:
     api_key: str | None = None  # Bearer token required on every route but /health and the static pages
 
     def __post_init__(self) -> None:
-        for name in ("max_batch_tokens", "max_client_batch_size", "max_concurrent_requests", "max_body_bytes"):
+        limits = ("max_batch_tokens", "max_batch_size", "max_client_batch_size", "max_concurrent_requests")
+        for name in (*limits, "max_body_bytes"):
             if getattr(self, name) < 1:
                 raise BertforgeError(f"{name} must be at least 1, not {getattr(self, name)}")
         if self.max_wait_ms < 0:

@@ -281,6 +281,7 @@ def info(predictor: Predictor, options: ServeOptions, model_id: str) -> dict[str
         "version": __version__,
         "batching": options.batching,
         "max_batch_tokens": options.max_batch_tokens,
+        "max_batch_size": options.max_batch_size,
         "max_wait_ms": options.max_wait_ms,
         "max_client_batch_size": options.max_client_batch_size,
         "max_concurrent_requests": options.max_concurrent_requests,
