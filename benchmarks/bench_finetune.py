@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import random
 import statistics
@@ -77,6 +78,14 @@ def ours(train: Path, dev: Path, out: Path, seed: int, epochs: int, pad: bool = 
     return results["accuracy"], epochs * examples / seconds
 
 
+def grouped(transformers) -> dict:
+    """`Trainer`'s length-grouped sampler: `train_sampling_strategy` since transformers 5, `group_by_length` before."""
+    fields = {f.name for f in dataclasses.fields(transformers.TrainingArguments)}
+    if "train_sampling_strategy" in fields:
+        return {"train_sampling_strategy": "group_by_length"}
+    return {"group_by_length": True}
+
+
 def hf(
     train: Path, dev: Path, out: Path, seed: int, epochs: int, pad_to_max: bool, group_by_length: bool = False
 ) -> tuple[float, float]:
@@ -118,7 +127,7 @@ def hf(
         use_cpu=True,
         logging_strategy="no",
         disable_tqdm=True,
-        group_by_length=group_by_length,
+        **(grouped(transformers) if group_by_length else {}),
     )
     train_set, dev_set = Rows(train), Rows(dev)
     trainer = transformers.Trainer(
