@@ -8,8 +8,9 @@ max_predictions 20, masked_lm_prob 0.15, dupe_factor 5). Google's side runs `cre
 (read, tokenize, build and mask every instance, in memory) but does not write TFRecords (that needs
 TensorFlow); ours also writes its shards, through the command line (`python -m bertforge ...`, start-up
 included) and through the Python API (`create_pretraining_data` in a fresh `python -c`), which shows what the
-command line adds. Peak memory is the largest sum of the proportional set sizes (PSS) of the process tree,
-sampled every 20 ms. Runs alternate; the time is the median of the repeats.
+command line adds. Runs alternate; the time is the median of the repeats, each timed alone. Peak memory comes
+from one more run of each command: the largest sum of the proportional set sizes (PSS) of its process tree,
+sampled every 20 ms (sampling takes CPU time, so it is kept out of the timed runs).
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_pretraining_data.py [--repeats 3] [--dupe-factor 5]
         [--text corpus.txt]   # your own text instead (a blank line between documents)
@@ -70,20 +71,29 @@ def tree_pss(pid: int) -> int:
     return total
 
 
-def measure(cmd: list[str], env: dict[str, str]) -> tuple[float, int, str]:
-    """Wall seconds, peak PSS of the process tree in bytes, and the instances (and documents) it reported."""
+def measure(cmd: list[str], env: dict[str, str], memory: bool = False) -> tuple[float, int, str]:
+    """Wall seconds, peak PSS of the process tree in bytes (when `memory`, else 0), and the instances (and
+    documents) it reported."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     peak = 0
-    while proc.poll() is None:
+    while memory and proc.poll() is None:
         peak = max(peak, tree_pss(proc.pid))
         time.sleep(0.02)
-    seconds = time.perf_counter() - start
     out, err = proc.communicate()
+    seconds = time.perf_counter() - start
     if proc.returncode:
         raise SystemExit(f"{cmd[:3]} failed:\n{err}")
     counts = re.findall(r"\d+ instances|from \d+ documents", out)
     return seconds, peak, " ".join(counts)
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return "unknown CPU"
 
 
 def shapes(text: Path, folder: Path) -> dict[str, Path]:
@@ -129,7 +139,7 @@ def main() -> None:
         print(
             f"text: {text.stat().st_size / 1e6:.2f} MB, {lines} lines, {documents} documents; "
             f"dupe_factor {args.dupe_factor}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '-')}, "
-            f"{os.cpu_count()} CPUs"
+            f"{os.cpu_count()} CPUs ({cpu_model()})"
         )
         for shape, shaped in shapes(text, Path(tmp)).items():
             runs = commands(shaped, vocab, Path(tmp) / "out", args.dupe_factor, args.workers)
@@ -137,11 +147,11 @@ def main() -> None:
             for _ in range(args.repeats):
                 for name, cmd in runs.items():
                     rows[name].append(measure(cmd, env))
+            peaks = {name: measure(cmd, env, memory=True)[1] for name, cmd in runs.items()}
             google = statistics.median(r[0] for r in next(iter(rows.values())))
             print(f"\n{shape}: wall time (median of {args.repeats}), peak PSS, ratio to Google's time")
             for name, results in rows.items():
-                seconds = statistics.median(r[0] for r in results)
-                peak = max(r[1] for r in results)
+                seconds, peak = statistics.median(r[0] for r in results), peaks[name]
                 print(
                     f"  {name:36s} {seconds:6.2f} s  {peak / 2**20:5.0f} MiB  {google / seconds:5.1f}x  "
                     f"[{min(r[0] for r in results):.2f}-{max(r[0] for r in results):.2f} s]  {results[0][2]}"
