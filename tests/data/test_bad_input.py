@@ -150,7 +150,7 @@ def test_interrupted_run_resumes_and_ctrl_c_is_one_line_with_exit_130(tmp_path, 
     import sys
     import time
 
-    (tmp_path / "in.txt").write_text((GOOD * 3 + "\n") * 3000)
+    (tmp_path / "in.txt").write_text((GOOD * 3 + "\n") * 20000)  # seconds of work: Ctrl-C lands mid-run
     args = [sys.executable, "-m", "bertforge", "create-pretraining-data", "--input", str(tmp_path / "in.txt")]
     args += ["--vocab", str(vocab), "--quiet", "--workers", "2", "--chunk-mb", "0.02", "--shard-mb", "0.04"]
     args += ["--dupe-factor", "5"]
