@@ -154,8 +154,11 @@ def test_interrupted_run_resumes_and_ctrl_c_is_one_line_with_exit_130(tmp_path, 
     args = [sys.executable, "-m", "bertforge", "create-pretraining-data", "--input", str(tmp_path / "in.txt")]
     args += ["--vocab", str(vocab), "--quiet", "--workers", "2", "--chunk-mb", "0.02", "--shard-mb", "0.04"]
     args += ["--dupe-factor", "5"]
+    # As from a terminal: SIGINT at its default even when this suite runs in the background (nohup, `&`), where
+    # it is ignored and the child would rightly inherit that and run to the end.
     proc = subprocess.Popen([*args, "--output", str(tmp_path / "cut")], stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)  # fmt: skip
+                            start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     deadline = time.monotonic() + 60
     while not (tmp_path / "cut" / "shard-00001").exists() and time.monotonic() < deadline:
         time.sleep(0.01)
