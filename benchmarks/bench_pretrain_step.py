@@ -2,10 +2,11 @@
 
 A step is forward + backward + optimizer update of `BertForPreTraining` with the BERT-base shape (12 layers,
 hidden 768, 12 heads, intermediate 3072, vocab 21128) on a batch of 8 × 128 tokens with 20 masked positions
-per sequence. bertforge runs its own model (MLM head only at the masked positions) and its foreach AdamW;
-`transformers` runs `BertForPreTraining` with SDPA attention and `torch.optim.AdamW` (foreach) — both from
-the same initial weights. The two alternate step by step so that machine noise hits both alike; the
-median tokens/s ratio is printed. Peak memory is measured separately (each model in a fresh child process
+per sequence. bertforge runs its own model (MLM head only at the masked positions) and its AdamW;
+`transformers` runs `BertForPreTraining` with SDPA attention and `torch.optim.AdamW(fused=True)` — what
+`Trainer` uses by default since torch 2.8 (`adamw_torch_fused`) — and, as a second line, the foreach AdamW;
+all from the same initial weights. They alternate step by step so that machine noise hits all alike; the
+median tokens/s ratios are printed. Peak memory is measured separately (each model in a fresh child process
 for the same number of steps, its VmHWM). MFU counts the FLOPs BERT needs (encoder, attention, MLM head at
 the masked positions) against a measured fp32 matmul peak.
 
@@ -50,8 +51,12 @@ def make_batch(seed: int = 0) -> dict[str, torch.Tensor]:
     }
 
 
+REFERENCES = {"hf": "fused", "hf-foreach": "foreach"}  # transformers with torch's AdamW, by implementation
+
+
 def build(which: str, initial: dict[str, torch.Tensor] | None = None):
-    """(model, step function) for 'ours' or 'hf'; `initial` (our state dict) gives both the same weights."""
+    """(model, step function) for 'ours' or a `REFERENCES` key; `initial` (our state dict) gives all the same
+    weights."""
     import transformers
 
     from bertforge.modeling import BertForPreTraining
@@ -102,7 +107,7 @@ def build(which: str, initial: dict[str, torch.Tensor] | None = None):
         [{"params": decay, "weight_decay": 0.01}, {"params": rest, "weight_decay": 0.0}],
         lr=1e-4,
         eps=1e-6,
-        foreach=True,
+        **{REFERENCES[which]: True},
     )
     hf.train()
 
@@ -159,7 +164,7 @@ def memory_child(which: str, steps: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=5, help="timed steps per model (after one warm-up)")
-    parser.add_argument("--memory-child", choices=["ours", "hf"])
+    parser.add_argument("--memory-child", choices=["ours", *REFERENCES])
     args = parser.parse_args()
     if args.memory_child:
         return memory_child(args.memory_child, 2)
@@ -167,8 +172,9 @@ def main() -> None:
     peak = matmul_peak()
     print(f"measured fp32 matmul peak: {peak / 1e9:.1f} GFLOP/s")
     models = {"ours": build("ours")}
-    models["hf"] = build("hf", initial=models["ours"][0].state_dict())
-    times: dict[str, list[float]] = {"ours": [], "hf": []}
+    for name in REFERENCES:
+        models[name] = build(name, initial=models["ours"][0].state_dict())
+    times: dict[str, list[float]] = {name: [] for name in models}
     for name, (_, step) in models.items():
         step()  # warm-up
     for _ in range(args.steps):
@@ -178,24 +184,27 @@ def main() -> None:
             times[name].append(time.perf_counter() - start)
     del models
     memory = {}
-    for name in ("ours", "hf"):
+    for name in times:
         out = subprocess.run(
             [sys.executable, __file__, "--memory-child", name], capture_output=True, text=True, check=True
         )
         memory[name] = json.loads(out.stdout.strip().splitlines()[-1])["maxrss_mib"]
     flops = needed_flops()
-    for name, label in (("ours", "bertforge"), ("hf", "transformers")):
+    labels = {"ours": "bertforge", "hf": "transformers + fused AdamW", "hf-foreach": "transformers + foreach AdamW"}
+    for name, label in labels.items():
         t = statistics.median(times[name])
         print(
-            f"{label:12s}: {t:6.2f} s/step (median of {args.steps}: {', '.join(f'{x:.2f}' for x in times[name])}), "
+            f"{label:28s}: {t:6.2f} s/step (median of {args.steps}: {', '.join(f'{x:.2f}' for x in times[name])}), "
             f"{B * S / t:6.1f} tokens/s, peak RSS {memory[name]:.0f} MiB, MFU {flops / t / peak:.0%}"
         )
-    ratio = statistics.median(times["hf"]) / statistics.median(times["ours"])
-    paired = statistics.median(h / o for h, o in zip(times["hf"], times["ours"]))
-    print(
-        f"tokens/s ratio bertforge / transformers: {ratio:.2f}x (ratio of medians), {paired:.2f}x (median of the "
-        f"per-round ratios); memory {memory['ours'] / memory['hf']:.2f}x; needed work {flops / 1e9:.0f} GFLOP/step"
-    )
+    for name in REFERENCES:
+        ratio = statistics.median(times[name]) / statistics.median(times["ours"])
+        paired = statistics.median(h / o for h, o in zip(times[name], times["ours"]))
+        print(
+            f"tokens/s ratio bertforge / {labels[name]}: {ratio:.2f}x (ratio of medians), {paired:.2f}x (median "
+            f"of the per-round ratios); memory {memory['ours'] / memory[name]:.2f}x"
+        )
+    print(f"needed work {flops / 1e9:.0f} GFLOP/step")
 
 
 if __name__ == "__main__":

@@ -4,44 +4,33 @@ User errors become one line on stderr and exit status 2."""
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 
-from bertforge.cli import (
-    convert,
-    convert_data,
-    create_data,
-    export,
-    extract_wiki,
-    finetune,
-    inspect,
-    plot,
-    predict,
-    pretrain,
-    pretrain_eval,
-    serve,
-    tokenize,
-)
 from bertforge.errors import BertforgeError, Interrupted
 
-SUBCOMMANDS = (
-    convert,
-    tokenize,
-    extract_wiki,
-    create_data,
-    convert_data,
-    inspect,
-    pretrain,
-    finetune,
-    predict,
-    export,
-    serve,
-    pretrain_eval,
-    plot,
-)
+# Subcommand -> its module. A command imports only its own module, so the light ones (tokenize, extract-wiki,
+# create-pretraining-data, ...) start without loading torch (1.6 s here); --help and mistakes load them all.
+SUBCOMMANDS = {
+    "convert": "convert",
+    "tokenize": "tokenize",
+    "extract-wiki": "extract_wiki",
+    "create-pretraining-data": "create_data",
+    "convert-data": "convert_data",
+    "inspect": "inspect",
+    "pretrain": "pretrain",
+    "finetune": "finetune",
+    "predict": "predict",
+    "export": "export",
+    "serve": "serve",
+    "pretrain-eval": "pretrain_eval",
+    "plot": "plot",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every subcommand, or of `command` alone when it names one."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log details (unused tensors, ...)"
@@ -52,8 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Pretrain, fine-tune, evaluate, export and serve BERT and NEZHA models.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    for module in SUBCOMMANDS:
-        module.register(sub, common)
+    for name, module in SUBCOMMANDS.items():
+        if command in (None, name):
+            importlib.import_module(f"bertforge.cli.{module}").register(sub, common)
     return parser
 
 
@@ -74,8 +64,10 @@ def _joined_dotted(argv: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args, extra = parser.parse_known_args(_joined_dotted(sys.argv[1:] if argv is None else argv))
+    argv = _joined_dotted(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(command if command in SUBCOMMANDS else None)
+    args, extra = parser.parse_known_args(argv)
     if extra and not getattr(args, "accepts_overrides", False):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.overrides = extra
