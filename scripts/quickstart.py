@@ -19,6 +19,7 @@ import csv
 import json
 import logging
 import random
+import shlex
 import shutil
 import subprocess
 import sys
@@ -69,6 +70,17 @@ ENGLISH = [
 
 def step(title: str) -> None:
     print(f"\n== {title}")
+
+
+def bertforge(*args, show: bool = False) -> list[str]:
+    """Run `bertforge ARGS` as a user would type it (printed first): its output lines, or shown as it runs."""
+    args = [str(a) for a in args]
+    print("$ bertforge " + shlex.join(args))
+    command = [sys.executable, "-m", "bertforge", *args]
+    if show:
+        subprocess.run(command, check=True)
+        return []
+    return subprocess.run(command, check=True, capture_output=True, text=True).stdout.splitlines()
 
 
 def padded(tokenizer: FullTokenizer, texts: list[str], max_length: int = 64) -> dict[str, torch.Tensor]:
@@ -264,10 +276,7 @@ def main() -> None:
         "the jokes never land and the plot goes nowhere .",
         "an honest , funny and heartfelt little movie .",
     ]
-    command = [sys.executable, "-m", "bertforge", "predict", "--model", str(best), *new]
-    print("$ bertforge predict --model " + str(best) + " " + " ".join(repr(t) for t in new))
-    predicted = subprocess.run(command, check=True, capture_output=True, text=True).stdout.splitlines()
-    for line in predicted:
+    for line in bertforge("predict", "--model", best, *new):
         p = json.loads(line)
         print(f"  {p['label']:8s} {p['score']:.0%}  {p['text']}")
     if results["accuracy"] < 0.7:
@@ -307,10 +316,7 @@ def main() -> None:
              ("How many BA majors does the College of Arts and Letters at Notre Dame offer?", "33")]  # fmt: skip
     questions.write_text("".join(json.dumps({"question": q, "context": PASSAGE}) + "\n" for q, _ in asked))
     print(f"passage: {PASSAGE}")
-    print(f"$ bertforge predict --model {best} --input {questions}")
-    command = [sys.executable, "-m", "bertforge", "predict", "--model", str(best), "--input", str(questions)]
-    predicted = subprocess.run(command, check=True, capture_output=True, text=True).stdout.splitlines()
-    for (question, gold), line in zip(asked, predicted):
+    for (question, gold), line in zip(asked, bertforge("predict", "--model", best, "--input", questions)):
         p = json.loads(line)
         print(f"  Q: {question}\n  A: {p['answer']!r} (score {p['score']:.2f}, characters {p['start']}-{p['end']}; "
               f"SQuAD's answer: {gold!r})")  # fmt: skip
@@ -351,10 +357,7 @@ def main() -> None:
         "a tiny model trained from scratch for two minutes: it finds some entities and misses many (the MSRA "
         "benchmark in benchmarks/RESULTS.md pretrains first)"
     )
-    command = [sys.executable, "-m", "bertforge", "predict", "--model", str(best), *NER_TEXTS]
-    print(f"$ bertforge predict --model {best} " + " ".join(NER_TEXTS))
-    predicted = subprocess.run(command, check=True, capture_output=True, text=True).stdout.splitlines()
-    for text, line in zip(NER_TEXTS, predicted):
+    for text, line in zip(NER_TEXTS, bertforge("predict", "--model", best, *NER_TEXTS)):
         entities = json.loads(line)["entities"]
         print(f"  {text}")
         for e in entities:
@@ -368,9 +371,8 @@ def main() -> None:
 
     step("11. Deployment: step 8's classifier exported to ONNX, verified, predicting with ONNX Runtime, served")
     classifier, exported = task / "minilm" / "best", task / "onnx"
-    command = ["export", "--model", str(classifier), "--output", str(exported), "--dev", str(task / "dev.csv")]
-    print("$ bertforge " + " ".join(command) + " --overwrite")
-    subprocess.run([sys.executable, "-m", "bertforge", *command, "--overwrite"], check=True)
+    dev = task / "dev.csv"
+    bertforge("export", "--model", classifier, "--output", exported, "--dev", dev, "--overwrite", show=True)
     report = json.loads((exported / "export_report.json").read_text())
     fp32 = report["fp32"]
     print(
@@ -378,9 +380,7 @@ def main() -> None:
         f"{max(fp32['max_abs_diff'].values()):.1e}; same labels {fp32['agreement']:.0%}; dev accuracy "
         f"{fp32['dev']['onnx']['accuracy']:.2%} (PyTorch {fp32['dev']['torch']['accuracy']:.2%})"
     )
-    command = [sys.executable, "-m", "bertforge", "predict", "--model", str(exported), "--backend", "onnx", new[0]]
-    print(f"$ bertforge predict --model {exported} --backend onnx {new[0]!r}")
-    print("  " + subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip())
+    print("  " + bertforge("predict", "--model", exported, "--backend", "onnx", new[0])[0])
     server = subprocess.Popen(
         [sys.executable, "-m", "bertforge", "serve", "--model", str(exported), "--backend", "onnx", "--port", "0"],
         stdout=subprocess.PIPE,
