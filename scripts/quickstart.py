@@ -391,7 +391,7 @@ def main() -> None:
         url = ready.split(" at ", 1)[1].split()[0]
         body = {"inputs": new[1]}
         print(f"$ bertforge serve --model {exported} --backend onnx --port 0\n  {ready.strip()}")
-        print(f"$ curl {url}/predict -H 'Content-Type: application/json' -d '{json.dumps(body)}'")
+        print(f"$ curl {url}/predict -H 'Content-Type: application/json' -d {shlex.quote(json.dumps(body))}")
         request = urllib.request.Request(
             f"{url}/predict", json.dumps(body).encode(), {"Content-Type": "application/json"}
         )
