@@ -190,7 +190,7 @@ def main() -> None:
         )
         memory[name] = json.loads(out.stdout.strip().splitlines()[-1])["maxrss_mib"]
     flops = needed_flops()
-    labels = {"ours": "bertforge", "hf": "transformers + fused AdamW", "hf-foreach": "transformers + foreach AdamW"}
+    labels = {"ours": "bertforge"} | {name: f"transformers + {impl} AdamW" for name, impl in REFERENCES.items()}
     for name, label in labels.items():
         t = statistics.median(times[name])
         print(

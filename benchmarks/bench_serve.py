@@ -60,12 +60,9 @@ def sentences() -> list[str]:
         return [text.strip() for _, text in csv.reader(f)]
 
 
-EXTRA: list[str] = []
-
-
 def start_server(folder: Path, threads: int, batching: bool) -> tuple[subprocess.Popen, str, int]:
     command = [sys.executable, "-m", "bertforge", "serve", "--model", str(folder), "--port", "0"]
-    command += ["--threads", str(threads), "--max-concurrent-requests", "1024", *EXTRA]
+    command += ["--threads", str(threads), "--max-concurrent-requests", "1024"]
     command += [] if batching else ["--no-batching"]
     server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     ready = server.stdout.readline()
