@@ -147,3 +147,19 @@ def test_an_error_is_shown_not_thrown(browser, servers, shots):
     assert "empty text" in wait_for(browser, "#error:not(:empty)")[0].text
     assert not browser.find_element("css selector", "#result").text
     finish(browser, server, "error", shots, refused=400)
+
+
+def test_docs_page_shows_every_route_from_the_openapi_document_without_the_network(browser, servers, shots):
+    server = servers["qa"]
+    browser.get(server.url + "/docs")
+    spec = server.call("GET", "/openapi.json").body
+    expected = [f"{method.upper()}{path}" for path, methods in spec["paths"].items() for method in methods]
+    headings = wait_for(browser, ".route h2", count=len(expected))
+    assert [h.text.replace(" ", "").replace("\n", "") for h in headings] == expected
+    predict = next(h for h in headings if "/predict" in h.text).find_element("xpath", "..")
+    shown = predict.text
+    assert '"question"' in shown and '"context"' in shown  # the request schema, its references resolved
+    assert all(status in shown for status in ("413", "422", "429")), shown
+    assert browser.find_element("css selector", "#title").text.startswith(spec["info"]["title"])
+    assert not browser.find_element("css selector", "#error").text
+    finish(browser, server, "docs", shots)

@@ -1,7 +1,7 @@
 """`create_app(predictor, options)`: the FastAPI app of `bertforge serve`.
 
 Routes: `POST /predict` (the task's shapes, `bertforge.serve.schema`), `GET /health`, `GET /info`, `GET /metrics`
-(Prometheus), `/docs` (FastAPI's OpenAPI page) and the demo page at `/`. With an API key, every route but
+(Prometheus), `/docs` (the OpenAPI document as a page) and the demo page at `/`. With an API key, every route but
 /health and the static pages (the demo page, /docs and its OpenAPI document, which hold no model output) wants
 `Authorization: Bearer KEY`. Every error, ours or the framework's, is TEI's body `{"error", "error_type"}`.
 """
@@ -57,7 +57,8 @@ def create_app(predictor: Predictor, options: ServeOptions | None = None, *, mod
         limit=f"at most {predictor.max_seq_length} tokens",
     )
     about = schema.info(predictor, options, model_id)
-    page = (resources.files("bertforge.serve") / "static" / "index.html").read_text(encoding="utf-8")
+    static = resources.files("bertforge.serve") / "static"
+    page, docs_page = ((static / name).read_text(encoding="utf-8") for name in ("index.html", "docs.html"))
     in_flight = 0
 
     @asynccontextmanager
@@ -71,6 +72,8 @@ def create_app(predictor: Predictor, options: ServeOptions | None = None, *, mod
         version=__version__,
         description=f"A fine-tuned {kind} model ({model_id or 'in memory'}). {schema.SHAPES}",
         lifespan=lifespan,
+        docs_url=None,  # FastAPI's pages load Swagger UI and ReDoc from a CDN: blank on an offline machine
+        redoc_url=None,
     )
     app.add_middleware(_Measure, metrics=metrics)
     for error_class in (ApiError, HTTPException, RequestValidationError, Exception):
@@ -80,6 +83,10 @@ def create_app(predictor: Predictor, options: ServeOptions | None = None, *, mod
     @app.get("/", include_in_schema=False)
     async def demo() -> HTMLResponse:
         return HTMLResponse(page)
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return HTMLResponse(docs_page)
 
     @app.get("/health", summary="200 while the model worker runs (no API key needed)")
     async def health() -> dict[str, str]:
