@@ -8,6 +8,7 @@ from torch import nn
 from bertforge.errors import BertforgeError
 from bertforge.training.optimizers import AdamW
 from bertforge.training.precision import DynamicLossScaler, autocast_context
+from bertforge.training.schedule import warmup_poly_lr
 
 
 def model_and_optimizer():
@@ -120,13 +121,12 @@ def test_autocast_context_errors():
         autocast_context("bf16", "meta")
 
 
-# A skipped step still advances the schedule (as with torch's GradScaler), which torch warns about.
-@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)` before:UserWarning")
 @pytest.mark.parametrize("init_scale,skipped", [(2**40, [1, 2, 3]), (1.0, [0, 0, 0])])
 def test_the_loop_skips_overflowing_fp16_steps(tmp_path, init_scale, skipped):
     """The skip through the training loop itself, on CPU (fp16 autocasts there too; `pretrain` only refuses it
     for speed): a loss scale of 2^40 overflows fp16 gradients, so every step is skipped, the scale halves each
-    time and the weights stay the seeded initial ones; at scale 1 nothing overflows and the weights move."""
+    time, the weights stay the seeded initial ones and the learning rate stays where the schedule starts; at
+    scale 1 nothing overflows, and the weights and the learning rate move."""
     from safetensors.torch import load_file
 
     from bertforge.data import PretrainingDataset
@@ -148,7 +148,16 @@ def test_the_loop_skips_overflowing_fp16_steps(tmp_path, init_scale, skipped):
     finally:
         distributed.teardown()
     scales = [init_scale / 2**n for n in skipped]
-    assert [(r["skipped_steps"], r["loss_scale"]) for r in metrics(tmp_path)] == list(zip(skipped, scales))
+    logged = metrics(tmp_path)
+    assert [(r["skipped_steps"], r["loss_scale"]) for r in logged] == list(zip(skipped, scales))
+    oc = config.optimizer
+    updates = [0, 0, 0] if skipped[-1] else [1, 2, 3]  # the lr logged after a step is the next update's (warm-up)
+    expected = [
+        warmup_poly_lr(n, learning_rate=oc.learning_rate, end_learning_rate=oc.end_learning_rate,
+                       warmup_steps=oc.warmup_steps, decay_steps=oc.warmup_steps + 1, power=oc.power)
+        for n in updates
+    ]  # fmt: skip
+    assert [r["lr"] for r in logged] == pytest.approx(expected, rel=1e-12)
     saved = load_file(final / "model.safetensors")
     unchanged = [torch.equal(saved[name], initial[name]) for name in saved]
     assert all(unchanged) if skipped[-1] else not any(unchanged)

@@ -228,7 +228,6 @@ def train(r: Run, progress: bool = True) -> Path:
                 micro = [next(batches) for _ in range(tc.accumulation_steps)]
                 r.sampler.advance(r.step_items)
                 stats = train_step(r, micro)
-                r.scheduler.step()
                 r.step += 1
                 window.add(stats, time.perf_counter() - started)
                 if dist.is_main and (r.step % tc.log_steps == 0 or r.step == r.total_steps):
@@ -307,7 +306,8 @@ def _optimization(
 
 
 def train_step(r: Run, micro: list[Batch]) -> dict[str, float]:
-    """Forward/backward over the micro-batches, then one (possibly skipped) optimizer update."""
+    """Forward/backward over the micro-batches, then one optimizer update and schedule step (both skipped when
+    fp16 gradients overflowed)."""
     tc, dist, objective, scaler = r.tc, r.dist, r.job.objective, r.scaler
     device = dist.device
     micro = [{k: v.to(device, non_blocking=True) for k, v in mb.items()} for mb in micro]
@@ -329,8 +329,9 @@ def train_step(r: Run, micro: list[Batch]) -> dict[str, float]:
     summary = objective.summary(dist.sum_terms(acc))
     if not scaler.enabled:  # without loss scaling a non-finite value is a fault, never a skippable overflow
         _check_finite(r, summary["loss"], float(grad_norm))
-    if not found_inf:
+    if not found_inf:  # a skipped update leaves the schedule where it was too (as accelerate, Megatron, MindSpore)
         r.optimizer.step()
+        r.scheduler.step()
     scaler.update(found_inf)
     r.optimizer.zero_grad(set_to_none=True)
     tokens = dist.sum(torch.tensor(float(sum(objective.tokens(mb) for mb in micro)), device=device)).item()
