@@ -63,19 +63,22 @@ def overlap(text_file: Path, sentences: list[str]) -> int:
     return sum(s in text for s in sentences)
 
 
-def pretrained(work: Path, steps: int) -> Path:
-    run = work / f"pretrain-{steps}"
+def pretrained(work: Path, steps: int, masking: str, lr: float) -> Path:
+    """Pretrain (or find) the model; its folder names everything it depends on."""
+    run = work / f"pretrain-{masking}-lr{lr:g}-{steps}"
     final = run / "checkpoints" / f"step-{steps:08d}"
     if final.exists():
         return final
-    data = work / "data"
+    data = work / f"data-{masking}"
     if not (data / "schema.json").exists():
-        options = CreateOptions(max_seq_length=128, dupe_factor=1, dynamic_masking=True, whole_word_mask=True)
+        options = CreateOptions(
+            max_seq_length=128, dupe_factor=1, dynamic_masking=True, whole_word_mask=masking == "wwm"
+        )
         create_pretraining_data([corpus(work)], fetch("vocab-zh"), data, options, workers=2, progress=False)
     shutil.rmtree(run, ignore_errors=True)
     overrides = [f"model.{k}={v}" for k, v in MODEL.items()] + [
         "model.vocab_size=21128", f"train.train_steps={steps}", f"data.path={data}", "train.save_checkpoint_steps=1000",
-        "optimizer.learning_rate=1e-3", "optimizer.warmup_steps=200", "train.log_steps=100",
+        f"optimizer.learning_rate={lr}", "optimizer.warmup_steps=200", "train.log_steps=100",
     ]  # fmt: skip
     return pretrain(load_config(ROOT / "configs" / "pretrain" / "tiny.yaml", overrides), run, progress=False)
 
@@ -121,6 +124,9 @@ def run(
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--pretrain-steps", type=int, default=6000)
+    parser.add_argument("--masking", choices=["wwm", "char"], default="wwm",
+                        help="pretraining masks whole jieba words (wwm) or single characters")
+    parser.add_argument("--pretrain-lr", type=float, default=1e-3)
     parser.add_argument("--train-sentences", type=int, default=5000)
     parser.add_argument("--dev-sentences", type=int, default=1000)
     parser.add_argument("--epochs", type=int, default=8)
@@ -143,13 +149,16 @@ def main() -> None:
     seen = overlap(corpus(work), test_sentences)
     print(f"MSRA test sentences found verbatim in the pretraining text: {seen} of {len(test_sentences)}")
     started = time.perf_counter()
-    checkpoint = with_vocab(pretrained(work, args.pretrain_steps))
+    checkpoint = with_vocab(pretrained(work, args.pretrain_steps, args.masking, args.pretrain_lr))
     print(f"pretrained {args.pretrain_steps} steps in {time.perf_counter() - started:.0f} s: {checkpoint}")
     seeds = [int(s) for s in args.seeds.split(",")]
     inits = {"pretrained": checkpoint, "random init": with_vocab(random_init(work))}
     heads = args.heads.split(",")
     recipe = f"n{args.train_sentences}-e{args.epochs}-lr{args.learning_rate:g}"  # a run folder names all it depends on
-    folder = {"pretrained": f"pretrained{args.pretrain_steps}-{recipe}", "random init": f"random-{recipe}"}
+    folder = {
+        "pretrained": f"pretrained-{args.masking}-lr{args.pretrain_lr:g}-{args.pretrain_steps}-{recipe}",
+        "random init": f"random-{recipe}",
+    }
     jobs = {
         (name, head, seed): (init, head, seed, subset, dev, test, work / "runs" / f"{folder[name]}-{head}-{seed}",
                              args.epochs, args.learning_rate)
