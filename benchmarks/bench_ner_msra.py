@@ -11,7 +11,8 @@ Every head is fine-tuned from both initialisations with the same recipe. Fine-tu
 time (one thread each); a run whose test score is already in the work folder is read, not repeated, so an
 interrupted benchmark picks up where it stopped.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_ner_msra.py [--pretrain-steps 6000] [--seeds 1,2,3] [--jobs 2]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_ner_msra.py [--pretrain-steps 6000[+8000]] [--masking wwm|char]
+        [--seeds 1,2,3] [--jobs 2] [--device cuda]
 """
 
 from __future__ import annotations
@@ -63,24 +64,32 @@ def overlap(text_file: Path, sentences: list[str]) -> int:
     return sum(s in text for s in sentences)
 
 
-def pretrained(work: Path, steps: int, masking: str, lr: float) -> Path:
-    """Pretrain (or find) the model; its folder names everything it depends on."""
-    run = work / f"pretrain-{masking}-lr{lr:g}-{steps}"
-    final = run / "checkpoints" / f"step-{steps:08d}"
-    if final.exists():
-        return final
+def pretrained(work: Path, phases: str, masking: str, lr: float, device: str) -> Path:
+    """Pretrain (or find) the model. `phases` "6000" is one run of 6,000 steps; "6000+8000" continues its final
+    weights for 8,000 more steps with a fresh warm-up and decay (as BERT's two phases) and new masks, so a longer
+    pretraining reuses a shorter one. Each folder names everything it depends on."""
     data = work / f"data-{masking}"
     if not (data / "schema.json").exists():
         options = CreateOptions(
             max_seq_length=128, dupe_factor=1, dynamic_masking=True, whole_word_mask=masking == "wwm"
         )
         create_pretraining_data([corpus(work)], fetch("vocab-zh"), data, options, workers=2, progress=False)
-    shutil.rmtree(run, ignore_errors=True)
-    overrides = [f"model.{k}={v}" for k, v in MODEL.items()] + [
-        "model.vocab_size=21128", f"train.train_steps={steps}", f"data.path={data}", "train.save_checkpoint_steps=1000",
-        f"optimizer.learning_rate={lr}", "optimizer.warmup_steps=200", "train.log_steps=100",
-    ]  # fmt: skip
-    return pretrain(load_config(ROOT / "configs" / "pretrain" / "tiny.yaml", overrides), run, progress=False)
+    done: list[str] = []
+    final = None
+    for steps in phases.split("+"):
+        done.append(steps)
+        run = work / f"pretrain-{masking}-lr{lr:g}-{'+'.join(done)}"
+        start, final = final, run / "checkpoints" / f"step-{int(steps):08d}"
+        if final.exists():
+            continue
+        shutil.rmtree(run, ignore_errors=True)
+        overrides = [f"model.{k}={v}" for k, v in MODEL.items()] + [
+            "model.vocab_size=21128", f"train.train_steps={steps}", f"data.path={data}",
+            "train.save_checkpoint_steps=1000", f"optimizer.learning_rate={lr}", "optimizer.warmup_steps=200",
+            "train.log_steps=100", f"train.device={device}",
+        ] + ([f"train.init_checkpoint={start}", f"data.seed={len(done) - 1}"] if start else [])  # fmt: skip
+        pretrain(load_config(ROOT / "configs" / "pretrain" / "tiny.yaml", overrides), run, progress=False)
+    return final
 
 
 def random_init(work: Path) -> Path:
@@ -97,7 +106,16 @@ def with_vocab(checkpoint: Path) -> Path:
 
 
 def run(
-    init: Path, head: str, seed: int, train: Path, dev: Path, test: Path, out: Path, epochs: int, lr: float
+    init: Path,
+    head: str,
+    seed: int,
+    train: Path,
+    dev: Path,
+    test: Path,
+    out: Path,
+    epochs: int,
+    lr: float,
+    device: str = "cpu",
 ) -> float:
     """Fine-tune, keep the best model on dev, then score it on the test file; returns test F1."""
     scored = out / "test" / "eval_results.json"
@@ -107,7 +125,7 @@ def run(
     common = [
         "kind=ner",
         "task.max_seq_length=128",
-        "train.device=cpu",
+        f"train.device={device}",
         "task.repair_tags=true",
     ]
     config = load_config(None, common + HEADS[head] + [
@@ -123,9 +141,13 @@ def run(
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--pretrain-steps", type=int, default=6000)
-    parser.add_argument("--masking", choices=["wwm", "char"], default="wwm",
-                        help="pretraining masks whole jieba words (wwm) or single characters")
+    parser.add_argument("--pretrain-steps", default="6000", help='steps, or phases "6000+8000" (see pretrained())')
+    parser.add_argument(
+        "--masking",
+        choices=["wwm", "char"],
+        default="wwm",
+        help="pretraining masks whole jieba words (wwm) or single characters",
+    )
     parser.add_argument("--pretrain-lr", type=float, default=1e-3)
     parser.add_argument("--train-sentences", type=int, default=5000)
     parser.add_argument("--dev-sentences", type=int, default=1000)
@@ -134,6 +156,7 @@ def main() -> None:
     parser.add_argument("--seeds", default="1,2,3")
     parser.add_argument("--heads", default="softmax,crf,bilstm-crf")
     parser.add_argument("--jobs", type=int, default=2, help="fine-tuning runs at a time")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (results do not depend on it: runs are reused)")
     parser.add_argument("--work", default=str(ROOT / ".cache" / "bench_ner_msra"))
     args = parser.parse_args()
     work = Path(args.work)
@@ -141,7 +164,8 @@ def main() -> None:
     msra = fetch("msra-ner")
     train_lines = (msra / "msra_train.txt").read_text(encoding="utf-8").replace("\r\n", "\n").split("\n\n")
     train_lines = [s for s in train_lines if s.strip()]
-    subset, dev = work / "train.txt", work / "dev.txt"
+    subset = work / f"train-{args.train_sentences}.txt"  # named by size: benchmarks of other sizes share `work`
+    dev = work / f"dev-{args.dev_sentences}.txt"
     subset.write_text("\n\n".join(train_lines[: args.train_sentences]) + "\n", encoding="utf-8")
     dev.write_text("\n\n".join(train_lines[-args.dev_sentences :]) + "\n", encoding="utf-8")
     test = msra / "msra_test.txt"
@@ -149,7 +173,7 @@ def main() -> None:
     seen = overlap(corpus(work), test_sentences)
     print(f"MSRA test sentences found verbatim in the pretraining text: {seen} of {len(test_sentences)}")
     started = time.perf_counter()
-    checkpoint = with_vocab(pretrained(work, args.pretrain_steps, args.masking, args.pretrain_lr))
+    checkpoint = with_vocab(pretrained(work, args.pretrain_steps, args.masking, args.pretrain_lr, args.device))
     print(f"pretrained {args.pretrain_steps} steps in {time.perf_counter() - started:.0f} s: {checkpoint}")
     seeds = [int(s) for s in args.seeds.split(",")]
     inits = {"pretrained": checkpoint, "random init": with_vocab(random_init(work))}
@@ -161,7 +185,7 @@ def main() -> None:
     }
     jobs = {
         (name, head, seed): (init, head, seed, subset, dev, test, work / "runs" / f"{folder[name]}-{head}-{seed}",
-                             args.epochs, args.learning_rate)
+                             args.epochs, args.learning_rate, args.device)
         for name, init in inits.items() for head in heads for seed in seeds
     }  # fmt: skip
     context = multiprocessing.get_context("spawn")  # fresh interpreters: no torch threads inherited by a fork
