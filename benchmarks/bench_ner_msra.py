@@ -1,5 +1,5 @@
 """The model zoo's whole NER pipeline on real Chinese data, end to end: raw People's Daily text → pretraining
-data (whole-word masking with jieba, dynamic masking) → `bertforge pretrain` of a small BERT → fine-tuning on
+data (jieba whole-word or character masking, dynamic) → `bertforge pretrain` of a small BERT → fine-tuning on
 MSRA NER (softmax, CRF, BiLSTM-CRF; several seeds) → entity F1 on MSRA's 5,000 test sentences, against the
 same model fine-tuned from random initialisation.
 
@@ -115,7 +115,7 @@ def run(
     out: Path,
     epochs: int,
     lr: float,
-    device: str = "cpu",
+    device: str,
 ) -> float:
     """Fine-tune, keep the best model on dev, then score it on the test file; returns test F1."""
     scored = out / "test" / "eval_results.json"

@@ -151,7 +151,7 @@ def test_the_loop_skips_overflowing_fp16_steps(tmp_path, init_scale, skipped):
     logged = metrics(tmp_path)
     assert [(r["skipped_steps"], r["loss_scale"]) for r in logged] == list(zip(skipped, scales))
     oc = config.optimizer
-    updates = [0, 0, 0] if skipped[-1] else [1, 2, 3]  # the lr logged after a step is the next update's (warm-up)
+    updates = [step - n for step, n in enumerate(skipped, 1)]  # updates done; the lr logged is the next one's
     expected = [
         warmup_poly_lr(n, learning_rate=oc.learning_rate, end_learning_rate=oc.end_learning_rate,
                        warmup_steps=oc.warmup_steps, decay_steps=oc.warmup_steps + 1, power=oc.power)
