@@ -70,6 +70,10 @@ SAMPLES: dict[str, Sample] = {
     "xglue-mlqa-dummy": Sample("datasets==1.18.4", "datasets/xglue/dummy/mlqa/1.0.0/dummy_data.zip", sdist=True),
     # Real SQuAD v2.0 lines ("version": "v2.0", is_impossible): dummy_data/dev-v2.0.json of this zip.
     "squad_v2-dummy": Sample("datasets==1.18.4", "datasets/squad_v2/dummy/squad_v2/2.0.0/dummy_data.zip", sdist=True),
+    # Real multiple-choice lines (Hugging Face datasets' test data): CLUE C3 (`<config>/1.0.0/dummy_data.zip`, JSON
+    # `[[context...], [{"question", "choice", "answer"}], id]`) and SWAG (`regular/0.0.0/dummy_data.zip`, CSV).
+    "c3-dummy": Sample("datasets==1.18.4", "datasets/c3/dummy", sdist=True),
+    "swag-dummy": Sample("datasets==1.18.4", "datasets/swag/dummy", sdist=True),
     # Official QA scorers (oracles): SQuAD's evaluate-v1.1.py; evaluate-v2.0.py and CMRC2018's cmrc2018_evaluate.py
     # as PaddleHub ships them (squad2_evaluate.py, cmrc2018_evaluate.py); NLTK's word tokenizer, which the CMRC2018
     # script calls on every non-Chinese run.

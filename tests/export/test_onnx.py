@@ -13,9 +13,9 @@ import torch
 
 from bertforge.cli import main as cli
 from bertforge.errors import BertforgeError
-from bertforge.export import need
 from bertforge.export.onnx import export_folder
 from bertforge.export.verify import REPORT_FILE, sample_inputs
+from bertforge.extras import need
 from bertforge.inference import Predictor
 from bertforge.inference.backends import ONNX_FILE, OnnxBackend, TorchBackend
 from bertforge.modeling import BertConfig
@@ -31,7 +31,7 @@ HEADS = {  # name -> (task kind, task config)
     "ner": ("ner", NerConfig()),
     "ner-crf": ("ner", NerConfig(crf=True)),
     "ner-crf-bilstm": ("ner", NerConfig(crf=True, lstm_hidden_size=8)),
-    "qa": ("qa", QaConfig(version_2_with_negative=True, null_score_diff_threshold=0.5)),
+    "qa": ("qa", QaConfig(version_2_with_negative=True, null_threshold=0.5)),
 }
 
 

@@ -10,6 +10,7 @@ import transformers
 from bertforge.errors import BertforgeError
 from bertforge.modeling import (
     BertConfig,
+    BertForMultipleChoice,
     BertForPreTraining,
     BertForQuestionAnswering,
     BertForSequenceClassification,
@@ -130,6 +131,44 @@ def test_sequence_classification_matches_transformers(tmp_path, num_labels):
         b = ref(input_ids=ids, token_type_ids=types, attention_mask=mask, labels=labels)
     assert (a.logits - b.logits).abs().max() <= 1e-5
     assert abs(a.loss.item() - b.loss.item()) <= 1e-5
+
+
+def test_multiple_choice_matches_transformers_both_ways(tmp_path):
+    torch.manual_seed(4)
+    ids, types, mask = (x.view(2, 3, -1)[:, :, :8] for x in batch(TINY, B=6))  # (2 questions, 3 choices, 8)
+    mask = mask.clone()
+    mask[0, 1, 5:] = 0  # a shorter choice
+    labels = torch.tensor([2, 0])
+    ref = transformers.BertForMultipleChoice(hf_config(TINY)).eval()
+    ref.save_pretrained(tmp_path / "hf")
+    ours = BertForMultipleChoice.from_pretrained(tmp_path / "hf").eval()
+    with torch.no_grad():
+        a = ours(ids, types, mask, labels=labels)
+        b = ref(input_ids=ids, token_type_ids=types, attention_mask=mask, labels=labels)
+    assert a.logits.shape == (2, 3) and (a.logits - b.logits).abs().max() <= 1e-5
+    assert abs(a.loss.item() - b.loss.item()) <= 1e-5
+    ours.save_pretrained(tmp_path / "ours")  # and back: transformers loads ours to the same outputs
+    again = transformers.BertForMultipleChoice.from_pretrained(tmp_path / "ours").eval()
+    with torch.no_grad():
+        c = again(input_ids=ids, token_type_ids=types, attention_mask=mask)
+    assert (c.logits - b.logits).abs().max() <= 1e-5
+
+
+def test_a_padded_choice_is_never_chosen_and_costs_nothing():
+    """A question with two choices padded to three scores as if asked with its two alone."""
+    torch.manual_seed(5)
+    model = BertForMultipleChoice(TINY).eval()
+    ids, types, mask = (x.view(2, 3, -1)[:, :, :8] for x in batch(TINY, B=6))
+    ids, types, mask = ids.clone(), types.clone(), mask.clone()
+    ids[1, 2], types[1, 2], mask[1, 2] = 0, 0, 0  # question 1 has two choices
+    labels = torch.tensor([1, 1])
+    with torch.no_grad():
+        padded = model(ids, types, mask, labels=labels)
+        alone = model(ids[1:, :2], types[1:, :2], mask[1:, :2], labels=labels[1:])
+    assert padded.logits[1].argmax() != 2 and torch.isfinite(padded.logits).all()
+    assert torch.allclose(padded.logits[1, :2], alone.logits[0], atol=1e-6)
+    first = model(ids[:1], types[:1], mask[:1], labels=labels[:1])
+    assert torch.allclose(padded.terms["loss_sum"], first.terms["loss_sum"] + alone.terms["loss_sum"], atol=1e-5)
 
 
 def test_token_classification_and_qa_match_transformers(tmp_path):

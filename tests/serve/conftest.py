@@ -87,9 +87,11 @@ class Server:
             self.process.stdout.close()
 
 
-def launch(model: Path, *flags: str, log: Path, key: str | None = None) -> subprocess.Popen:
-    """`bertforge serve --model MODEL --port 0 FLAGS`, started (see `ready`)."""
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+def launch(
+    model: Path, *flags: str, log: Path, key: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.Popen:
+    """`bertforge serve --model MODEL --port 0 FLAGS`, started (see `ready`); `env` adds to the environment."""
+    env = dict(os.environ, OMP_NUM_THREADS="1") | (env or {})
     env.pop("BERTFORGE_API_KEY", None)
     if key:
         env["BERTFORGE_API_KEY"] = key  # the flag's default: keeps the key out of the process list
@@ -111,8 +113,10 @@ def ready(process: subprocess.Popen, log: Path, key: str | None = None, timeout:
     pytest.fail(f"bertforge serve did not start: {log.read_text()[-3000:]}", pytrace=False)
 
 
-def start_server(model: Path, *flags: str, log: Path, key: str | None = None) -> Server:
-    return ready(launch(model, *flags, log=log, key=key), log, key)
+def start_server(
+    model: Path, *flags: str, log: Path, key: str | None = None, env: dict[str, str] | None = None
+) -> Server:
+    return ready(launch(model, *flags, log=log, key=key, env=env), log, key)
 
 
 def metric(text: str, name: str, **labels: str) -> float:

@@ -12,6 +12,7 @@ from bertforge.errors import BertforgeError
 from bertforge.tasks.classification import (
     TASK,
     TASK_LABELS,
+    ClassificationConfig,
     Example,
     fixed_labels,
     is_regression,
@@ -27,7 +28,8 @@ FIXTURES = Path(__file__).parent.parent / "fixtures" / "classification"
 
 
 def settings(labels: LabelMap | None) -> ModelSettings:
-    return ModelSettings("classification", labels=None if labels is None else labels.labels)
+    task = ClassificationConfig()
+    return ModelSettings("classification", labels=None if labels is None else labels.labels, task=task)
 
 
 def featurize(examples, tokenizer, max_seq_length, labels):

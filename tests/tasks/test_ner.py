@@ -18,6 +18,7 @@ from bertforge.modeling import CRF, BertConfig, BertForPreTraining
 from bertforge.modeling.crf import viterbi
 from bertforge.tasks import ner, tagging
 from bertforge.tasks.folder import ModelSettings
+from bertforge.tasks.ner import NerConfig
 from bertforge.tasks.ner_readers import NerExample, read_ner
 from bertforge.tokenization import FullTokenizer
 
@@ -62,7 +63,7 @@ def test_gold_emissions_decode_to_gold_tags_through_windows(zh, max_len):
         char_example(long, [("LOC", i, i + 2) for i in range(0, 1000, 50)], "1"),
     ]
     labels = ["O"] + [f"{p}-{k}" for k in ("LOC", "PER") for p in "BIES"]
-    settings_ = ModelSettings("ner", labels=labels, task={"unit": "char", "scheme": "BIO"})
+    settings_ = ModelSettings("ner", labels=labels, task=NerConfig(unit="char", scheme="BIO"))
     features = ner.featurize(examples, zh, settings_, max_len)
     assert max(len(ids) for ids in features.inputs["input_ids"]) <= max_len
     outputs = []
@@ -176,7 +177,7 @@ def test_invalid_tags_and_unknown_types_name_file_and_line(zh, tmp_path):
     repaired = ner.read(str(bad), ner.NerConfig(scheme="BIO", repair_tags=True))
     assert repaired[1].tags == ["B-LOC", "I-LOC"]  # conlleval's reading, written validly
     labels = ["O"] + [f"{p}-PER" for p in "BIES"]
-    model = ModelSettings("ner", labels=labels, task={"unit": "char"})
+    model = ModelSettings("ner", labels=labels, task=NerConfig(unit="char"))
     with pytest.raises(BertforgeError, match=r"bad\.txt line 4: entity type 'LOC' is not one of the model's types"):
         ner.featurize(repaired, zh, model, 32)
 
@@ -186,7 +187,7 @@ def test_a_labels_file_keeps_the_training_data_word_unit_and_scheme(tmp_path):
     (tmp_path / "types.txt").write_text("PER\nORG\nMISC\n")
     config = ner.NerConfig(labels=str(tmp_path / "types.txt"))
     settings_ = ner.prepare(config, ner.read(str(fixtures / "conll.txt"), config), None)
-    assert settings_.task["unit"] == "word" and settings_.task["scheme"] == "BIO"
+    assert settings_.task.unit == "word" and settings_.task.scheme == "BIO"
     assert settings_.labels[:5] == ["O", "B-PER", "I-PER", "E-PER", "S-PER"]
 
 
@@ -200,7 +201,7 @@ def test_label_all_trains_every_piece_of_a_word_with_its_continuing_tag(sample):
     pieces = [len(p) for p in en.ids_batch([text[s:e] for s, e in words])]
     assert pieces[0] > 1 and pieces[2] > 1  # the names are split into several pieces
     for label_all in (False, True):
-        settings_ = ModelSettings("ner", labels=labels, task={"unit": "word", "scheme": "BIO", "label_all": label_all})
+        settings_ = ModelSettings("ner", labels=labels, task=NerConfig(unit="word", scheme="BIO", label_all=label_all))
         (row,) = ner.featurize([example], en, settings_, 64).inputs["labels"]
         rest = [ids["E-PER"] if label_all else -100, ids["E-LOC"] if label_all else -100]
         expected = [-100, ids["S-PER"], *[rest[0]] * (pieces[0] - 1), ids["O"], ids["S-LOC"]]

@@ -1,7 +1,9 @@
 """A new task plugs in through the registry alone: a toy "length bucket" classifier defined only here trains,
-evaluates and predicts end to end through the same recipe, model folder and `predict` as every task."""
+evaluates, predicts, exports to ONNX and is served by a real `bertforge serve` process (which finds it as an
+entry point, as a task from another package would be found) — with no edit anywhere else."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,7 @@ from bertforge.modeling import BertForSequenceClassification
 from bertforge.tasks import classification, get_task
 from bertforge.tasks.folder import ModelSettings
 from bertforge.tasks.readers import Example
-from bertforge.tasks.task import Task, TaskConfig
+from bertforge.tasks.task import Task
 from bertforge.training.config import load_config
 from bertforge.training.finetune import config_class
 from tests.polarity import sentences
@@ -27,12 +29,12 @@ def read_lengths(path, tc):  # one sentence per line; the label is its length bu
 
 LENGTH = Task(
     kind="length-bucket",
-    config=TaskConfig,
+    config=classification.ClassificationConfig,
     head=BertForSequenceClassification,
     default_method="accuracy",
     methods={"accuracy": "accuracy"},
     read=read_lengths,
-    prepare=lambda tc, train, init: ModelSettings("length-bucket", labels=["long", "short"]),
+    prepare=lambda tc, train, init: ModelSettings("length-bucket", labels=["long", "short"], task=tc),
     model_overrides=classification.model_overrides,
     example=classification.example,
     featurize=classification.featurize,
@@ -40,6 +42,7 @@ LENGTH = Task(
     postprocess=classification.postprocess,
     score=classification.score,
     record=classification.record,
+    serving=classification.SERVING,
 )
 
 
@@ -49,7 +52,21 @@ def registered(monkeypatch):
     return LENGTH
 
 
-def test_a_task_defined_in_a_test_trains_evaluates_and_predicts(registered, tiny_checkpoint, tmp_path):
+def plugin_path(root: Path) -> str:
+    """A folder that installs this module's LENGTH as the task plugin "length-bucket" (an entry point in the
+    group bertforge.tasks), for a child process's PYTHONPATH (with the repository, where `tests` lives)."""
+    info = root / "length_bucket_task-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: length-bucket-task\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[bertforge.tasks]\nlength-bucket = tests.tasks.test_registry:LENGTH\n")
+    return os.pathsep.join([str(root), str(Path(__file__).parents[2]), os.environ.get("PYTHONPATH", "")])
+
+
+def test_a_task_defined_in_a_test_trains_evaluates_predicts_exports_and_is_served(registered, tiny_checkpoint,
+                                                                                   tmp_path):  # fmt: skip
+    from bertforge.export.onnx import export_folder
+    from tests.serve.conftest import start_server
+
     for name, n, seed in (("train.txt", 400, 1), ("dev.txt", 80, 2)):
         (tmp_path / name).write_text("".join(t + "\n" for t, _ in sentences(n, seed)), encoding="utf-8")
     out = tmp_path / "out"
@@ -65,6 +82,17 @@ def test_a_task_defined_in_a_test_trains_evaluates_and_predicts(registered, tiny
     texts = ["the film was good", "the film was good and the plot and the music and the cast and the ending too"]
     assert cli(["predict", "--model", str(out / "best"), *texts, "--output", str(tmp_path / "p.jsonl")]) == 0
     assert [json.loads(x)["label"] for x in (tmp_path / "p.jsonl").read_text().splitlines()] == ["short", "long"]
+
+    report = export_folder(out / "best", tmp_path / "onnx")
+    assert report["task"] == "length-bucket" and report["fp32"]["agreement"] == 1.0
+
+    server = start_server(out / "best", log=tmp_path / "serve.log", env={"PYTHONPATH": plugin_path(tmp_path / "p")})
+    try:
+        assert [r[0]["label"] for r in server.predict({"inputs": [[t] for t in texts]})] == ["short", "long"]
+        info = server.call("GET", "/info").body
+        assert info["task"] == "length-bucket" and info["labels"] == ["long", "short"]
+    finally:
+        assert server.stop() == 0
 
 
 def test_unknown_kinds_are_named(tiny_checkpoint, capsys):

@@ -14,7 +14,8 @@ def register(sub, common) -> None:
         help="export a fine-tuned model to ONNX (optimized, optionally int8), verified against PyTorch",
         description="Writes OUTPUT/model.onnx (dynamic batch and sequence) with config.json, vocab.txt, "
         "bertforge.json and export_report.json (max |Δ| of the outputs, agreement of the predictions, and with "
-        "--dev the task metric of both). Fails, writing nothing, when the fp32 model differs from PyTorch.",
+        "--dev the task metric of both). Fails, writing nothing, when the fp32 model differs from PyTorch. The task "
+        "settings the folder keeps can be changed as --task.KEY VALUE (as for predict).",
     )
     p.add_argument("--model", required=True, help="fine-tuned model folder (finetune's OUTPUT/best)")
     p.add_argument("--output", required=True, help="output folder")
@@ -22,14 +23,21 @@ def register(sub, common) -> None:
     p.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset (default: {OPSET})")
     p.add_argument("--dev", help="labelled dev file: the task metric with PyTorch and with ONNX Runtime")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, accepts_overrides=True)
 
 
 def run(args: argparse.Namespace) -> None:
+    from bertforge.cli.overrides import task_options
     from bertforge.export.onnx import export_folder
 
     report = export_folder(
-        args.model, args.output, quantize=args.quantize, opset=args.opset, dev=args.dev, overwrite=args.overwrite
+        args.model,
+        args.output,
+        quantize=args.quantize,
+        opset=args.opset,
+        dev=args.dev,
+        overwrite=args.overwrite,
+        task_options=task_options(args.overrides),
     )
     sizes = ", ".join(f"{k} {v / 2**20:.1f} MiB" for k, v in report["sizes"].items())
     print(f"exported {args.model} -> {args.output} ({sizes})")

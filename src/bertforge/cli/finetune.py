@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from bertforge.cli.overrides import add_flags, flag_overrides
-from bertforge.tasks import TASKS
+from bertforge.tasks import registered
 
 FLAGS = {
     "train": ("task.train", str),
@@ -32,7 +32,7 @@ def register(sub, common) -> None:
         help="fine-tune a model on a task",
         epilog="Any config key can be set as --section.key value, e.g. --optimizer.weight_decay 0.",
     )
-    p.add_argument("kind", choices=list(TASKS), help="the task family")
+    p.add_argument("kind", choices=list(registered()), help="the task family")
     p.add_argument("--output", required=True, help="output directory (best model, eval_results.json, predictions)")
     p.add_argument("--config", help="YAML config (configs/finetune/<kind>.yaml)")
     add_flags(p, FLAGS)

@@ -23,10 +23,12 @@ import torch
 from torch import nn
 
 from bertforge.errors import BertforgeError
-from bertforge.export import OPSET, need
+from bertforge.export import OPSET
 from bertforge.export.verify import REPORT_FILE, verify
+from bertforge.extras import need
 from bertforge.fileio import atomic_dir, check_output_dir, holds_files
 from bertforge.inference.backends import INPUT_NAMES, ONNX_FILE, OnnxBackend, TorchBackend, named_outputs
+from bertforge.inference.predictor import with_options
 from bertforge.modeling.attention import BertSelfAttention
 from bertforge.modeling.config import BertConfig
 from bertforge.tasks import get_task, kinds_by_head
@@ -118,11 +120,21 @@ def split_mask_unsqueeze(path: Path) -> None:
     onnx.save(model, str(path))
 
 
-def export_graph(model: nn.Module, path: Path, opset: int = OPSET, fusable_attention: bool = True) -> list[str]:
-    """Trace `model` (eval mode; left unchanged) to an ONNX file with inputs `INPUT_NAMES` (B, S) int64, both
-    dimensions dynamic (traced at batch 2, length 8, one row padded, so neither is frozen). Attention is
-    traced in the form ONNX Runtime fuses unless `fusable_attention` is False (SDPA's). Returns the output
-    names."""
+# The size each input axis is traced at: distinct, so that the exporter freezes none of them.
+_TRACE_SIZES = {"batch": 2, "sequence": 8}
+
+
+def export_graph(
+    model: nn.Module,
+    path: Path,
+    opset: int = OPSET,
+    fusable_attention: bool = True,
+    axes: tuple[str, ...] = ("batch", "sequence"),
+) -> list[str]:
+    """Trace `model` (eval mode; left unchanged) to an ONNX file with inputs `INPUT_NAMES` int64 of the task's
+    `axes` (the last one the sequence), every axis dynamic (traced at batch 2, length 8, other axes 3, one row
+    padded, so none is frozen). Attention is traced in the form ONNX Runtime fuses unless `fusable_attention` is
+    False (SDPA's). Returns the output names."""
     need("onnxscript")
     config: BertConfig = model.config
     model = copy.deepcopy(model)  # traceable forms swapped in below, on this copy only
@@ -132,15 +144,18 @@ def export_graph(model: nn.Module, path: Path, opset: int = OPSET, fusable_atten
         if fusable_attention and isinstance(module, BertSelfAttention) and not module.relative:
             module.forward = functools.partial(explicit_attention, module)
     generator = torch.Generator().manual_seed(0)
-    input_ids = torch.randint(5, config.vocab_size, (2, 8), generator=generator)
+    shape = tuple(_TRACE_SIZES.get(axis, 3) for axis in axes)
+    input_ids = torch.randint(5, config.vocab_size, shape, generator=generator)
     token_type_ids = torch.zeros_like(input_ids)
-    token_type_ids[:, 4:] = 1
+    token_type_ids[..., 4:] = 1
     attention_mask = torch.ones_like(input_ids)
-    attention_mask[1, 5:] = 0
+    attention_mask[1, ..., 5:] = 0
     example = (input_ids, token_type_ids, attention_mask)
     names = list(named_outputs(model(*example)))
-    batch = torch.export.Dim("batch")
-    sequence = torch.export.Dim("sequence", max=config.max_position_embeddings)
+    dims = {
+        i: torch.export.Dim(axis, max=config.max_position_embeddings) if axis == "sequence" else torch.export.Dim(axis)
+        for i, axis in enumerate(axes)
+    }
     # The exporter prints its progress and warns about things that do not concern a BERT (torchvision ops).
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings(), _quiet("torch.onnx"):
         warnings.simplefilter("ignore")
@@ -152,7 +167,7 @@ def export_graph(model: nn.Module, path: Path, opset: int = OPSET, fusable_atten
                 dynamo=True,
                 input_names=list(INPUT_NAMES),
                 output_names=names,
-                dynamic_shapes=({0: batch, 1: sequence},) * 3,
+                dynamic_shapes=(dims,) * 3,
                 opset_version=opset,
                 external_data=False,
             )
@@ -196,10 +211,12 @@ def export_folder(
     opset: int = OPSET,
     dev: str | Path | None = None,
     overwrite: bool = False,
+    task_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """`bertforge export`: write OUTPUT (model.onnx, config.json, vocab.txt, bertforge.json,
     export_report.json) from a fine-tuned model folder, atomically; returns the report. Raises when the fp32
-    graph differs from PyTorch by more than the tolerance (nothing is written then)."""
+    graph differs from PyTorch by more than the tolerance (nothing is written then). `task_options` change the
+    task settings the exported folder keeps (as `predict --task.KEY`)."""
     model_dir, output = Path(model_dir), Path(output)
     if quantize not in (None, *QUANTIZATIONS):
         raise BertforgeError(f"--quantize {quantize}: expected one of {', '.join(QUANTIZATIONS)}")
@@ -216,6 +233,7 @@ def export_folder(
     if settings.kind is None:
         raise BertforgeError(f"{model_dir}: a model without a task head; only fine-tuned models export")
     task = get_task(settings.kind, str(model_dir))
+    settings = with_options(settings, task_options or {}, settings.max_seq_length)
     vocab = find_vocab(model_dir)
     check_vocab(model_dir, settings, vocab)
     model = task.head.from_pretrained(model_dir).eval()
@@ -225,7 +243,7 @@ def export_folder(
     with atomic_dir(output) as tmp:
         raw, fp32 = tmp / "raw.onnx", tmp / "fp32.onnx"
         log.info(f"exporting {model_dir} ({type(model).__name__}) with torch.onnx (dynamo), opset {opset}")
-        export_graph(model, raw, opset)
+        export_graph(model, raw, opset, axes=task.input_axes)
         fusions = optimize(raw, fp32, model.config)
         fused = ", ".join(f"{k} {v}" for k, v in fusions.items() if v) or "none"
         log.info(f"ONNX Runtime optimizer fused: {fused}")

@@ -41,6 +41,8 @@ SENTENCES = (
 
 def sample_inputs(task: Task) -> list[Any]:
     """Raw inputs of the task (records with its fields) of varied lengths, in two scripts."""
+    if task.samples is not None:
+        return task.samples(SENTENCES)
     n = len(SENTENCES)
     return [{name: SENTENCES[(i + 3 * j) % n] for j, name in enumerate(task.fields)} for i in range(n)]
 
@@ -49,7 +51,7 @@ def _decision(record: dict[str, Any]) -> Any:
     """What a prediction decides (a label, entity spans, an answer), without its confidence. A regression's
     score is its decision; it is compared through the outputs' |Δ| instead."""
     if isinstance(record, dict):
-        return {k: _decision(v) for k, v in record.items() if k not in ("score", "probabilities")}
+        return {k: _decision(v) for k, v in record.items() if k not in ("score", "scores", "probabilities")}
     if isinstance(record, list):
         return [_decision(x) for x in record]
     return record
@@ -87,22 +89,19 @@ def verify(
     examples = [task.example(raw, str(i)) for i, raw in enumerate(sample_inputs(task))]
     dev_examples, metric = None, task.methods[task.default_method]
     if dev is not None:
-        fmt = {"format": settings.task["format"]} if settings.task.get("format") else {}  # else the task's default
-        tc = task.config(max_seq_length=settings.max_seq_length, **fmt)
-        dev_examples = task.read(str(dev), tc)
+        dev_examples = task.read(str(dev), settings.task)  # in the model's format (and columns)
         if not dev_examples:
             raise BertforgeError(f"{dev}: no examples")
         examples = dev_examples[:DEV_SAMPLE]  # real inputs (labelled ones featurize apart from unlabelled)
         torch_scores = dev_scores(task, settings, tokenizer, reference, dev_examples)
     report: dict[str, Any] = {"metric": metric} if dev is not None else {}
-    points = 1.0 if task.kind == "qa" else 100.0  # QA's official scores are percentages already
     for name, backend in candidates.items():
         result = compare(task, settings, tokenizer, reference, backend, examples)
         diffs = ", ".join(f"{k} {v:.2e}" for k, v in result["max_abs_diff"].items())
         log.info(f"{name}: max |Δ| vs PyTorch {diffs}; same predictions {result['agreement']:.1%} of {len(examples)}")
         if dev_examples is not None:
             scores = dev_scores(task, settings, tokenizer, backend, dev_examples)
-            delta = (scores[metric] - torch_scores[metric]) * points
+            delta = (scores[metric] - torch_scores[metric]) * task.metric_points
             result["dev"] = {"file": str(dev), "torch": torch_scores, "onnx": scores, "delta_points": delta}
             ref = torch_scores[metric]
             log.info(f"{name}: dev {metric} {scores[metric]:.4f} (PyTorch {ref:.4f}, {delta:+.2f} points)")

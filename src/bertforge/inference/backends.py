@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from bertforge.errors import BertforgeError
+from bertforge.extras import need
 
 INPUT_NAMES = ("input_ids", "token_type_ids", "attention_mask")
 ONNX_FILE = "model.onnx"
@@ -52,8 +53,6 @@ class OnnxBackend:
     """An exported model (`bertforge export`) in one ONNX Runtime session, created once, on the CPU."""
 
     def __init__(self, path: Path, threads: int | None = None):
-        from bertforge.export import need
-
         ort = need("onnxruntime")
         if not path.is_file():
             raise BertforgeError(f"{path.parent}: no {path.name}; export the model first (bertforge export)")

@@ -23,6 +23,7 @@ from bertforge.inference.backends import BACKENDS, INPUT_NAMES
 from bertforge.modeling.config import BertConfig
 from bertforge.tasks import get_task, kinds_by_head
 from bertforge.tasks.folder import ModelSettings, check_fits, check_labels, check_vocab, find_vocab, load_settings
+from bertforge.tasks.settings import INFERENCE, build
 from bertforge.tasks.task import Features, Outputs, Task, collate
 from bertforge.tokenization import FullTokenizer
 
@@ -47,11 +48,10 @@ def run_features(
     (longest first), padded to their longest (above 64 rounded up to a multiple of `PAD_MULTIPLE`) or `pad_to`;
     per-token outputs are cut to each length."""
     order = np.argsort(-features.lengths, kind="stable")
-    ids, types = features.inputs["input_ids"], features.inputs["token_type_ids"]
     results: list[Outputs] = [{}] * len(features)
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
-        items = [{"input_ids": np.asarray(ids[i]), "token_type_ids": np.asarray(types[i])} for i in idx]
+        items = [features.model_inputs(i) for i in idx]
         longest = int(features.lengths[idx].max())
         width = pad_to or padded_width(longest)
         batch = {k: v.numpy() for k, v in collate(items, width).items() if k in INPUT_NAMES}
@@ -60,6 +60,21 @@ def run_features(
             n = features.lengths[i]
             results[i] = {k: v[row, :n] if k in token_outputs else v[row] for k, v in out.items()}
     return results
+
+
+def with_options(settings: ModelSettings, options: dict[str, Any], max_seq_length: int) -> ModelSettings:
+    """The model's settings with `options` (raw `--task.KEY` values) over its task settings: only those a
+    prediction may change, each checked, and the rules across them checked for `max_seq_length` (a shorter
+    window than the model's may not fit its stride)."""
+    task = build(type(settings.task), options, "command line", scopes={INFERENCE}, base=settings.task)
+    unset = [key for key, value in options.items() if value is None]  # null: "as trained", which is no override
+    if unset:
+        raise BertforgeError(f"command line: task.{unset[0]} needs a value (got null)")
+    try:
+        task.check(max_seq_length, settings.labels)
+    except BertforgeError as exc:
+        raise BertforgeError(f"command line: {exc}") from None
+    return dataclasses.replace(settings, task=task)
 
 
 class Predictor:
@@ -111,13 +126,7 @@ class Predictor:
                 "(bertforge finetune KIND --init ...)"
             )
         task = get_task(settings.kind, str(folder))
-        unknown = sorted(set(task_options or {}) - set(settings.task))
-        if unknown:
-            raise BertforgeError(
-                f"{folder}: no task setting {unknown[0]!r}; this {task.kind} model has "
-                + (", ".join(settings.task) or "none")
-            )
-        settings = dataclasses.replace(settings, task=settings.task | (task_options or {}))
+        settings = with_options(settings, task_options or {}, max_seq_length or settings.max_seq_length)
         vocab = find_vocab(folder)
         tokenizer = FullTokenizer(vocab, do_lower_case=settings.do_lower_case)
         config = BertConfig.from_file(folder / "config.json")

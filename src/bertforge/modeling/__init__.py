@@ -5,6 +5,7 @@ from bertforge.modeling.bert import BertModel, BertOutput
 from bertforge.modeling.config import PRESETS, BertConfig
 from bertforge.modeling.crf import CRF
 from bertforge.modeling.heads import (
+    BertForMultipleChoice,
     BertForPreTraining,
     BertForQuestionAnswering,
     BertForSequenceClassification,
@@ -18,6 +19,7 @@ __all__ = [
     "PRESETS",
     "CRF",
     "BertConfig",
+    "BertForMultipleChoice",
     "BertForPreTraining",
     "BertForQuestionAnswering",
     "BertForSequenceClassification",

@@ -9,6 +9,7 @@ from bertforge.modeling.bert import BertModel
 from bertforge.modeling.checkpoint import PretrainedMixin, locate, read_weights, safetensors_names
 from bertforge.modeling.config import BertConfig
 from bertforge.modeling.heads import (
+    BertForMultipleChoice,
     BertForPreTraining,
     BertForQuestionAnswering,
     BertForSequenceClassification,
@@ -21,6 +22,7 @@ MODEL_CLASSES: dict[str, type[PretrainedMixin]] = {
     "sequence-classification": BertForSequenceClassification,
     "token-classification": BertForTokenClassification,
     "question-answering": BertForQuestionAnswering,
+    "multiple-choice": BertForMultipleChoice,
 }
 
 
@@ -35,6 +37,8 @@ def detect_head(names: Collection[str], config: BertConfig | None = None) -> str
         return "token-classification"
     if any(n.startswith("classifier.") for n in names):
         architectures = (config.extra.get("architectures") if config else None) or []
+        if "BertForMultipleChoice" in architectures:
+            return "multiple-choice"
         return "token-classification" if "BertForTokenClassification" in architectures else "sequence-classification"
     return "encoder"
 

@@ -1,5 +1,5 @@
 """Task heads on the encoder: pretraining (MLM + NSP), sequence classification/regression, token
-classification (softmax, CRF, optional BiLSTM) and span extraction. Names follow Hugging Face's heads.
+classification (softmax, CRF, optional BiLSTM), span extraction and multiple choice. Names follow Hugging Face's heads.
 
 Given targets, every head returns its loss as named *sums* (`terms`: e.g. `loss_sum` and the `count` it is
 a sum over), computed once; `loss` is their ratio. A trainer adds the sums over micro-batches and processes
@@ -308,3 +308,36 @@ class BertForQuestionAnswering(_Head):
             "count": ((start < S) & (end < S)).sum().float(),
         }
         return SpanOutput(_ratio(terms), start_logits, end_logits, terms)
+
+
+class BertForMultipleChoice(_Head):
+    """Each (context, choice) pair through the encoder; pooled [CLS] -> dropout -> one score per choice. A
+    choice that is all padding (fewer choices than the batch's widest question) scores the lowest finite
+    number: it is never picked and costs no loss (a finite score, so that "the model returned NaN or infinity"
+    checks still hold)."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__(config)
+        self.dropout = self._dropout()
+        self.classifier = nn.Linear(config.hidden_size, 1)
+        self._init_head()
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+    ) -> ClassifierOutput:
+        """input_ids, token_type_ids, attention_mask (B, C, S); labels (B,) the right choice -> logits (B, C)."""
+        B, C, S = input_ids.shape
+        flat = [x.reshape(B * C, S) if x is not None else None for x in (input_ids, token_type_ids, attention_mask)]
+        pooled = self.bert(*flat).pooler_output  # (B*C, H)
+        logits = self.classifier(self.dropout(pooled)).view(B, C)
+        if attention_mask is not None:
+            padding = attention_mask[..., 0] == 0  # [CLS] is real in every choice
+            logits = logits.masked_fill(padding, torch.finfo(logits.dtype).min)
+        if labels is None:
+            return ClassifierOutput(None, logits)
+        terms = classification_terms(logits, labels)
+        return ClassifierOutput(_ratio(terms), logits, terms)

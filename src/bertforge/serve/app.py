@@ -9,6 +9,7 @@ Routes: `POST /predict` (the task's shapes, `bertforge.serve.schema`), `GET /hea
 from __future__ import annotations
 
 import hmac
+import json
 import time
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -45,7 +46,7 @@ _ERRORS = {  # documented in the OpenAPI page, with TEI's examples
 def create_app(predictor: Predictor, options: ServeOptions | None = None, *, model_id: str = "") -> FastAPI:
     """An app serving `predictor`; its batching worker starts and stops with the app (ASGI lifespan)."""
     options = options or ServeOptions()
-    kind = predictor.task.kind
+    kind, contract = predictor.task.kind, schema.serving(predictor)
     metrics = Metrics()
     batcher = Batcher(
         predictor,
@@ -70,7 +71,7 @@ def create_app(predictor: Predictor, options: ServeOptions | None = None, *, mod
     app = FastAPI(
         title="bertforge serve",
         version=__version__,
-        description=f"A fine-tuned {kind} model ({model_id or 'in memory'}). {schema.SHAPES}",
+        description=f"A fine-tuned {kind} model ({model_id or 'in memory'}). A request: {json.dumps(contract.example)}",
         lifespan=lifespan,
         docs_url=None,  # FastAPI's pages load Swagger UI and ReDoc from a CDN: blank on an offline machine
         redoc_url=None,
@@ -107,9 +108,12 @@ def create_app(predictor: Predictor, options: ServeOptions | None = None, *, mod
         dependencies=auth,
         summary=f"predict with the {kind} model",
         openapi_extra={
-            "requestBody": {"required": True, "content": {"application/json": {"schema": schema.REQUEST_SCHEMAS[kind]}}}
+            "requestBody": {"required": True, "content": {"application/json": {"schema": contract.request_schema}}}
         },
         responses={
+            200: {"description": "the results", "content": {"application/json": {"schema": contract.response_schema}}},
+        }
+        | {
             status: {
                 "description": why,
                 "content": {"application/json": {"example": {"error": why, "error_type": error_type}}},
@@ -130,14 +134,14 @@ def create_app(predictor: Predictor, options: ServeOptions | None = None, *, mod
         try:
             with batcher.arriving():
                 body = await _read_body(request, options.max_body_bytes)
-                parsed = schema.parse_request(body, kind, options.max_client_batch_size)
+                parsed = schema.parse_request(body, contract, options.max_client_batch_size)
                 try:
                     examples = [predictor.example(raw, str(i)) for i, raw in enumerate(parsed.inputs)]
                 except BertforgeError as exc:
                     raise ApiError("validation", str(exc)) from None
                 answer = batcher.submit(examples, parsed.truncate)
             results, outputs = await answer
-            return JSONResponse(schema.respond(predictor, parsed, results, outputs))
+            return JSONResponse(contract.respond(predictor.settings, parsed, results, outputs))
         finally:
             in_flight -= 1
             metrics.in_flight.dec()

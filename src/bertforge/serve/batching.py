@@ -31,7 +31,7 @@ from bertforge.inference import Predictor
 from bertforge.inference.predictor import padded_width
 from bertforge.serve.errors import ApiError
 from bertforge.serve.metrics import Metrics
-from bertforge.tasks.task import Features, Outputs
+from bertforge.tasks.task import MODEL_INPUTS, Features, Outputs
 
 log = logging.getLogger("bertforge")
 
@@ -235,7 +235,8 @@ class Batcher:
         merged = Features(
             {
                 name: [row.job.features.inputs[name][row.index] for row in rows]
-                for name in ("input_ids", "token_type_ids")
+                for name in MODEL_INPUTS
+                if name in rows[0].job.features.inputs
             },
             list(range(len(rows))),
         )

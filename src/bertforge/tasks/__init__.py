@@ -1,10 +1,16 @@
 """Task families for fine-tuning and inference, by kind. Adding a task: its module defines a `Task`
-(`bertforge.tasks.task`) and one line below registers it."""
+(`bertforge.tasks.task`) and one line below registers it — or, from another package, an entry point in the group
+`bertforge.tasks` (name: the kind; object: the `Task`), which every command (`finetune`, `predict`, `export`,
+`serve`) then knows."""
 
 from __future__ import annotations
 
+import functools
+import logging
+from importlib.metadata import entry_points
+
 from bertforge.errors import BertforgeError
-from bertforge.tasks import classification, ner, qa
+from bertforge.tasks import classification, multiple_choice, ner, qa
 from bertforge.tasks.folder import ModelSettings, load_settings, save_model_folder
 from bertforge.tasks.labels import LabelMap
 from bertforge.tasks.metrics import compute_metrics
@@ -16,32 +22,49 @@ from bertforge.tasks.readers import Example, ReadReport, read_examples
 from bertforge.tasks.task import Features, Task, TaskConfig
 
 __all__ = [
-    "TASKS", "register", "get_task", "kinds_by_head", "Task", "TaskConfig", "Features",
+    "TASKS", "registered", "get_task", "kinds_by_head", "Task", "TaskConfig", "Features",
     "ModelSettings", "load_settings", "save_model_folder", "LabelMap",
     "Example", "ReadReport", "read_examples", "compute_metrics",
     "NerExample", "read_ner", "ner_scores", "QaExample", "read_qa", "split_paragraphs", "qa_scores",
 ]  # fmt: skip
 
-TASKS: dict[str, Task] = {
-    classification.TASK.kind: classification.TASK,
-    ner.TASK.kind: ner.TASK,
-    qa.TASK.kind: qa.TASK,
-}
+ENTRY_POINTS = "bertforge.tasks"
 
 
-def register(task: Task) -> Task:
-    """Make `task` available to `finetune`, `predict` and model folders by its kind."""
-    TASKS[task.kind] = task
-    return task
+@functools.cache
+def _plugins() -> dict[str, Task]:
+    """The tasks other packages register as entry points (loaded on first use: a plugin imports this package);
+    one that fails to load is named and left out."""
+    found = {}
+    for point in entry_points(group=ENTRY_POINTS):
+        try:
+            task = point.load()
+        except Exception as exc:  # a broken plugin must not take every command down with it
+            logging.getLogger("bertforge").warning(f"task plugin {point.name} ({point.value}) not loaded: {exc}")
+            continue
+        if not isinstance(task, Task) or task.kind != point.name:
+            logging.getLogger("bertforge").warning(f"task plugin {point.name} ({point.value}): not a Task of that kind")
+            continue
+        found[point.name] = task
+    return found
+
+
+TASKS: dict[str, Task] = {task.kind: task for task in (classification.TASK, ner.TASK, qa.TASK, multiple_choice.TASK)}
+
+
+def registered() -> dict[str, Task]:
+    """Every task by kind: the built-in ones, then the plugins' (which cannot replace one)."""
+    return TASKS | {kind: task for kind, task in _plugins().items() if kind not in TASKS}
 
 
 def get_task(kind: str | None, where: str = "") -> Task:
-    if kind not in TASKS:
+    tasks = registered()
+    if kind not in tasks:
         prefix = f"{where}: " if where else ""
-        raise BertforgeError(f"{prefix}no task {kind!r}; known tasks: {', '.join(TASKS)}")
-    return TASKS[kind]
+        raise BertforgeError(f"{prefix}no task {kind!r}; known tasks: {', '.join(tasks)}")
+    return tasks[kind]
 
 
 def kinds_by_head() -> dict[str, str]:
     """Head class name (config.json's `architectures`) -> task kind, for folders written by transformers."""
-    return {task.head.__name__: kind for kind, task in TASKS.items()}
+    return {task.head.__name__: kind for kind, task in registered().items()}

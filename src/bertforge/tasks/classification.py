@@ -7,6 +7,7 @@ or `{"score"}` for regression.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Sequence
@@ -20,11 +21,13 @@ import torch
 from bertforge.errors import BertforgeError
 from bertforge.fileio import atomic_write_text
 from bertforge.modeling.heads import BertForSequenceClassification
+from bertforge.tasks.classification_serving import SERVING
 from bertforge.tasks.folder import ModelSettings
 from bertforge.tasks.labels import LabelMap
 from bertforge.tasks.metrics import METHODS, compute_metrics
 from bertforge.tasks.readers import FORMATS, Example, read_examples, task_name
-from bertforge.tasks.task import Features, Task, TaskConfig
+from bertforge.tasks.settings import LEARNED, MODEL, setting
+from bertforge.tasks.task import Features, Task, TaskConfig, labels_of
 from bertforge.tokenization import FullTokenizer
 
 log = logging.getLogger("bertforge")
@@ -54,11 +57,16 @@ _CLUE_DESC_FIELD = {"tnews": "label_desc", "iflytek": "label_des"}
 
 @dataclass
 class ClassificationConfig(TaskConfig):
-    assessment_method: str = "accuracy"  # accuracy | f1 | mcc | spearman_correlation
-    text_a: str | None = None  # column names for generic files
-    text_b: str | None = None
-    label: str | None = None
-    regression: bool = False
+    assessment_method: str = setting("accuracy", choices=tuple(METHODS))
+    text_a: str | None = setting(None, scope=MODEL)  # column names for generic files (kept: export --dev reads them)
+    text_b: str | None = setting(None, scope=MODEL)
+    label: str | None = setting(None, scope=MODEL)
+    regression: bool = setting(False, scope=MODEL)
+    descriptions: dict | None = setting(None, scope=LEARNED)  # label -> readable name (CLUE's labels.json)
+
+    def check(self, max_seq_length: int, labels: list[str] | None = None) -> None:
+        if self.descriptions is not None and not all(isinstance(v, str) for v in self.descriptions.values()):
+            raise BertforgeError("task.descriptions must map each label to its name (a string)")
 
 
 def is_regression(task: str) -> bool:
@@ -77,7 +85,7 @@ def label_map(settings: ModelSettings) -> LabelMap | None:
     """The model's label list (None for regression)."""
     if settings.labels is None:
         return None
-    return LabelMap(settings.labels, "the model's labels", dict(settings.task.get("descriptions") or {}))
+    return LabelMap(settings.labels, "the model's labels", dict(settings.task.descriptions or {}))
 
 
 # ------------------------------------------------------------------------------------------ the task
@@ -109,15 +117,20 @@ def prepare(tc: ClassificationConfig, train: list[Example], init: ModelSettings 
             labels = label_map(init)
         else:
             labels = fixed_labels(name) or LabelMap.from_examples(train, origin=str(tc.train))
-    task: dict[str, Any] = {"regression": regression, "format": name}
-    if labels is not None and labels.descriptions:
-        task["descriptions"] = labels.descriptions
+    descriptions = labels.descriptions if labels is not None and labels.descriptions else None
     return ModelSettings(
         kind="classification",
         labels=None if labels is None else labels.labels,
         max_seq_length=tc.max_seq_length,
-        task=task,
+        task=dataclasses.replace(tc, regression=regression, format=name, descriptions=descriptions),
     )
+
+
+def from_transformers(config, defaults: ClassificationConfig) -> tuple[list[str] | None, ClassificationConfig]:
+    """A one-output head (or `problem_type` regression) predicts a score; otherwise labels from id2label."""
+    if config.num_labels == 1 or config.extra.get("problem_type") == "regression":
+        return None, dataclasses.replace(defaults, regression=True)
+    return labels_of(config), defaults
 
 
 def model_overrides(settings: ModelSettings) -> dict[str, Any]:
@@ -303,4 +316,6 @@ TASK = Task(
     score=score,
     record=record,
     submissions=submissions,
+    from_transformers=from_transformers,
+    serving=SERVING,
 )

@@ -25,11 +25,15 @@ from bertforge import __version__
 from bertforge.errors import BertforgeError
 from bertforge.fileio import atomic_dir, atomic_path, atomic_write_text, cache_dir
 from bertforge.modeling.config import BertConfig
+from bertforge.validation import Rule, unknown_key
 
 log = logging.getLogger("bertforge")
 
 SETTINGS_FILE = "bertforge.json"
 VOCAB_FILE = "vocab.txt"
+
+
+FORMAT_VERSION = 2  # of bertforge.json; 1 (no "format_version") kept the task settings as an untyped mapping
 
 
 @dataclass
@@ -39,14 +43,69 @@ class ModelSettings:
     do_lower_case: bool = True
     max_seq_length: int = 512
     vocab_sha256: str | None = None
-    task: dict[str, Any] = field(default_factory=dict)  # task-specific settings (regression, label descriptions)
+    task: Any = None  # the task's settings (its `TaskConfig`), those it keeps; None for a pretrained encoder
     version: str = __version__
     inferred: list[str] = field(default_factory=list)  # settings guessed for a folder without bertforge.json
 
     def to_json(self) -> str:
-        data = dataclasses.asdict(self)
-        del data["inferred"]
+        from bertforge.tasks.settings import kept
+
+        data = {"format_version": FORMAT_VERSION} | {
+            f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("task", "inferred")
+        }
+        data["task"] = kept(self.task) if self.task is not None else {}
         return json.dumps(data, ensure_ascii=False, indent=1) + "\n"
+
+
+_TOP_LEVEL = {
+    "kind": Rule(str, optional=True),
+    "labels": Rule(list, optional=True),
+    "do_lower_case": Rule(bool),
+    "max_seq_length": Rule(int, low=3),
+    "vocab_sha256": Rule(str, optional=True),
+    "version": Rule(str),
+    "task": Rule(dict),
+    "format_version": Rule(int, low=1),
+}
+
+
+def settings_from_json(data: Any, where: str) -> ModelSettings:
+    """bertforge.json's content -> checked, typed settings; every problem names `where` (the file) and the key.
+    Older formats are read too (version 1: settings that are no longer kept are dropped)."""
+    from bertforge.tasks import get_task  # the registry imports this module
+    from bertforge.tasks.settings import KEPT, build, declared
+
+    if not isinstance(data, dict):
+        raise BertforgeError(f"{where}: not a bertforge settings file (a JSON object expected)")
+    for key, value in data.items():
+        if key not in _TOP_LEVEL:
+            raise BertforgeError(f"{where}: {unknown_key(key, _TOP_LEVEL)}")
+        try:
+            _TOP_LEVEL[key].check(key, value)
+        except BertforgeError as exc:
+            raise BertforgeError(f"{where}: {exc}") from None
+    version = data.get("format_version", 1)
+    if version > FORMAT_VERSION:
+        raise BertforgeError(
+            f"{where}: settings format {version}, newer than this bertforge's ({FORMAT_VERSION}); upgrade bertforge"
+        )
+    labels = data.get("labels")
+    if labels is not None and not all(isinstance(label, str) for label in labels):
+        raise BertforgeError(f"{where}: labels must be a list of strings, got {labels!r}"[:200])
+    settings = ModelSettings(**{k: v for k, v in data.items() if k not in ("task", "format_version")})
+    if settings.kind is None:
+        return settings
+    config = get_task(settings.kind, where).config
+    raw = dict(data.get("task", {}))
+    if version == 1:
+        raw = {k: v for k, v in raw.items() if k not in declared(config) or declared(config)[k].scope in KEPT}
+    task = build(config, raw, where, scopes=KEPT)
+    task = dataclasses.replace(task, max_seq_length=settings.max_seq_length, do_lower_case=settings.do_lower_case)
+    try:
+        task.check(settings.max_seq_length, settings.labels)
+    except BertforgeError as exc:
+        raise BertforgeError(f"{where}: {exc}") from None
+    return dataclasses.replace(settings, task=task)
 
 
 def vocab_sha256(path: str | Path) -> str:
@@ -85,10 +144,9 @@ def load_settings(folder: str | Path, kinds: dict[str, str] | None = None, annou
     if path.is_file():
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            names = {f.name for f in dataclasses.fields(ModelSettings)} - {"inferred"}
-            return ModelSettings(**{k: v for k, v in data.items() if k in names})
-        except (json.JSONDecodeError, UnicodeDecodeError, TypeError) as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise BertforgeError(f"{path}: not a bertforge settings file ({exc})") from None
+        return settings_from_json(data, str(path))
     settings = infer_settings(folder, kinds or {})
     log.log(
         logging.WARNING if announce else logging.DEBUG,
@@ -112,11 +170,12 @@ def infer_settings(folder: Path, kinds: dict[str, str]) -> ModelSettings:
     tokenizer_file = folder / "tokenizer_config.json"
     tokenizer = json.loads(tokenizer_file.read_text(encoding="utf-8")) if tokenizer_file.is_file() else {}
     inferred = [f"kind={kind} (config.json architectures {architectures})"]
-    regression = config.num_labels == 1 or config.extra.get("problem_type") == "regression"
-    labels = None
-    if kind is not None and not regression and config.id2label:
-        labels = [config.id2label[i] for i in range(len(config.id2label))]
-        inferred.append("labels from config.json id2label")
+    labels, task = None, None
+    if kind is not None:
+        from bertforge.tasks import get_task  # the registry imports this module
+
+        labels, task = get_task(kind).infer(config)
+        inferred.append(f"labels {'from config.json id2label' if labels else 'none'}")
     normalizer = _tokenizer_json_normalizer(folder)
     if "do_lower_case" in tokenizer:
         do_lower_case = bool(tokenizer["do_lower_case"])
@@ -132,14 +191,9 @@ def infer_settings(folder: Path, kinds: dict[str, str]) -> ModelSettings:
     if isinstance(limit, int) and 0 < limit < max_len:
         max_len = limit
     inferred.append(f"max_seq_length={max_len}")
-    return ModelSettings(
-        kind=kind,
-        labels=labels,
-        do_lower_case=do_lower_case,
-        max_seq_length=max_len,
-        task={"regression": True} if regression and kind is not None else {},
-        inferred=inferred,
-    )
+    if task is not None:
+        task = dataclasses.replace(task, max_seq_length=max_len, do_lower_case=do_lower_case)
+    return ModelSettings(kind, labels, do_lower_case, max_len, task=task, inferred=inferred)
 
 
 def find_vocab(folder: Path) -> Path:

@@ -30,7 +30,9 @@ from bertforge.modeling.heads import IGNORE_INDEX, BertForTokenClassification
 from bertforge.tasks import ner_metrics, tagging
 from bertforge.tasks.folder import ModelSettings
 from bertforge.tasks.ner_readers import NerExample, read_ner
-from bertforge.tasks.task import Features, Task, TaskConfig
+from bertforge.tasks.ner_serving import SERVING
+from bertforge.tasks.settings import INFERENCE, LEARNED, MODEL, setting
+from bertforge.tasks.task import Features, Task, TaskConfig, labels_of
 from bertforge.tasks.windows import best_windows, windows
 from bertforge.tokenization import CLS, SEP, UNK, FullTokenizer
 
@@ -39,17 +41,50 @@ log = logging.getLogger("bertforge")
 
 @dataclass
 class NerConfig(TaskConfig):
-    assessment_method: str = "f1"  # f1 (conlleval), strict_f1, cluener_f1
-    scheme: str = "auto"  # the files' tag scheme: auto, BIO, IOB1, BIOES, BMES, IO
+    assessment_method: str = setting("f1", choices=("f1", "strict_f1", "cluener_f1"))  # f1: conlleval's
+    scheme: str = setting("auto", scope=MODEL)  # the files' tag scheme: auto, BIO, IOB1, BIOES, BMES, IO
     tag_column: int = -1  # column files: which column holds the tag
-    crf: bool = False
-    crf_lr_multiplier: float = 1.0  # the CRF's learning rate as a multiple of the encoder's (often 10-100)
-    lstm_hidden_size: int = 0  # > 0: a BiLSTM between encoder and CRF/softmax
-    doc_stride: int = 0  # word-pieces between the starts of overlapping windows; 0: half a window
-    truncate: bool = False  # cut long sentences (the model zoo's behaviour) instead of windows; reported
-    constrained: bool = False  # softmax decoding restricted to valid BIOES transitions
+    crf: bool = setting(False, scope=MODEL)
+    crf_lr_multiplier: float = setting(1.0, low=0, low_open=True)  # the CRF's lr as a multiple of the encoder's
+    lstm_hidden_size: int = setting(0, scope=MODEL, low=0)  # > 0: a BiLSTM between encoder and CRF/softmax
+    # Word-pieces between the starts of overlapping windows; 0: half a window.
+    doc_stride: int = setting(0, scope=INFERENCE, low=0)
+    truncate: bool = setting(False, scope=INFERENCE)  # cut long sentences (the model zoo's way), reported
+    constrained: bool = setting(False, scope=INFERENCE)  # softmax decoding restricted to valid BIOES transitions
     repair_tags: bool = False  # repair tag sequences invalid in their scheme (counted) instead of failing
-    label_all: bool = False  # train every word-piece, not only each word's first (prediction reads first pieces)
+    label_all: bool = setting(False, scope=MODEL)  # train every word-piece, not only each word's first
+    # How raw text splits into words at prediction time: as in the training data.
+    unit: str = setting("char", scope=LEARNED, choices=("char", "word"))
+    # The CRF's start, end and transition scores (T, T, T x T for T labels): decoding runs in NumPy with them.
+    crf_start: list | None = setting(None, scope=LEARNED)
+    crf_end: list | None = setting(None, scope=LEARNED)
+    crf_transitions: list | None = setting(None, scope=LEARNED)
+
+    def check(self, max_seq_length: int, labels: list[str] | None = None) -> None:
+        """Windows must overlap (a stride of a window or more skips words); CRF scores fit the labels."""
+        width = max_seq_length - 2
+        if self.doc_stride and not self.doc_stride < width:
+            raise BertforgeError(
+                f"task.doc_stride must be 0 (half a window) or less than the window of {width} word-pieces "
+                f"(max_seq_length {max_seq_length} - 2), got {self.doc_stride}"
+            )
+        if labels is not None:
+            n = len(labels)
+            for name, shape in (("crf_start", (n,)), ("crf_end", (n,)), ("crf_transitions", (n, n))):
+                value = getattr(self, name)
+                if value is not None and not _finite_array(value, shape):
+                    raise BertforgeError(
+                        f"task.{name} must be a {' x '.join(map(str, shape))} array of finite numbers "
+                        f"({n} labels)"
+                    )
+
+
+def _finite_array(value: list, shape: tuple[int, ...]) -> bool:
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):  # ragged rows, strings
+        return False
+    return array.shape == shape and bool(np.isfinite(array).all())
 
 
 @dataclass
@@ -104,8 +139,9 @@ def prepare(tc: NerConfig, train: list[NerExample], init: ModelSettings | None) 
     labelled = [e for e in train if e.tags is not None]
     if tc.labels:
         types = [t.strip() for t in Path(tc.labels).read_text(encoding="utf-8").splitlines() if t.strip()]
-    elif init is not None and not train:
-        return dataclasses.replace(init, task=dict(init.task) | _decoding(tc, init.task))
+    elif init is not None and not train:  # the model's own, with this run's decoding settings
+        decoding = {k: getattr(tc, k) for k in ("doc_stride", "truncate", "constrained", "label_all")}
+        return dataclasses.replace(init, task=dataclasses.replace(init.task, **decoding))
     elif not labelled:
         raise BertforgeError(f"{tc.train}: no labelled sentences to take the entity types from")
     else:
@@ -113,33 +149,17 @@ def prepare(tc: NerConfig, train: list[NerExample], init: ModelSettings | None) 
     # How raw text is split into words at prediction time, and the scheme of output tags: as in the training data.
     unit = "word" if any(e - s != 1 for x in labelled for s, e in x.words) else "char"
     scheme = labelled[0].scheme if labelled else (tc.scheme if tc.scheme != "auto" else "BIO")
-    task = {"scheme": scheme, "unit": unit}
     labels = ["O"] + [f"{prefix}-{kind}" for kind in types for prefix in "BIES"]
-    return ModelSettings(
-        kind="ner",
-        labels=labels,
-        max_seq_length=tc.max_seq_length,
-        task=task | {"format": tc.format} | _decoding(tc, {}),
-    )
-
-
-def _decoding(tc: NerConfig, saved: dict) -> dict[str, Any]:
-    return {
-        "crf": saved.get("crf", tc.crf),
-        "lstm_hidden_size": saved.get("lstm_hidden_size", tc.lstm_hidden_size),
-        "doc_stride": tc.doc_stride,
-        "truncate": tc.truncate,
-        "constrained": tc.constrained,
-        "label_all": tc.label_all,
-    }
+    task = dataclasses.replace(tc, scheme=scheme, unit=unit, crf_start=None, crf_end=None, crf_transitions=None)
+    return ModelSettings(kind="ner", labels=labels, max_seq_length=tc.max_seq_length, task=task)
 
 
 def model_overrides(settings: ModelSettings) -> dict[str, Any]:
     return {
         "num_labels": len(settings.labels),
         "id2label": dict(enumerate(settings.labels)),
-        "use_crf": bool(settings.task.get("crf")),
-        "lstm_hidden_size": int(settings.task.get("lstm_hidden_size", 0)),
+        "use_crf": settings.task.crf,
+        "lstm_hidden_size": settings.task.lstm_hidden_size,
     }
 
 
@@ -153,7 +173,7 @@ def sync(model, settings: ModelSettings) -> ModelSettings:
         "crf_end": crf.end_transitions.detach().float().cpu().tolist(),
         "crf_transitions": crf.transitions.detach().float().cpu().tolist(),
     }
-    return dataclasses.replace(settings, task=dict(settings.task) | params)
+    return dataclasses.replace(settings, task=dataclasses.replace(settings.task, **params))
 
 
 def example(raw: Any, index: str) -> NerExample:
@@ -189,7 +209,7 @@ def featurize(
 ) -> Features:
     """Windows of word-pieces, `[CLS] … [SEP]`; labels (BIOES ids) at each word's first piece in the window
     where the word has the most context. meta["positions"]: per feature, [position, word] of those pieces."""
-    unit = settings.task.get("unit", "char")
+    unit = settings.task.unit
     for e in examples:
         if not e.words:
             e.words = _words(e, tokenizer, unit)
@@ -200,9 +220,8 @@ def featurize(
     width = max_seq_length - 2
     if width < 1:
         raise BertforgeError(f"max_seq_length {max_seq_length} leaves no room for text")
-    stride = int(settings.task.get("doc_stride") or 0) or max(width // 2, 1)
-    truncate = bool(settings.task.get("truncate"))
-    label_all = bool(settings.task.get("label_all"))
+    stride = settings.task.doc_stride or max(width // 2, 1)
+    truncate, label_all = settings.task.truncate, settings.task.label_all
     continued = {
         i: label_ids.get(_CONTINUED.get(label[:2], label[:2]) + label[2:], i) for label, i in label_ids.items()
     }
@@ -262,12 +281,12 @@ def bioes_constraints(labels: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np
 
 def _decode(em: np.ndarray, settings: ModelSettings) -> np.ndarray:
     task = settings.task
-    if task.get("crf"):
-        if "crf_transitions" not in task:
+    if task.crf:
+        scores = [task.crf_start, task.crf_end, task.crf_transitions]
+        if any(x is None for x in scores):
             raise BertforgeError("a CRF model without its transitions in bertforge.json; re-save it with bertforge")
-        scores = (np.asarray(task[k], dtype=np.float32) for k in ("crf_start", "crf_end", "crf_transitions"))
-        return viterbi(em[None], np.array([len(em)]), *scores)[0]
-    if task.get("constrained"):
+        return viterbi(em[None], np.array([len(em)]), *(np.asarray(x, dtype=np.float32) for x in scores))[0]
+    if task.constrained:
         return viterbi(em[None], np.array([len(em)]), *bioes_constraints(settings.labels))[0]
     return em.argmax(axis=1)
 
@@ -325,7 +344,7 @@ def submissions(
     submission file for CLUENER input."""
     rows = []
     for e, r in zip(examples, results):
-        predicted = r.tags_in(e.scheme if e.tags is not None else settings.task.get("scheme", "BIOES"))
+        predicted = r.tags_in(e.scheme if e.tags is not None else settings.task.scheme)
         for i, token in enumerate(e.tokens):
             rows.append(f"{token} {e.tags[i]} {predicted[i]}\n" if e.tags is not None else f"{token} {predicted[i]}\n")
         rows.append("\n")
@@ -366,4 +385,8 @@ TASK = Task(
     present=lambda result: result.entities,
     sync=sync,
     lr_multipliers=lambda tc: {"crf.": tc.crf_lr_multiplier} if tc.crf and tc.crf_lr_multiplier != 1 else {},
+    # A transformers token classifier's tags are taken as the model's (BIOES) labels.
+    from_transformers=lambda config, defaults: (labels_of(config), dataclasses.replace(defaults, scheme="BIOES")),
+    recipe={"optimizer": {"learning_rate": 3e-5}},  # the usual BERT NER recipe
+    serving=SERVING,
 )

@@ -34,6 +34,8 @@ from bertforge.modeling.heads import BertForQuestionAnswering
 from bertforge.tasks.folder import ModelSettings
 from bertforge.tasks.qa_metrics import cmrc2018_scores, squad_v1_scores, squad_v2_scores
 from bertforge.tasks.qa_readers import QaExample, read_qa
+from bertforge.tasks.qa_serving import SERVING
+from bertforge.tasks.settings import INFERENCE, MODEL, setting
 from bertforge.tasks.task import Features, Task, TaskConfig
 from bertforge.tasks.windows import best_windows, windows
 from bertforge.tokenization import CLS, SEP, FullTokenizer
@@ -45,18 +47,37 @@ METRICS = ("auto", "squad", "squad_v2", "cmrc2018")
 
 @dataclass
 class QaConfig(TaskConfig):
-    format: str = "squad"  # the SQuAD layout (SQuAD v1.1/v2.0, CMRC2018, DRCD, MLQA, XQuAD)
-    max_seq_length: int = 384
-    assessment_method: str = "f1"  # f1, exact (SQuAD), em, average (CMRC2018), best_f1 (v2.0, tuned threshold)
-    eval_batch_size: int = 32
-    doc_stride: int = 128  # context pieces between the starts of consecutive windows
-    max_query_length: int = 64  # longer questions are cut to this many pieces (counted)
-    n_best_size: int = 20
-    max_answer_length: int = 30  # in word-pieces
-    version_2_with_negative: bool | None = None  # questions may have no answer; None: if the train file has any
-    metric: str = "auto"  # squad, squad_v2, cmrc2018; auto: squad_v2 for v2 data, cmrc2018 for Chinese, else squad
-    null_score_diff_threshold: float | None = None  # None: tuned on dev (v2.0), or the model folder's
-    tune_threshold: bool = True  # v2.0: keep the dev set's best_f1_thresh in the model folder
+    format: str = setting("squad", scope=MODEL)  # the SQuAD layout (SQuAD v1.1/v2.0, CMRC2018, DRCD, MLQA, XQuAD)
+    max_seq_length: int = setting(384, low=3)
+    # f1, exact (SQuAD), em, average (CMRC2018), best_f1 (v2.0, tuned threshold)
+    assessment_method: str = setting("f1", choices=("f1", "exact", "em", "average", "best_f1"))
+    eval_batch_size: int = setting(32, low=1)
+    doc_stride: int = setting(128, scope=INFERENCE, low=1)  # context pieces between the starts of windows
+    max_query_length: int = setting(64, scope=INFERENCE, low=1)  # longer questions are cut to this (counted)
+    n_best_size: int = setting(20, scope=INFERENCE, low=1)
+    max_answer_length: int = setting(30, scope=INFERENCE, low=1)  # in word-pieces
+    # Questions may have no answer; None: if the train file has any.
+    version_2_with_negative: bool | None = setting(None, scope=MODEL)
+    # squad, squad_v2, cmrc2018; auto: squad_v2 for v2 data, cmrc2018 for Chinese, else squad.
+    metric: str = setting("auto", scope=MODEL, choices=METRICS)
+    # v2.0: "no answer" wins when its score beats the best span's by more than this. None: tuned on dev when
+    # fine-tuning (the official script's best_f1_thresh, kept with the model), else the model's, else 0.
+    null_threshold: float | None = setting(None, scope=INFERENCE)
+    tune_threshold: bool = True  # v2.0: tune the threshold on dev unless null_threshold is given
+
+    def check(self, max_seq_length: int, labels: list[str] | None = None) -> None:
+        """The window left for context must exceed the stride, or windows would skip context."""
+        window = max_seq_length - self.max_query_length - 3
+        if window < 1:
+            raise BertforgeError(
+                f"max_seq_length {max_seq_length} leaves no room for context after a question of up to "
+                f"task.max_query_length {self.max_query_length} pieces and 3 special tokens"
+            )
+        if not self.doc_stride < window:
+            raise BertforgeError(
+                f"task.doc_stride must be smaller than the context window, {window} pieces (max_seq_length "
+                f"{max_seq_length} - max_query_length {self.max_query_length} - 3), got {self.doc_stride}"
+            )
 
 
 @dataclass
@@ -83,47 +104,22 @@ def read(path: str, tc: QaConfig) -> list[QaExample]:
     return examples
 
 
-def _check(tc: QaConfig) -> None:
-    """The window left for context must exceed the stride, or windows would skip context."""
-    if tc.n_best_size < 1 or tc.max_answer_length < 1 or tc.max_query_length < 1:
-        raise BertforgeError("n_best_size, max_answer_length and max_query_length must each be at least 1")
-    window = tc.max_seq_length - tc.max_query_length - 3
-    if window < 1:
-        raise BertforgeError(
-            f"max_seq_length {tc.max_seq_length} leaves no room for context after a question of up to "
-            f"max_query_length {tc.max_query_length} pieces and 3 special tokens"
-        )
-    if not 1 <= tc.doc_stride < window:
-        raise BertforgeError(
-            f"--task.doc_stride {tc.doc_stride} must be at least 1 and smaller than the context window, "
-            f"{window} pieces (max_seq_length {tc.max_seq_length} - max_query_length {tc.max_query_length} - 3)"
-        )
-    if tc.metric not in METRICS:
-        raise BertforgeError(f"unknown QA metric {tc.metric!r}; expected one of {', '.join(METRICS)}")
-
-
-def _decoding(tc: QaConfig, saved: dict[str, Any]) -> dict[str, Any]:
-    fixed = tc.null_score_diff_threshold is not None
-    return {
-        "doc_stride": tc.doc_stride,
-        "max_query_length": tc.max_query_length,
-        "n_best_size": tc.n_best_size,
-        "max_answer_length": tc.max_answer_length,
-        "null_threshold": tc.null_score_diff_threshold if fixed else saved.get("null_threshold", 0.0),
-        "tune_threshold": tc.tune_threshold and not fixed,
-    }
-
-
 def prepare(tc: QaConfig, train: list[QaExample], init: ModelSettings | None) -> ModelSettings:
     """v2.0 (questions without answers) and the metric from the config, else the initial QA model's, else the
     training data; decoding settings from the config (the threshold: the model's tuned one unless given)."""
-    _check(tc)
-    saved = init.task if init is not None and not train else {}
+    saved = init.task if init is not None and not train else None
     v2 = tc.version_2_with_negative
     if v2 is None:
-        v2 = saved.get("version_2_with_negative", any(e.is_impossible for e in train))
-    metric = tc.metric if tc.metric != "auto" else saved.get("metric") or _metric(train, v2)
-    task = {"version_2_with_negative": bool(v2), "metric": metric} | _decoding(tc, saved)
+        v2 = saved.version_2_with_negative if saved is not None else any(e.is_impossible for e in train)
+    metric = tc.metric if tc.metric != "auto" else (saved.metric if saved is not None else _metric(train, bool(v2)))
+    fixed = tc.null_threshold is not None
+    task = dataclasses.replace(
+        tc,
+        version_2_with_negative=bool(v2),
+        metric=metric,
+        null_threshold=tc.null_threshold if fixed or saved is None else saved.null_threshold,
+        tune_threshold=tc.tune_threshold and not fixed,
+    )
     return ModelSettings(kind="qa", labels=None, max_seq_length=tc.max_seq_length, task=task)
 
 
@@ -135,11 +131,17 @@ def _metric(examples: Sequence[QaExample], v2: bool) -> str:
     return "cmrc2018" if text and cjk > len(text) / 3 else "squad"
 
 
+def null_threshold(settings: ModelSettings) -> float:
+    """The model's no-answer threshold: the one given or tuned, else 0."""
+    return 0.0 if settings.task.null_threshold is None else settings.task.null_threshold
+
+
 def tune(settings: ModelSettings, metrics: dict[str, float]) -> ModelSettings:
     """v2.0: the no-answer threshold that maximised dev F1 becomes the model's."""
-    if not settings.task.get("tune_threshold") or "best_f1_thresh" not in metrics:
+    if not settings.task.tune_threshold or "best_f1_thresh" not in metrics:
         return settings
-    return dataclasses.replace(settings, task=dict(settings.task) | {"null_threshold": metrics["best_f1_thresh"]})
+    tuned = dataclasses.replace(settings.task, null_threshold=metrics["best_f1_thresh"])
+    return dataclasses.replace(settings, task=tuned)
 
 
 def example(raw: Any, index: str) -> QaExample:
@@ -163,7 +165,7 @@ def featurize(
     piece's index in the context]; meta["owned"]: [first, last+1) input positions whose window this is (max
     context); meta["offsets"]: the character spans of the window's context pieces, flat [start, end, ...]."""
     task = settings.task
-    stride, max_query = int(task.get("doc_stride", 128)), int(task.get("max_query_length", 64))
+    stride, max_query = task.doc_stride, task.max_query_length
     cls, sep = tokenizer.vocab[CLS], tokenizer.vocab[SEP]
     questions = tokenizer.ids_batch([e.question for e in examples])
     contexts = tokenizer.ids_and_offsets_batch([e.context for e in examples])
@@ -246,8 +248,8 @@ def top_spans(
 def postprocess(examples: Sequence[QaExample], features: Features, outputs, settings: ModelSettings) -> list:
     """Each example's n-best spans over its windows, its answer and, for v2.0, the null odds."""
     task = settings.task
-    k, max_len = int(task.get("n_best_size", 20)), int(task.get("max_answer_length", 30))
-    v2, threshold = bool(task.get("version_2_with_negative")), float(task.get("null_threshold", 0.0))
+    k, max_len = task.n_best_size, task.max_answer_length
+    v2, threshold = bool(task.version_2_with_negative), null_threshold(settings)
     count = len(outputs)
     scores, starts, ends = np.full((count, k), -np.inf), np.zeros((count, k), np.int64), np.zeros((count, k), np.int64)
     null = np.full(len(examples), np.inf)
@@ -300,12 +302,11 @@ def score(results: list, examples: Sequence[QaExample], settings: ModelSettings,
     """The official script's scores for the model's metric (SQuAD v1.1, v2.0 with the threshold, CMRC2018)."""
     if any(not e.labelled for e in examples):
         raise BertforgeError(f"{examples[0].source.rsplit(': ', 1)[0]}: questions without answers cannot be scored")
-    kind = settings.task.get("metric", "squad")
+    kind = settings.task.metric
     if kind == "squad_v2":
         spans = {e.qid: r.best_span for e, r in zip(examples, results)}
         odds = {e.qid: r.null_odds for e, r in zip(examples, results)}
-        threshold = float(settings.task.get("null_threshold", 0.0))
-        metrics = squad_v2_scores(examples, spans, odds, na_prob_thresh=threshold)
+        metrics = squad_v2_scores(examples, spans, odds, na_prob_thresh=null_threshold(settings))
     else:
         answers = {e.qid: r.answer for e, r in zip(examples, results)}
         metrics = (cmrc2018_scores if kind == "cmrc2018" else squad_v1_scores)(examples, answers)
@@ -322,7 +323,7 @@ def submissions(
         "predictions.json": {e.qid: r.answer for e, r in zip(examples, results)},
         "nbest_predictions.json": {e.qid: r.nbest for e, r in zip(examples, results)},
     }
-    if settings.task.get("version_2_with_negative"):
+    if settings.task.version_2_with_negative:
         files["null_odds.json"] = {e.qid: r.null_odds for e, r in zip(examples, results)}
     for name, content in files.items():
         atomic_write_text(output / name, json.dumps(content, ensure_ascii=False, indent=2) + "\n")
@@ -349,4 +350,8 @@ TASK = Task(
     present=QaPrediction.present,
     tune=tune,
     fields=("question", "context"),
+    from_transformers=lambda config, defaults: (None, defaults),
+    recipe={"train": {"epochs": 2, "batch_size": 12}, "optimizer": {"learning_rate": 3e-5}},  # Google's run_squad.py
+    serving=SERVING,
+    metric_points=1.0,  # the official scripts' scores are percentages
 )

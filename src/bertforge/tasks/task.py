@@ -19,6 +19,8 @@ import torch
 
 from bertforge.modeling.heads import IGNORE_INDEX
 from bertforge.tasks.folder import ModelSettings
+from bertforge.tasks.requests import Serving
+from bertforge.tasks.settings import MODEL, setting
 from bertforge.tokenization import FullTokenizer
 
 Batch = dict[str, torch.Tensor]
@@ -26,29 +28,41 @@ Batch = dict[str, torch.Tensor]
 
 @dataclass
 class TaskConfig:
-    """Settings every task has: the `task:` section of a fine-tuning config. A task's config extends it."""
+    """Settings every task has: the `task:` section of a fine-tuning config, and (those kept) the `task` part
+    of a model folder's bertforge.json. A task's settings extend it; `bertforge.tasks.settings` says how."""
 
-    format: str = "auto"  # which public format the files are in (a benchmark name, csv, tsv, jsonl, auto)
+    format: str = setting("auto", scope=MODEL)  # which public format the files are in (a benchmark name, csv, ...)
     train: str | None = None
     dev: str | None = None
     test: str | None = None
     labels: str | None = None  # label list file
-    max_seq_length: int = 128
+    # The model's own, kept once beside the task settings in bertforge.json (as are casing and the vocab).
+    max_seq_length: int = setting(128, low=3)  # room for [CLS], one token and [SEP]
     assessment_method: str = ""  # the metric that picks the best model; "" = the task's default
     skip_bad_lines: bool = False
     do_lower_case: bool | None = None  # None: what the initial model folder says, else true
     vocab: str | None = None  # default: vocab.txt beside the initial checkpoint
-    eval_batch_size: int = 64
+    eval_batch_size: int = setting(64, low=1)
     pad_to_max_length: bool = False  # pad every batch to max_seq_length (static shapes) instead of its longest
+
+    def check(self, max_seq_length: int, labels: list[str] | None = None) -> None:
+        """Rules across settings, given the model's length and labels (a window wider than its stride, ...);
+        a task's settings add theirs. Raises naming the keys."""
+
+
+# The model's inputs, in the order its forward pass takes them; a task's features hold the first two, and the
+# attention mask too where padding inside a feature must be masked (multiple choice's shorter choices).
+MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask")
 
 
 @dataclass
 class Features:
     """Unpadded model inputs, one row per feature, and the feature → example map.
 
-    `inputs` holds `input_ids`, `token_type_ids` and, for labelled data, the head's targets under the names
-    of its `forward` arguments (per-token lists are padded by `collate`, scalars stacked). `meta` holds what
-    post-processing needs and the model does not (e.g. character offsets)."""
+    `inputs` holds `input_ids`, `token_type_ids` (per feature a list of token ids, or for multiple choice a
+    rectangular (choices, tokens) list with its `attention_mask`) and, for labelled data, the head's targets
+    under the names of its `forward` arguments (per-token lists are padded by `collate`, scalars stacked).
+    `meta` holds what post-processing needs and the model does not (e.g. character offsets)."""
 
     inputs: dict[str, list]
     example_index: list[int]
@@ -56,7 +70,11 @@ class Features:
     meta: dict[str, list] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.lengths = np.fromiter((len(ids) for ids in self.inputs["input_ids"]), dtype=np.int64)
+        self.lengths = np.fromiter((_tokens(ids) for ids in self.inputs["input_ids"]), dtype=np.int64)
+
+    def model_inputs(self, i: int) -> dict[str, np.ndarray]:
+        """Feature `i`'s model inputs (no targets), as `collate` takes them."""
+        return {k: np.asarray(self.inputs[k][i]) for k in MODEL_INPUTS if k in self.inputs}
 
     def __len__(self) -> int:
         return len(self.example_index)
@@ -79,28 +97,34 @@ class FeatureDataset:
         return {k: np.asarray(v[i]) for k, v in self.features.inputs.items()}
 
 
+def _tokens(ids: list) -> int:
+    """A feature's length in tokens: its last axis (a list of token ids, or rows of them)."""
+    return len(ids[0]) if ids and isinstance(ids[0], (list, np.ndarray)) else len(ids)
+
+
 PAD_VALUES = {"labels": IGNORE_INDEX}  # per-token targets are padded with "no loss"; inputs with 0
 
 
 def collate(items: list[dict[str, np.ndarray]], pad_to: int | None = None) -> Batch:
-    """Pad per-token arrays to the longest sequence of the batch (dynamic padding), or to `pad_to`; stack
-    scalars. Adds the attention mask."""
-    width = pad_to or max(len(it["input_ids"]) for it in items)
+    """Pad arrays to the largest of the batch along every axis — the tokens to the longest sequence (dynamic
+    padding) or to `pad_to`, multiple choice's choices to the most a question has; stack scalars. Adds the
+    attention mask (1 at every real token) unless the features carry theirs."""
+    width = pad_to or max(it["input_ids"].shape[-1] for it in items)
     batch = {}
     for key, first in items[0].items():
         if first.ndim == 0:
             batch[key] = torch.from_numpy(np.stack([it[key] for it in items]))
             continue
-        out = np.full(
-            (len(items), width), PAD_VALUES.get(key, 0), dtype=np.int64 if first.dtype.kind in "iu" else first.dtype
-        )
+        shape = (len(items), *np.max([it[key].shape[:-1] for it in items], axis=0).astype(int), width)
+        out = np.full(shape, PAD_VALUES.get(key, 0), dtype=np.int64 if first.dtype.kind in "iu" else first.dtype)
         for row, it in enumerate(items):
-            out[row, : len(it[key])] = it[key]
+            out[(row, *(slice(0, n) for n in it[key].shape))] = it[key]
         batch[key] = torch.from_numpy(out)
-    mask = np.zeros((len(items), width), dtype=np.int64)
-    for row, it in enumerate(items):
-        mask[row, : len(it["input_ids"])] = 1
-    batch["attention_mask"] = torch.from_numpy(mask)
+    if "attention_mask" not in batch:
+        mask = np.zeros(batch["input_ids"].shape, dtype=np.int64)
+        for row, it in enumerate(items):
+            mask[row, ..., : it["input_ids"].shape[-1]] = 1
+        batch["attention_mask"] = torch.from_numpy(mask)
     return batch
 
 
@@ -144,3 +168,29 @@ class Task:
     tune: Callable[[ModelSettings, dict[str, float]], ModelSettings] = lambda settings, metrics: settings
     # The fields a raw input record must have (JSON lines, CSV/TSV columns) for `predict`.
     fields: tuple[str, ...] = ("text",)
+    # Raw inputs made of these sentences (for export's comparison of runtimes); None: records of `fields`.
+    samples: Callable[[Sequence[str]], list] | None = None
+    # Its HTTP contract for `bertforge serve` (request and response shapes, /info, the demo page's form); None: a
+    # task that is not served.
+    serving: Serving | None = None
+    # Names of the input axes (every input has them): export makes each dynamic.
+    input_axes: tuple[str, ...] = ("batch", "sequence")
+    # Points per unit of the task's metrics (100 for fractions; 1 where the official scores are percentages).
+    metric_points: float = 100.0
+    # The task's fine-tuning recipe where it differs from `FinetuneConfig`'s: {"train": {...}, "optimizer": {...}}.
+    # It is the default of `bertforge finetune KIND`; the shipped configs/finetune/KIND.yaml must agree (tested).
+    recipe: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Labels and settings of a model folder written by `transformers` (no bertforge.json), from its config
+    # and the task's default settings.
+    from_transformers: Callable[[Any, TaskConfig], tuple[list[str] | None, TaskConfig]] = (
+        lambda config, defaults: (labels_of(config), defaults)
+    )
+
+    def infer(self, config) -> tuple[list[str] | None, TaskConfig]:
+        """Labels and settings of a transformers folder whose head is this task's (`config`: its BertConfig)."""
+        return self.from_transformers(config, self.config())
+
+
+def labels_of(config) -> list[str] | None:
+    """A transformers config's `id2label` in id order, or None."""
+    return [config.id2label[i] for i in range(len(config.id2label))] if config.id2label else None

@@ -7,6 +7,7 @@ clipping (`optimizer`), fp16 loss scaling (`loss_scale`) and data loading (`data
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -130,7 +131,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     """Defaults, then the YAML file, then `key.sub=value` overrides. Errors name where the value came from
     (the file or the command line), the key, and what was expected; an unknown key gets a suggestion.
 
-    `schema_class` is the dataclass of the job's config (default: `PretrainConfig`)."""
+    `schema_class` is the dataclass of the job's config (default: `PretrainConfig`). A field of it whose metadata
+    has `build` is merged as a raw mapping, then built by `build(config, raw, where)`, `where(key)` naming the
+    source of each dotted key."""
     schema = OmegaConf.structured(schema_class or PretrainConfig)
     if path is not None and not Path(path).is_file():
         raise BertforgeError(f"config file {path} does not exist")
@@ -150,7 +153,14 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             raise BertforgeError(f"{where}: {exc}") from None
         origin |= dict.fromkeys(_leaf_keys(OmegaConf.to_container(layer)), where)
     config = OmegaConf.to_object(merged)
-    _check(config, lambda key: origin.get(key, "defaults"))
+
+    def where(key: str) -> str:
+        return origin.get(key, "defaults")
+
+    for f in dataclasses.fields(config):
+        if "build" in f.metadata:  # a section typed by its own declarations (e.g. a task's settings)
+            setattr(config, f.name, f.metadata["build"](config, getattr(config, f.name), where))
+    _check(config, where)
     return config
 
 

@@ -23,13 +23,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 
 from bertforge.errors import BertforgeError
 from bertforge.fileio import atomic_write_text, cache_dir, holds_files, run_lock
 from bertforge.inference.backends import TorchBackend
 from bertforge.inference.files import jsonl_output, write_record
 from bertforge.inference.predictor import Predictor
-from bertforge.tasks import get_task, kinds_by_head
+from bertforge.tasks import get_task, kinds_by_head, settings
 from bertforge.tasks.folder import (
     SETTINGS_FILE,
     VOCAB_FILE,
@@ -72,14 +73,42 @@ class FinetuneConfig:
 
 @functools.cache
 def config_class(kind: str) -> type:
-    """FinetuneConfig for `kind` (its default), with `task` typed as the task's own config, so unknown keys are
-    caught by name."""
+    """FinetuneConfig for `kind`: its defaults are the task's recipe (`Task.recipe`, what the shipped
+    configs/finetune/<kind>.yaml also says), and its `task` section is built and checked by the task's own
+    settings declarations (`bertforge.tasks.settings`)."""
     task = get_task(kind)
+    base = FinetuneConfig()
+
+    def section(name: str) -> Any:
+        return field(default_factory=lambda: dataclasses.replace(getattr(base, name), **task.recipe.get(name, {})))
+
     return dataclasses.make_dataclass(
         f"{task.config.__name__}Finetune",
-        [("kind", str, field(default=kind)), ("task", task.config, field(default_factory=task.config))],
+        [
+            ("kind", str, field(default=kind)),
+            ("task", dict[str, Any], field(default_factory=dict, metadata={"build": build_task_settings})),
+            ("train", TrainConfig, section("train")),
+            ("optimizer", OptimizerConfig, section("optimizer")),
+        ],
         bases=(FinetuneConfig,),
     )
+
+
+def build_task_settings(config: FinetuneConfig, raw: dict[str, Any], where) -> TaskConfig:
+    """The `task:` section (merged from the YAML and `--task.KEY` overrides) as the task's typed settings,
+    every value and the rules across them checked before anything runs."""
+    tc = settings.build(get_task(config.kind).config, raw, where)
+    try:
+        tc.check(tc.max_seq_length)
+    except BertforgeError as exc:
+        sources = " and ".join(sorted({where(f"task.{key}") for key in raw})) or "defaults"
+        raise BertforgeError(f"{sources}: {exc}") from None
+    return tc
+
+
+def config_yaml(config: FinetuneConfig) -> str:
+    """The resolved configuration as YAML (what `OUTPUT/config.yaml` holds)."""
+    return yaml.safe_dump(dataclasses.asdict(config), sort_keys=False, allow_unicode=True)
 
 
 # ------------------------------------------------------------------------------------------ features
@@ -228,6 +257,9 @@ def _run_seed(config, task: Task, tc: TaskConfig, method: str, output: Path, see
         raise BertforgeError(f"{tc.train}: no labels; training needs a labelled file")
     model.to(dist.device)
     output.mkdir(parents=True, exist_ok=True)
+    seeded = dataclasses.replace(config.train, seed=seed)
+    if dist.is_main:  # the configuration as resolved (defaults, YAML, overrides), for the record
+        atomic_write_text(output / "config.yaml", config_yaml(dataclasses.replace(config, train=seeded)))
     best_dir = output / "best"
     best = {"score": -float("inf")}
     if previous is not None and (best_dir / "eval_results.json").is_file():
@@ -250,7 +282,6 @@ def _run_seed(config, task: Task, tc: TaskConfig, method: str, output: Path, see
     if config.do_train:
         if train.num_truncated and dist.is_main:
             log.warning(f"{tc.train}: {train.num_truncated} examples truncated to {tc.max_seq_length} tokens")
-        seeded = dataclasses.replace(config.train, seed=seed)
         pad_to = tc.max_seq_length if tc.pad_to_max_length else None
         job = loop.Job(
             model,
