@@ -88,3 +88,70 @@ def test_a_full_disk_when_taking_the_run_lock(tmp_path, monkeypatch):
     monkeypatch.undo()
     with run_lock(tmp_path):  # and it was released
         pass
+
+
+def test_the_run_lock_never_writes_through_a_link_nor_into_anything_but_a_file(tmp_path):
+    import os
+
+    from bertforge.fileio import LOCK_FILE, run_lock
+
+    (tmp_path / "important.txt").write_text("keep")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / LOCK_FILE).symlink_to(tmp_path / "important.txt")
+    with pytest.raises(BertforgeError, match=f"^{tmp_path / 'out' / LOCK_FILE} is a symbolic link \\(to .*important"):
+        with run_lock(tmp_path / "out"):
+            pass
+    assert (tmp_path / "important.txt").read_text() == "keep"
+    (tmp_path / "out" / LOCK_FILE).unlink()
+    os.mkfifo(tmp_path / "out" / LOCK_FILE)  # opening it must neither block nor write into it
+    with pytest.raises(BertforgeError, match=f"^{tmp_path / 'out' / LOCK_FILE} is not a regular file"):
+        with run_lock(tmp_path / "out"):
+            pass
+    (tmp_path / "out" / LOCK_FILE).unlink()
+    (tmp_path / "out" / LOCK_FILE).mkdir()
+    with pytest.raises(BertforgeError, match=f"^{tmp_path / 'out' / LOCK_FILE} is not a regular file"):
+        with run_lock(tmp_path / "out"):
+            pass
+
+
+def test_the_run_lock_leaves_nothing_behind(tmp_path):
+    from bertforge.fileio import LOCK_FILE, run_lock
+
+    with pytest.raises(BertforgeError, match="a check failed"):
+        with run_lock(tmp_path / "new" / "out"):
+            assert (tmp_path / "new" / "out" / LOCK_FILE).is_file()
+            raise BertforgeError("a check failed")
+    assert not (tmp_path / "new").exists()  # the run made both folders, and wrote nothing there
+    (tmp_path / "empty").mkdir()
+    with run_lock(tmp_path / "empty"):
+        pass
+    assert list((tmp_path / "empty").iterdir()) == []  # the user's folder is kept
+    with run_lock(tmp_path / "made"):
+        (tmp_path / "made" / "result.txt").write_text("done")
+    assert [p.name for p in (tmp_path / "made").iterdir()] == ["result.txt"]
+
+
+def test_a_lock_file_removed_by_the_run_releasing_it_is_not_the_one_held(tmp_path, monkeypatch):
+    """A second run may open the lock file just before the first removes it on release: locking that
+    (unlinked) file would let a third run lock a new one alongside. The second run takes the new file."""
+    import fcntl
+    import os
+
+    from bertforge.fileio import LOCK_FILE, run_lock
+
+    (tmp_path / LOCK_FILE).write_text("")
+    real_flock, removed = fcntl.flock, []
+
+    def flock(f, operation):
+        if not removed:  # the holder releases between our open and our flock
+            removed.append(True)
+            (tmp_path / LOCK_FILE).unlink()
+        return real_flock(f, operation)
+
+    monkeypatch.setattr(fcntl, "flock", flock)
+    with run_lock(tmp_path):
+        assert (tmp_path / LOCK_FILE).read_text() == f"{os.getpid()}\n"  # the file at the path is ours
+        with pytest.raises(BertforgeError, match=f"in use by another run \\(process {os.getpid()}\\)"):
+            with run_lock(tmp_path):
+                pass
+

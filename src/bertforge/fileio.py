@@ -7,9 +7,11 @@ import contextlib
 import errno
 import os
 import shutil
+import stat
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TextIO
 
 from bertforge.errors import BertforgeError, Interrupted
 
@@ -133,21 +135,12 @@ LOCK_FILE = ".bertforge.lock"
 def run_lock(directory: str | Path) -> Iterator[None]:
     """Hold an exclusive lock on an output directory for a whole run, so that a second run writing there
     fails at once (naming the holder's process id) instead of mixing its results in. The lock is the
-    operating system's (`flock`): it dies with its process, so a killed run never leaves a stale lock."""
-    import fcntl
-
+    operating system's (`flock`): it dies with its process, so a killed run never leaves a stale lock. The
+    lock file is removed on release, and so is the directory when the run made it and left it empty: a run
+    that fails its checks leaves nothing behind."""
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    f = open(directory / LOCK_FILE, "a+", encoding="utf-8")
-    try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        f.seek(0)
-        holder = f.read().strip() or "unknown"
-        f.close()
-        raise BertforgeError(
-            f"{directory} is in use by another run (process {holder}); wait for it to end or choose another --output"
-        ) from None
+    made = _missing_parents(directory)
+    f = _locked(directory / LOCK_FILE)
     try:
         with reporting_full_disk(directory / LOCK_FILE):
             f.seek(0)
@@ -156,8 +149,64 @@ def run_lock(directory: str | Path) -> Iterator[None]:
             f.flush()
         yield
     finally:
-        f.truncate(0)
-        fcntl.flock(f, fcntl.LOCK_UN)
+        (directory / LOCK_FILE).unlink(missing_ok=True)  # still locked: no other run holds this file
+        f.close()
+        for folder in made:
+            with contextlib.suppress(OSError):  # not empty (the run wrote there), or not ours to remove
+                folder.rmdir()
+
+
+def _missing_parents(directory: Path) -> list[Path]:
+    """`directory` and those of its parents that do not exist yet, deepest first."""
+    missing = []
+    while not directory.exists() and not directory.is_symlink() and directory != directory.parent:
+        missing.append(directory)
+        directory = directory.parent
+    return missing
+
+
+def _locked(path: Path) -> TextIO:
+    """`path` opened and flocked: never through a symbolic link (its target would be truncated) nor anything
+    but a regular file. Another run removes the file it held on release, so a file locked only after that is
+    dropped and the new one taken."""
+    import fcntl
+
+    flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK  # (a FIFO: no wait)
+    while True:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        not_a_file = BertforgeError(f"{path} is not a regular file; remove it, or choose another --output")
+        try:
+            fd = os.open(path, flags, 0o666)
+        except FileNotFoundError:  # the directory was removed by a run releasing it: make it again
+            continue
+        except IsADirectoryError:
+            raise not_a_file from None
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+            raise BertforgeError(
+                f"{path} is a symbolic link (to {os.readlink(path)}); bertforge never writes through a link: "
+                "remove it, or choose another --output"
+            ) from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise not_a_file
+        f = open(fd, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "unknown"
+            f.close()
+            raise BertforgeError(
+                f"{path.parent} is in use by another run (process {holder}); wait for it to end or choose "
+                "another --output"
+            ) from None
+        try:
+            if os.path.samestat(os.fstat(f.fileno()), os.lstat(path)):
+                return f
+        except FileNotFoundError:
+            pass
         f.close()
 
 
