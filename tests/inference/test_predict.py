@@ -213,3 +213,21 @@ def test_convert_never_writes_through_a_linked_vocab(sample, tmp_path):
 def test_a_pretrained_encoder_is_not_a_predictor(tiny_checkpoint):
     with pytest.raises(BertforgeError, match="fine-tune it first"):
         Predictor.from_pretrained(tiny_checkpoint)
+
+
+def test_every_blank_line_of_a_text_input_is_counted(tmp_path):
+    from bertforge.inference.files import InputReport, read_inputs
+
+    def read(content: bytes, **kwargs):
+        (tmp_path / "in.txt").write_bytes(content)
+        report = InputReport("in.txt")
+        return [n for n, _ in read_inputs(str(tmp_path / "in.txt"), report, **kwargs)], report.summary()
+
+    # 4 lines, 2 of them blank (one empty, one of spaces): counted by hand
+    assert read(b"good\n\n   \nbad\n") == ([1, 4], "in.txt: 2 inputs from 4 records; skipped 2 (blank line), e.g. "
+                                                 f"{tmp_path / 'in.txt'} line 2")  # fmt: skip
+    numbers, summary = read(b"good\n\xff\n\nbad\n", skip_bad_lines=True)  # an invalid line is not also blank
+    assert numbers == [1, 4] and summary.startswith("in.txt: 2 inputs from 4 records; skipped 1 (not UTF-8)")
+    assert summary.endswith(f"; skipped 1 (blank line), e.g. {tmp_path / 'in.txt'} line 3")
+    with pytest.raises(BertforgeError, match="in.txt: no inputs; expected one input per line"):
+        read(b"\n  \n\n")

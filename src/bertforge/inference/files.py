@@ -79,8 +79,12 @@ def _records(
             raise BertforgeError(message)
         report.skip(reason, message)
 
+    blanked = 0  # the last invalid line: counted already, then yielded blank by the reader
+
     def invalid(number: int, message: str) -> None:
+        nonlocal blanked
         report.records += 1
+        blanked = number
         bad(message, "not UTF-8")
 
     if kind == "text":
@@ -91,7 +95,7 @@ def _records(
         records = _table(path, kind, invalid)
     for number, value in records:
         if kind == "text" and not value.strip():
-            if value:  # a blank line of spaces; empty ones (and blanked invalid lines) are not records
+            if number != blanked:
                 report.records += 1
                 report.skip("blank line", f"{path} line {number}")
             continue
@@ -107,7 +111,7 @@ def _records(
             bad(f"{path} line {number}: {value}")
             continue
         yield number, value
-    if report.records == 0:
+    if report.records == report.skipped["blank line"]:
         raise BertforgeError(f"{path}: no inputs; expected one input per line ({kind})")
 
 
