@@ -3,6 +3,7 @@
 import errno
 import shutil
 from collections import namedtuple
+from pathlib import Path
 
 import pytest
 
@@ -155,3 +156,28 @@ def test_a_lock_file_removed_by_the_run_releasing_it_is_not_the_one_held(tmp_pat
             with run_lock(tmp_path):
                 pass
 
+
+def test_an_output_file_is_absent_or_a_regular_file(tmp_path):
+    import os
+
+    from bertforge.fileio import check_output_file
+
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "to-file").symlink_to(tmp_path / "file")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    os.mkfifo(tmp_path / "fifo")
+    check_output_file(tmp_path / "absent", overwrite=False)
+    check_output_file(tmp_path / "file", overwrite=True)
+    for name, overwrite, message in (
+        ("file", False, "already exists; pass --overwrite to replace it"),
+        ("dir", True, "exists and is a directory, not a regular file"),
+        ("fifo", True, "exists and is a named pipe, not a regular file"),
+        ("to-file", True, "is a symbolic link \\(to .*file\\); bertforge never replaces a link"),
+        ("dangling", False, "is a symbolic link \\(to .*nowhere\\); bertforge never replaces a link"),
+    ):
+        with pytest.raises(BertforgeError, match=f"^{tmp_path / name} {message}"):
+            check_output_file(tmp_path / name, overwrite)
+    if os.geteuid() == 0:  # a device node only root could have replaced
+        with pytest.raises(BertforgeError, match="^/dev/full exists and is a character device"):
+            check_output_file(Path("/dev/full"), overwrite=True)

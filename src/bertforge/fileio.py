@@ -128,6 +128,30 @@ def check_output_dir(path: Path, overwrite: bool) -> None:
         raise BertforgeError(f"{path} exists and is not a directory")
 
 
+def check_output_file(path: Path, overwrite: bool) -> None:
+    """`path` can be an output file: absent, or a regular file replaced only with `overwrite`. A symbolic
+    link (even a dangling one), a directory or a device is never replaced."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(mode):
+        raise BertforgeError(
+            f"{path} is a symbolic link (to {os.readlink(path)}); bertforge never replaces a link: give the file "
+            "itself, or another output"
+        )
+    if not stat.S_ISREG(mode):
+        raise BertforgeError(f"{path} exists and is {_kind(mode)}, not a regular file; choose another output")
+    if not overwrite:
+        raise BertforgeError(f"{path} already exists; pass --overwrite to replace it")
+
+
+def _kind(mode: int) -> str:
+    kinds = {stat.S_ISDIR: "a directory", stat.S_ISCHR: "a character device", stat.S_ISBLK: "a block device",
+             stat.S_ISFIFO: "a named pipe", stat.S_ISSOCK: "a socket"}  # fmt: skip
+    return next((name for test, name in kinds.items() if test(mode)), "a special file")
+
+
 LOCK_FILE = ".bertforge.lock"
 
 

@@ -231,3 +231,27 @@ def test_every_blank_line_of_a_text_input_is_counted(tmp_path):
     assert summary.endswith(f"; skipped 1 (blank line), e.g. {tmp_path / 'in.txt'} line 3")
     with pytest.raises(BertforgeError, match="in.txt: no inputs; expected one input per line"):
         read(b"\n  \n\n")
+
+
+def test_an_output_that_is_not_a_regular_file_is_never_replaced(trained, tmp_path, capsys):
+    import os
+
+    best = str(trained / "out" / "best")
+    (tmp_path / "mine.txt").write_text("mine")
+    (tmp_path / "to-mine").symlink_to(tmp_path / "mine.txt")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    (tmp_path / "dir").mkdir()
+    os.mkfifo(tmp_path / "fifo")  # a special file, as /dev/full is
+    for name, overwrite, expect in (
+        ("dangling", [], "is a symbolic link (to"),
+        ("to-mine", ["--overwrite"], "is a symbolic link (to"),
+        ("dir", ["--overwrite"], "exists and is a directory, not a regular file"),
+        ("fifo", ["--overwrite"], "exists and is a named pipe, not a regular file"),
+    ):
+        assert cli(["predict", "--model", best, "good", "--output", str(tmp_path / name), *overwrite]) == 2, name
+        err = capsys.readouterr().err
+        assert "Traceback" not in err, err
+        assert err.splitlines()[-1].startswith(f"bertforge predict: error: {tmp_path / name} {expect}"), err
+    assert (tmp_path / "dangling").is_symlink() and not (tmp_path / "nowhere").exists()
+    assert (tmp_path / "to-mine").is_symlink() and (tmp_path / "mine.txt").read_text() == "mine"
+    assert list((tmp_path / "dir").iterdir()) == [] and (tmp_path / "fifo").is_fifo()

@@ -18,7 +18,7 @@ from typing import Any, TextIO
 from tqdm import tqdm
 
 from bertforge.errors import BertforgeError
-from bertforge.fileio import atomic_path
+from bertforge.fileio import atomic_path, check_output_file
 from bertforge.tasks.readers import json_records, lines, named_rows, table_rows
 
 _EXTENSIONS = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "tsv"}
@@ -138,8 +138,7 @@ def jsonl_output(path: str | None, overwrite: bool = False) -> Iterator[TextIO]:
         yield sys.stdout
         sys.stdout.flush()
         return
-    if Path(path).exists() and not overwrite:
-        raise BertforgeError(f"{path} already exists; pass --overwrite to replace it")
+    check_output_file(Path(path), overwrite)
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         yield f
 
