@@ -34,6 +34,24 @@ def test_an_opaque_library_error_on_a_full_filesystem_is_reported_as_a_full_disk
             raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534")
 
 
+def test_another_error_on_a_full_filesystem_is_reported_with_its_own_errno(tmp_path, monkeypatch):
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: Usage(100, 100, 0))  # as /proc: 0 bytes free
+    target = tmp_path / "out" / "p.jsonl"
+    with pytest.raises(BertforgeError, match=f"^cannot write {target}: Permission denied \\(EACCES\\)$"):
+        with atomic_path(target) as tmp:
+            raise PermissionError(errno.EACCES, "Permission denied", str(tmp))
+    with pytest.raises(BertforgeError, match=f"^cannot write {target}: Read-only file system \\(EROFS\\)$"):
+        with reporting_full_disk(target):
+            raise OSError(errno.EROFS, "Read-only file system", str(target.parent))
+    with pytest.raises(FileNotFoundError, match="input.txt"):  # about another file: passed on as it is
+        with atomic_path(target):
+            raise FileNotFoundError(errno.ENOENT, "No such file or directory", str(tmp_path / "input.txt"))
+    monkeypatch.undo()
+    with pytest.raises(BertforgeError, match="^cannot write /proc/p.jsonl: No such file or directory \\(ENOENT\\)$"):
+        with atomic_path("/proc/p.jsonl") as tmp:
+            tmp.write_text("x")
+
+
 def test_a_symbolic_link_is_replaced_never_followed(tmp_path):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "precious.txt").write_text("keep")

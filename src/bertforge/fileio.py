@@ -29,8 +29,9 @@ class _DiskFull(BertforgeError):
 @contextlib.contextmanager
 def reporting_full_disk(path: str | Path) -> Iterator[None]:
     """Turn running out of space while writing `path` into one error naming it and its filesystem. Not every
-    library says so with ENOSPC (numpy reports a short write, torch an opaque RuntimeError), so a write that
-    fails while the filesystem has no space left counts too."""
+    library says so with ENOSPC (numpy reports a short write, torch an opaque RuntimeError), so an error
+    without an errno while the filesystem has no space left counts too. Any other error of the system about
+    `path` is one error naming it and its errno (a read-only filesystem, no permission, /proc)."""
     try:
         yield
     except _DiskFull as exc:  # from a file inside ours (a temporary directory): name what was asked for
@@ -38,9 +39,24 @@ def reporting_full_disk(path: str | Path) -> Iterator[None]:
     except (BertforgeError, Interrupted):
         raise
     except Exception as exc:
-        if getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or _free_bytes(Path(path)) < 2**20:
+        code = getattr(exc, "errno", None)
+        if code in (errno.ENOSPC, errno.EDQUOT) or (code is None and _free_bytes(Path(path)) < 2**20):
             raise _DiskFull(_no_space(Path(path))) from exc
+        if isinstance(exc, OSError) and code is not None and _about(exc, Path(path)):
+            raise BertforgeError(f"cannot write {path}: {exc.strerror} ({errno.errorcode.get(code, code)})") from exc
         raise
+
+
+def _about(exc: OSError, path: Path) -> bool:
+    """Whether `exc` names `path`, or the temporary file or folder beside it that stands in for it."""
+    if exc.filename is None:
+        return False
+    named, path = Path(os.fsdecode(exc.filename)).absolute(), path.absolute()
+    if named in path.parents:  # a folder made for it
+        return True
+    return any(
+        p == path or (p.parent == path.parent and p.name.startswith(f".{path.name}.")) for p in (named, *named.parents)
+    )
 
 
 def _no_space(path: Path) -> str:

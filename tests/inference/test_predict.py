@@ -255,3 +255,33 @@ def test_an_output_that_is_not_a_regular_file_is_never_replaced(trained, tmp_pat
     assert (tmp_path / "dangling").is_symlink() and not (tmp_path / "nowhere").exists()
     assert (tmp_path / "to-mine").is_symlink() and (tmp_path / "mine.txt").read_text() == "mine"
     assert list((tmp_path / "dir").iterdir()) == [] and (tmp_path / "fifo").is_fifo()
+
+
+def test_a_full_or_closed_standard_output_is_one_line(trained, tmp_path, capsys, monkeypatch):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    (tmp_path / "in.txt").write_text("the film was good\n" * 2000)  # more than a buffer of output
+    env = {"PYTHONPATH": f"{root / 'src'}:{root}", "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
+    best = str(trained / "out" / "best")
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [sys.executable, "-m", "bertforge", "predict", "--model", best, "--input", str(tmp_path / "in.txt"),
+             "--quiet"], stdout=full, stderr=subprocess.PIPE, text=True, env=env, timeout=300,
+        )  # fmt: skip
+    expect = "bertforge predict: error: no space left while writing standard output\n"
+    assert done.returncode == 2 and done.stderr == expect, done.stderr
+
+    class Closed:  # a pipe whose reader has gone (`bertforge predict ... | head -1`)
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self):
+            pass
+
+    monkeypatch.setattr("sys.stdout", Closed())
+    assert cli(["predict", "--model", best, "good", "bad"]) == 2
+    expect = "bertforge predict: error: cannot write standard output: Broken pipe (EPIPE)"
+    assert capsys.readouterr().err.splitlines()[-1] == expect

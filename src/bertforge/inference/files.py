@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import errno
 import json
 import os
 import sys
@@ -135,12 +136,36 @@ def jsonl_output(path: str | None, overwrite: bool = False) -> Iterator[TextIO]:
     """A text stream for JSON lines: standard output for None or "-"; else a temporary file renamed over
     `path` when the block succeeds (an existing file only with `overwrite`)."""
     if path in (None, "-"):
-        yield sys.stdout
-        sys.stdout.flush()
+        stream = _StandardOutput()
+        yield stream
+        stream.flush()
         return
     check_output_file(Path(path), overwrite)
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         yield f
+
+
+class _StandardOutput:
+    """`sys.stdout` (whatever it is when written), where a failed write — a full disk, a closed pipe — is one
+    error naming standard output and its errno instead of a traceback."""
+
+    def write(self, text: str) -> int:
+        with self._reporting():
+            return sys.stdout.write(text)
+
+    def flush(self) -> None:
+        with self._reporting():
+            sys.stdout.flush()
+
+    @contextlib.contextmanager
+    def _reporting(self) -> Iterator[None]:
+        try:
+            yield
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise BertforgeError("no space left while writing standard output") from exc
+            code = errno.errorcode.get(exc.errno, exc.errno)
+            raise BertforgeError(f"cannot write standard output: {exc.strerror} ({code})") from exc
 
 
 def write_record(stream: TextIO, record: dict[str, Any]) -> None:
