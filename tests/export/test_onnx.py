@@ -192,3 +192,27 @@ def test_bad_input_is_one_line_and_writes_nothing(sample, tmp_path, capsys, monk
 
     with pytest.raises(BertforgeError, match=r"^no_such_package is not installed; pip install 'bertforge\[export\]'$"):
         need("no_such_package")
+
+
+def test_a_damaged_model_onnx_is_one_line(sample, tmp_path, capsys):
+    onnx = need("onnx")
+    helper = onnx.helper
+    value = helper.make_tensor_value_info("input_ids", onnx.TensorProto.INT64, ["batch", "length"])
+    logits = helper.make_tensor_value_info("logits", onnx.TensorProto.INT64, ["batch", "length"])
+    graph = helper.make_graph([helper.make_node("Identity", ["input_ids"], ["logits"])], "g", [value], [logits])
+    whole = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]).SerializeToString()
+    path = tmp_path / ONNX_FILE
+    for cut in range(len(whole)):  # every truncation: read, or one error naming the file
+        path.write_bytes(whole[:cut])
+        try:
+            OnnxBackend(path, threads=1)
+        except BertforgeError as exc:
+            assert str(exc).startswith(f"{path}: not a readable ONNX model (") and "\n" not in str(exc), exc
+    path.write_bytes(whole)
+    assert OnnxBackend(path, threads=1)({"input_ids": np.ones((1, 2), np.int64)})["logits"].tolist() == [[1, 1]]
+
+    source = model_folder(tmp_path, "classification", sample("vocab-en"))
+    (source / ONNX_FILE).write_bytes(whole[: len(whole) // 2])
+    assert cli(["predict", "--model", str(source), "--backend", "onnx", "a fine film"]) == 2
+    expect = f"bertforge predict: error: {source / ONNX_FILE}: not a readable ONNX model (Protobuf parsing failed.)"
+    assert capsys.readouterr().err.splitlines()[-1].startswith(expect)
