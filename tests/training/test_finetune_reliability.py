@@ -133,6 +133,29 @@ def test_a_pretraining_run_that_fails_its_checks_writes_nothing(tmp_path, capsys
     assert not out.exists()
 
 
+def test_a_damaged_feature_cache_entry_is_named_and_rebuilt(tiny_checkpoint, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("BERTFORGE_CACHE", str(tmp_path / "cache"))
+    train = write_csv(tmp_path / "train.csv", sentences(32, 1))
+    args = ["--train", train, "--dev", train, "--init", tiny_checkpoint, "--epochs", 1, "--batch-size", 16]
+    assert finetune(*args, "--output", tmp_path / "first") == 0
+    (entry,) = (tmp_path / "cache" / "features").iterdir()
+    built = entry.read_bytes()
+    damages = {
+        "truncated": built[: len(built) // 2],
+        "not UTF-8": b"\xff" + built[1:],
+        "a row short": json.dumps(json.loads(built) | {"example_index": json.loads(built)["example_index"][1:]}),
+    }
+    for name, damaged in damages.items():
+        entry.write_bytes(damaged if isinstance(damaged, bytes) else damaged.encode())
+        capsys.readouterr()
+        assert finetune(*args, "--output", tmp_path / name) == 0, name
+        assert f"{entry}: damaged feature cache entry (" in capsys.readouterr().err, name
+        assert entry.read_bytes() == built, name  # rebuilt as the first run built it
+        assert json.loads((tmp_path / name / "eval_results.json").read_text()) == json.loads(
+            (tmp_path / "first" / "eval_results.json").read_text()
+        ), name
+
+
 def wait_for_lines(path: Path, n: int, proc: subprocess.Popen, seconds: float = 120) -> None:
     deadline = time.time() + seconds
     while not (path.is_file() and len(path.read_text().splitlines()) >= n):
