@@ -168,6 +168,28 @@ def _kind(mode: int) -> str:
     return next((name for test, name in kinds.items() if test(mode)), "a special file")
 
 
+def open_no_link(path: Path, flags: int) -> int:
+    """`os.open(path, flags)` that never goes through a symbolic link (its target may be anyone's file, which
+    writing, appending or truncating would spoil) and opens only a regular file (a FIFO would block, a device
+    take the writes): either is one error."""
+    not_a_file = BertforgeError(f"{path} is not a regular file; remove it, or choose another --output")
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o666)
+    except IsADirectoryError:
+        raise not_a_file from None
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        raise BertforgeError(
+            f"{path} is a symbolic link (to {os.readlink(path)}); bertforge never writes through a link: "
+            "remove it, or choose another --output"
+        ) from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise not_a_file
+    return fd
+
+
 LOCK_FILE = ".bertforge.lock"
 
 
@@ -206,31 +228,16 @@ def _missing_parents(directory: Path) -> list[Path]:
 
 
 def _locked(path: Path) -> TextIO:
-    """`path` opened and flocked: never through a symbolic link (its target would be truncated) nor anything
-    but a regular file. Another run removes the file it held on release, so a file locked only after that is
-    dropped and the new one taken."""
+    """`path` opened (`open_no_link`) and flocked. Another run removes the file it held on release, so a file
+    locked only after that is dropped and the new one taken."""
     import fcntl
 
-    flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK  # (a FIFO: no wait)
     while True:
         path.parent.mkdir(parents=True, exist_ok=True)
-        not_a_file = BertforgeError(f"{path} is not a regular file; remove it, or choose another --output")
         try:
-            fd = os.open(path, flags, 0o666)
+            fd = open_no_link(path, os.O_RDWR | os.O_CREAT | os.O_APPEND)
         except FileNotFoundError:  # the directory was removed by a run releasing it: make it again
             continue
-        except IsADirectoryError:
-            raise not_a_file from None
-        except OSError as exc:
-            if exc.errno != errno.ELOOP:
-                raise
-            raise BertforgeError(
-                f"{path} is a symbolic link (to {os.readlink(path)}); bertforge never writes through a link: "
-                "remove it, or choose another --output"
-            ) from None
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            os.close(fd)
-            raise not_a_file
         f = open(fd, "a+", encoding="utf-8")
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
