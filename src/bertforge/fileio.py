@@ -7,9 +7,11 @@ import contextlib
 import errno
 import os
 import shutil
+import stat
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TextIO
 
 from bertforge.errors import BertforgeError, Interrupted
 
@@ -27,8 +29,9 @@ class _DiskFull(BertforgeError):
 @contextlib.contextmanager
 def reporting_full_disk(path: str | Path) -> Iterator[None]:
     """Turn running out of space while writing `path` into one error naming it and its filesystem. Not every
-    library says so with ENOSPC (numpy reports a short write, torch an opaque RuntimeError), so a write that
-    fails while the filesystem has no space left counts too."""
+    library says so with ENOSPC (numpy reports a short write, torch an opaque RuntimeError), so an error
+    without an errno while the filesystem has no space left counts too. Any other error of the system about
+    `path` is one error naming it and its errno (a read-only filesystem, no permission, /proc)."""
     try:
         yield
     except _DiskFull as exc:  # from a file inside ours (a temporary directory): name what was asked for
@@ -36,9 +39,24 @@ def reporting_full_disk(path: str | Path) -> Iterator[None]:
     except (BertforgeError, Interrupted):
         raise
     except Exception as exc:
-        if getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or _free_bytes(Path(path)) < 2**20:
+        code = getattr(exc, "errno", None)
+        if code in (errno.ENOSPC, errno.EDQUOT) or (code is None and _free_bytes(Path(path)) < 2**20):
             raise _DiskFull(_no_space(Path(path))) from exc
+        if isinstance(exc, OSError) and code is not None and _about(exc, Path(path)):
+            raise BertforgeError(f"cannot write {path}: {exc.strerror} ({errno.errorcode.get(code, code)})") from exc
         raise
+
+
+def _about(exc: OSError, path: Path) -> bool:
+    """Whether `exc` names `path`, or the temporary file or folder beside it that stands in for it."""
+    if exc.filename is None:
+        return False
+    named, path = Path(os.fsdecode(exc.filename)).absolute(), path.absolute()
+    if named in path.parents:  # a folder made for it
+        return True
+    return any(
+        p == path or (p.parent == path.parent and p.name.startswith(f".{path.name}.")) for p in (named, *named.parents)
+    )
 
 
 def _no_space(path: Path) -> str:
@@ -126,6 +144,52 @@ def check_output_dir(path: Path, overwrite: bool) -> None:
         raise BertforgeError(f"{path} exists and is not a directory")
 
 
+def check_output_file(path: Path, overwrite: bool) -> None:
+    """`path` can be an output file: absent, or a regular file replaced only with `overwrite`. A symbolic
+    link (even a dangling one), a directory or a device is never replaced."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(mode):
+        raise BertforgeError(
+            f"{path} is a symbolic link (to {os.readlink(path)}); bertforge never replaces a link: give the file "
+            "itself, or another output"
+        )
+    if not stat.S_ISREG(mode):
+        raise BertforgeError(f"{path} exists and is {_kind(mode)}, not a regular file; choose another output")
+    if not overwrite:
+        raise BertforgeError(f"{path} already exists; pass --overwrite to replace it")
+
+
+def _kind(mode: int) -> str:
+    kinds = {stat.S_ISDIR: "a directory", stat.S_ISCHR: "a character device", stat.S_ISBLK: "a block device",
+             stat.S_ISFIFO: "a named pipe", stat.S_ISSOCK: "a socket"}  # fmt: skip
+    return next((name for test, name in kinds.items() if test(mode)), "a special file")
+
+
+def open_no_link(path: Path, flags: int) -> int:
+    """`os.open(path, flags)` that never goes through a symbolic link (its target may be anyone's file, which
+    writing, appending or truncating would spoil) and opens only a regular file (a FIFO would block, a device
+    take the writes): either is one error."""
+    not_a_file = BertforgeError(f"{path} is not a regular file; remove it, or choose another --output")
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o666)
+    except IsADirectoryError:
+        raise not_a_file from None
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        raise BertforgeError(
+            f"{path} is a symbolic link (to {os.readlink(path)}); bertforge never writes through a link: "
+            "remove it, or choose another --output"
+        ) from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise not_a_file
+    return fd
+
+
 LOCK_FILE = ".bertforge.lock"
 
 
@@ -133,21 +197,12 @@ LOCK_FILE = ".bertforge.lock"
 def run_lock(directory: str | Path) -> Iterator[None]:
     """Hold an exclusive lock on an output directory for a whole run, so that a second run writing there
     fails at once (naming the holder's process id) instead of mixing its results in. The lock is the
-    operating system's (`flock`): it dies with its process, so a killed run never leaves a stale lock."""
-    import fcntl
-
+    operating system's (`flock`): it dies with its process, so a killed run never leaves a stale lock. The
+    lock file is removed on release, and so is the directory when the run made it and left it empty: a run
+    that fails its checks leaves nothing behind."""
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    f = open(directory / LOCK_FILE, "a+", encoding="utf-8")
-    try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        f.seek(0)
-        holder = f.read().strip() or "unknown"
-        f.close()
-        raise BertforgeError(
-            f"{directory} is in use by another run (process {holder}); wait for it to end or choose another --output"
-        ) from None
+    made = _missing_parents(directory)
+    f = _locked(directory / LOCK_FILE)
     try:
         with reporting_full_disk(directory / LOCK_FILE):
             f.seek(0)
@@ -156,8 +211,49 @@ def run_lock(directory: str | Path) -> Iterator[None]:
             f.flush()
         yield
     finally:
-        f.truncate(0)
-        fcntl.flock(f, fcntl.LOCK_UN)
+        (directory / LOCK_FILE).unlink(missing_ok=True)  # still locked: no other run holds this file
+        f.close()
+        for folder in made:
+            with contextlib.suppress(OSError):  # not empty (the run wrote there), or not ours to remove
+                folder.rmdir()
+
+
+def _missing_parents(directory: Path) -> list[Path]:
+    """`directory` and those of its parents that do not exist yet, deepest first."""
+    missing = []
+    while not directory.exists() and not directory.is_symlink() and directory != directory.parent:
+        missing.append(directory)
+        directory = directory.parent
+    return missing
+
+
+def _locked(path: Path) -> TextIO:
+    """`path` opened (`open_no_link`) and flocked. Another run removes the file it held on release, so a file
+    locked only after that is dropped and the new one taken."""
+    import fcntl
+
+    while True:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = open_no_link(path, os.O_RDWR | os.O_CREAT | os.O_APPEND)
+        except FileNotFoundError:  # the directory was removed by a run releasing it: make it again
+            continue
+        f = open(fd, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "unknown"
+            f.close()
+            raise BertforgeError(
+                f"{path.parent} is in use by another run (process {holder}); wait for it to end or choose "
+                "another --output"
+            ) from None
+        try:
+            if os.path.samestat(os.fstat(f.fileno()), os.lstat(path)):
+                return f
+        except FileNotFoundError:
+            pass
         f.close()
 
 

@@ -5,7 +5,11 @@ decodes exported CRF emissions is checked against torch CRFs in tests/modeling/t
 tests/tasks/test_ner.py.)"""
 
 import json
+import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,6 +29,8 @@ from bertforge.tasks.folder import SETTINGS_FILE, save_model_folder
 from bertforge.tasks.ner import NerConfig
 from bertforge.tasks.qa import QaConfig
 
+ROOT = Path(__file__).resolve().parents[2]
+ENV = dict(os.environ, PYTHONPATH=f"{ROOT / 'src'}:{ROOT}", OMP_NUM_THREADS="1")
 HEADS = {  # name -> (task kind, task config)
     "classification": ("classification", ClassificationConfig(format="csv")),
     "regression": ("classification", ClassificationConfig(format="csv", regression=True)),
@@ -122,10 +128,18 @@ def test_onnx_backend_predicts_what_torch_predicts(exported):
         assert any(expected), "no entities at all: the comparison would be empty"
 
 
-def test_int8_is_smaller_and_predicts(sample, tmp_path, capsys):
+def test_int8_is_smaller_predicts_and_logs_each_line_once(sample, tmp_path):
     source = model_folder(tmp_path, "classification", sample("vocab-en"))
-    assert cli(["export", "--model", str(source), "--output", str(tmp_path / "q"), "--quantize", "int8"]) == 0
-    assert "exported" in capsys.readouterr().out
+    # A process of its own: under pytest the root logger has handlers, which hid a handler the quantizer added.
+    done = subprocess.run(
+        [sys.executable, "-m", "bertforge", "export", "--model", str(source), "--output", str(tmp_path / "q"),
+         "--quantize", "int8"], capture_output=True, text=True, env=ENV, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0 and "exported" in done.stdout, done.stderr
+    logged = done.stderr.splitlines()
+    assert any(line.startswith("ONNX Runtime optimizer fused:") for line in logged), done.stderr
+    assert not any(line.startswith("INFO:") for line in logged), done.stderr  # only bertforge's own handler
+    assert len({line.removeprefix("INFO:bertforge:") for line in logged}) == len(logged), done.stderr
     report = json.loads((tmp_path / "q" / REPORT_FILE).read_text())
     assert report["sizes"]["int8"] < report["sizes"]["fp32"] / 2
     assert (tmp_path / "q" / ONNX_FILE).stat().st_size == report["sizes"]["int8"]
@@ -178,3 +192,27 @@ def test_bad_input_is_one_line_and_writes_nothing(sample, tmp_path, capsys, monk
 
     with pytest.raises(BertforgeError, match=r"^no_such_package is not installed; pip install 'bertforge\[export\]'$"):
         need("no_such_package")
+
+
+def test_a_damaged_model_onnx_is_one_line(sample, tmp_path, capsys):
+    onnx = need("onnx")
+    helper = onnx.helper
+    value = helper.make_tensor_value_info("input_ids", onnx.TensorProto.INT64, ["batch", "length"])
+    logits = helper.make_tensor_value_info("logits", onnx.TensorProto.INT64, ["batch", "length"])
+    graph = helper.make_graph([helper.make_node("Identity", ["input_ids"], ["logits"])], "g", [value], [logits])
+    whole = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]).SerializeToString()
+    path = tmp_path / ONNX_FILE
+    for cut in range(len(whole)):  # every truncation: read, or one error naming the file
+        path.write_bytes(whole[:cut])
+        try:
+            OnnxBackend(path, threads=1)
+        except BertforgeError as exc:
+            assert str(exc).startswith(f"{path}: not a readable ONNX model (") and "\n" not in str(exc), exc
+    path.write_bytes(whole)
+    assert OnnxBackend(path, threads=1)({"input_ids": np.ones((1, 2), np.int64)})["logits"].tolist() == [[1, 1]]
+
+    source = model_folder(tmp_path, "classification", sample("vocab-en"))
+    (source / ONNX_FILE).write_bytes(whole[: len(whole) // 2])
+    assert cli(["predict", "--model", str(source), "--backend", "onnx", "a fine film"]) == 2
+    expect = f"bertforge predict: error: {source / ONNX_FILE}: not a readable ONNX model (Protobuf parsing failed.)"
+    assert capsys.readouterr().err.splitlines()[-1].startswith(expect)

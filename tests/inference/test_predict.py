@@ -213,3 +213,75 @@ def test_convert_never_writes_through_a_linked_vocab(sample, tmp_path):
 def test_a_pretrained_encoder_is_not_a_predictor(tiny_checkpoint):
     with pytest.raises(BertforgeError, match="fine-tune it first"):
         Predictor.from_pretrained(tiny_checkpoint)
+
+
+def test_every_blank_line_of_a_text_input_is_counted(tmp_path):
+    from bertforge.inference.files import InputReport, read_inputs
+
+    def read(content: bytes, **kwargs):
+        (tmp_path / "in.txt").write_bytes(content)
+        report = InputReport("in.txt")
+        return [n for n, _ in read_inputs(str(tmp_path / "in.txt"), report, **kwargs)], report.summary()
+
+    # 4 lines, 2 of them blank (one empty, one of spaces): counted by hand
+    assert read(b"good\n\n   \nbad\n") == ([1, 4], "in.txt: 2 inputs from 4 records; skipped 2 (blank line), e.g. "
+                                                 f"{tmp_path / 'in.txt'} line 2")  # fmt: skip
+    numbers, summary = read(b"good\n\xff\n\nbad\n", skip_bad_lines=True)  # an invalid line is not also blank
+    assert numbers == [1, 4] and summary.startswith("in.txt: 2 inputs from 4 records; skipped 1 (not UTF-8)")
+    assert summary.endswith(f"; skipped 1 (blank line), e.g. {tmp_path / 'in.txt'} line 3")
+    with pytest.raises(BertforgeError, match="in.txt: no inputs; expected one input per line"):
+        read(b"\n  \n\n")
+
+
+def test_an_output_that_is_not_a_regular_file_is_never_replaced(trained, tmp_path, capsys):
+    import os
+
+    best = str(trained / "out" / "best")
+    (tmp_path / "mine.txt").write_text("mine")
+    (tmp_path / "to-mine").symlink_to(tmp_path / "mine.txt")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    (tmp_path / "dir").mkdir()
+    os.mkfifo(tmp_path / "fifo")  # a special file, as /dev/full is
+    for name, overwrite, expect in (
+        ("dangling", [], "is a symbolic link (to"),
+        ("to-mine", ["--overwrite"], "is a symbolic link (to"),
+        ("dir", ["--overwrite"], "exists and is a directory, not a regular file"),
+        ("fifo", ["--overwrite"], "exists and is a named pipe, not a regular file"),
+    ):
+        assert cli(["predict", "--model", best, "good", "--output", str(tmp_path / name), *overwrite]) == 2, name
+        err = capsys.readouterr().err
+        assert "Traceback" not in err, err
+        assert err.splitlines()[-1].startswith(f"bertforge predict: error: {tmp_path / name} {expect}"), err
+    assert (tmp_path / "dangling").is_symlink() and not (tmp_path / "nowhere").exists()
+    assert (tmp_path / "to-mine").is_symlink() and (tmp_path / "mine.txt").read_text() == "mine"
+    assert list((tmp_path / "dir").iterdir()) == [] and (tmp_path / "fifo").is_fifo()
+
+
+def test_a_full_or_closed_standard_output_is_one_line(trained, tmp_path, capsys, monkeypatch):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    (tmp_path / "in.txt").write_text("the film was good\n" * 2000)  # more than a buffer of output
+    env = {"PYTHONPATH": f"{root / 'src'}:{root}", "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
+    best = str(trained / "out" / "best")
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [sys.executable, "-m", "bertforge", "predict", "--model", best, "--input", str(tmp_path / "in.txt"),
+             "--quiet"], stdout=full, stderr=subprocess.PIPE, text=True, env=env, timeout=300,
+        )  # fmt: skip
+    expect = "bertforge predict: error: no space left while writing standard output\n"
+    assert done.returncode == 2 and done.stderr == expect, done.stderr
+
+    class Closed:  # a pipe whose reader has gone (`bertforge predict ... | head -1`)
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self):
+            pass
+
+    monkeypatch.setattr("sys.stdout", Closed())
+    assert cli(["predict", "--model", best, "good", "bad"]) == 2
+    expect = "bertforge predict: error: cannot write standard output: Broken pipe (EPIPE)"
+    assert capsys.readouterr().err.splitlines()[-1] == expect

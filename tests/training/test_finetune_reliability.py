@@ -90,7 +90,7 @@ def test_bad_data_and_settings_are_found_before_the_first_step(tiny_checkpoint, 
     def fails(*args, expect):
         assert finetune("--init", tiny_checkpoint, "--output", out, *args) == 2
         assert expect in capsys.readouterr().err
-        assert not (out / "checkpoints").exists() and not (out / "metrics.jsonl").exists()
+        assert not out.exists()  # nothing written: not even the run lock or the folder it made
 
     fails("--train", train, "--dev", unlabelled, expect="dev.csv: no labels; evaluation needs a labelled dev file")
     fails("--train", train, "--dev", train, "--seeds", "1,-2", expect="--seeds must be integers >= 0")
@@ -108,6 +108,52 @@ def test_bad_data_and_settings_are_found_before_the_first_step(tiny_checkpoint, 
     bad_test = tmp_path / "test.csv"
     bad_test.write_bytes(b"text\nthe film was good\n\xff\n")
     fails("--train", train, "--dev", train, "--test", bad_test, "--do-predict", expect="test.csv line 3: not valid")
+
+
+def test_a_linked_lock_file_is_refused_and_its_target_kept(tiny_checkpoint, tmp_path, capsys):
+    from bertforge.fileio import LOCK_FILE
+
+    (tmp_path / "important.txt").write_text("keep me")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / LOCK_FILE).symlink_to(tmp_path / "important.txt")
+    train = write_csv(tmp_path / "train.csv", sentences(16, 1))
+    expect = f"error: {out / LOCK_FILE} is a symbolic link (to {tmp_path / 'important.txt'}); bertforge never writes"
+    assert finetune("--train", train, "--dev", train, "--init", tiny_checkpoint, "--output", out) == 2
+    assert expect in capsys.readouterr().err
+    assert cli(["pretrain", "--data", str(tmp_path), "--output", str(out), "--quiet"]) == 2
+    assert expect in capsys.readouterr().err
+    assert (tmp_path / "important.txt").read_text() == "keep me"
+
+
+def test_a_pretraining_run_that_fails_its_checks_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli(["pretrain", "--output", str(out), "--quiet"]) == 2
+    assert "no training data: pass --data" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_a_damaged_feature_cache_entry_is_named_and_rebuilt(tiny_checkpoint, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("BERTFORGE_CACHE", str(tmp_path / "cache"))
+    train = write_csv(tmp_path / "train.csv", sentences(32, 1))
+    args = ["--train", train, "--dev", train, "--init", tiny_checkpoint, "--epochs", 1, "--batch-size", 16]
+    assert finetune(*args, "--output", tmp_path / "first") == 0
+    (entry,) = (tmp_path / "cache" / "features").iterdir()
+    built = entry.read_bytes()
+    damages = {
+        "truncated": built[: len(built) // 2],
+        "not UTF-8": b"\xff" + built[1:],
+        "a row short": json.dumps(json.loads(built) | {"example_index": json.loads(built)["example_index"][1:]}),
+    }
+    for name, damaged in damages.items():
+        entry.write_bytes(damaged if isinstance(damaged, bytes) else damaged.encode())
+        capsys.readouterr()
+        assert finetune(*args, "--output", tmp_path / name) == 0, name
+        assert f"{entry}: damaged feature cache entry (" in capsys.readouterr().err, name
+        assert entry.read_bytes() == built, name  # rebuilt as the first run built it
+        assert json.loads((tmp_path / name / "eval_results.json").read_text()) == json.loads(
+            (tmp_path / "first" / "eval_results.json").read_text()
+        ), name
 
 
 def wait_for_lines(path: Path, n: int, proc: subprocess.Popen, seconds: float = 120) -> None:

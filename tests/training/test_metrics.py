@@ -172,3 +172,14 @@ def test_a_full_disk_names_the_metrics_file(tmp_path):
         logger.log(1, {"loss": 1.0})
     logger._jsonl = None
     logger.close()
+
+
+@pytest.mark.parametrize("content", [b"keep me", b'{"step": 1}', b'{"step": 1}\n'])
+def test_a_linked_metrics_file_is_refused_and_its_target_kept(tmp_path, content):
+    """Torn, complete without its newline, complete: the target is neither cut, nor appended to."""
+    (tmp_path / "important.txt").write_bytes(content)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / METRICS_FILE).symlink_to(tmp_path / "important.txt")
+    with pytest.raises(BertforgeError, match=f"^{tmp_path / 'run' / METRICS_FILE} is a symbolic link \\(to "):
+        MetricsLogger(tmp_path / "run")
+    assert (tmp_path / "important.txt").read_bytes() == content

@@ -42,14 +42,18 @@ QUANTIZATIONS = ("int8",)
 
 @contextlib.contextmanager
 def _quiet(name: str) -> Iterator[None]:
-    """Only errors from logger `name` ("": the root logger) while inside."""
-    logger = logging.getLogger(name)
-    level = logger.level
+    """Only errors from logger `name` ("": the root logger) while inside, and no handler left behind: a
+    library calling `logging.warning()` configures the root logger on the way (`basicConfig`), after which
+    every bertforge message was printed a second time as "INFO:bertforge:..."."""
+    logger, root = logging.getLogger(name), logging.getLogger()
+    level, handlers = logger.level, list(root.handlers)
     logger.setLevel(logging.ERROR)
     try:
         yield
     finally:
         logger.setLevel(level)
+        for handler in [h for h in root.handlers if h not in handlers]:
+            root.removeHandler(handler)
 
 
 class _Graph(nn.Module):

@@ -59,7 +59,14 @@ class OnnxBackend:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or 0  # 0: ONNX Runtime's default (the physical cores)
         options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        state = ort.capi.onnxruntime_pybind11_state
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except (state.InvalidProtobuf, state.InvalidArgument, state.InvalidGraph, state.Fail, state.NoModel) as exc:
+            reason = str(exc).split(" failed:", 1)[-1].strip()  # after "[ONNXRuntimeError] : 7 : ... Load model from"
+            raise BertforgeError(
+                f"{path}: not a readable ONNX model ({reason}); export the model again (bertforge export)"
+            ) from None
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.outputs = [o.name for o in self.session.get_outputs()]
 

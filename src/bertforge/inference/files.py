@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import errno
 import json
 import os
 import sys
@@ -18,7 +19,7 @@ from typing import Any, TextIO
 from tqdm import tqdm
 
 from bertforge.errors import BertforgeError
-from bertforge.fileio import atomic_path
+from bertforge.fileio import atomic_path, check_output_file
 from bertforge.tasks.readers import json_records, lines, named_rows, table_rows
 
 _EXTENSIONS = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "tsv"}
@@ -79,8 +80,12 @@ def _records(
             raise BertforgeError(message)
         report.skip(reason, message)
 
+    blanked = 0  # the last invalid line: counted already, then yielded blank by the reader
+
     def invalid(number: int, message: str) -> None:
+        nonlocal blanked
         report.records += 1
+        blanked = number
         bad(message, "not UTF-8")
 
     if kind == "text":
@@ -91,7 +96,7 @@ def _records(
         records = _table(path, kind, invalid)
     for number, value in records:
         if kind == "text" and not value.strip():
-            if value:  # a blank line of spaces; empty ones (and blanked invalid lines) are not records
+            if number != blanked:
                 report.records += 1
                 report.skip("blank line", f"{path} line {number}")
             continue
@@ -107,7 +112,7 @@ def _records(
             bad(f"{path} line {number}: {value}")
             continue
         yield number, value
-    if report.records == 0:
+    if report.records == report.skipped["blank line"]:
         raise BertforgeError(f"{path}: no inputs; expected one input per line ({kind})")
 
 
@@ -131,13 +136,36 @@ def jsonl_output(path: str | None, overwrite: bool = False) -> Iterator[TextIO]:
     """A text stream for JSON lines: standard output for None or "-"; else a temporary file renamed over
     `path` when the block succeeds (an existing file only with `overwrite`)."""
     if path in (None, "-"):
-        yield sys.stdout
-        sys.stdout.flush()
+        stream = _StandardOutput()
+        yield stream
+        stream.flush()
         return
-    if Path(path).exists() and not overwrite:
-        raise BertforgeError(f"{path} already exists; pass --overwrite to replace it")
+    check_output_file(Path(path), overwrite)
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         yield f
+
+
+class _StandardOutput:
+    """`sys.stdout` (whatever it is when written), where a failed write — a full disk, a closed pipe — is one
+    error naming standard output and its errno instead of a traceback."""
+
+    def write(self, text: str) -> int:
+        with self._reporting():
+            return sys.stdout.write(text)
+
+    def flush(self) -> None:
+        with self._reporting():
+            sys.stdout.flush()
+
+    @contextlib.contextmanager
+    def _reporting(self) -> Iterator[None]:
+        try:
+            yield
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise BertforgeError("no space left while writing standard output") from exc
+            code = errno.errorcode.get(exc.errno, exc.errno)
+            raise BertforgeError(f"cannot write standard output: {exc.strerror} ({code})") from exc
 
 
 def write_record(stream: TextIO, record: dict[str, Any]) -> None:

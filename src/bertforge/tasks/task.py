@@ -82,6 +82,21 @@ class Features:
     def to_json(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in ("inputs", "example_index", "num_truncated", "meta")}
 
+    @classmethod
+    def from_json(cls, data: Any) -> Features:
+        """`to_json`'s output back, or ValueError when it is not that shape (a damaged cache entry)."""
+        if not isinstance(data, dict) or set(data) != {"inputs", "example_index", "num_truncated", "meta"}:
+            raise ValueError("expected an object with inputs, example_index, num_truncated and meta")
+        inputs, rows, meta = data["inputs"], data["example_index"], data["meta"]
+        if not isinstance(inputs, dict) or "input_ids" not in inputs or not isinstance(meta, dict):
+            raise ValueError("expected inputs (with input_ids) and meta as objects")
+        if not isinstance(rows, list) or not isinstance(data["num_truncated"], int):
+            raise ValueError("expected example_index as a list and num_truncated as an integer")
+        for name, column in [*inputs.items(), *meta.items()]:
+            if not isinstance(column, list) or len(column) != len(rows):
+                raise ValueError(f"{name}: expected a list of {len(rows)} rows")
+        return cls(**data)
+
 
 class FeatureDataset:
     """`Features` as a map-style dataset of dicts of arrays (ragged; padded by `collate`)."""

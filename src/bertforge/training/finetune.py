@@ -116,7 +116,7 @@ def featurize_cached(
     task: Task, examples: list, path: str, tokenizer: FullTokenizer, settings: ModelSettings, tc: TaskConfig
 ) -> Features:
     """`task.featurize`, cached by file content + vocab + settings + the featurizing code (re-runs and seeds
-    skip tokenizing; a changed featurizer or tokenizer never reads a stale cache)."""
+    skip tokenizing; a changed featurizer or tokenizer never reads a stale cache; a damaged entry is rebuilt)."""
     options = {k: v for k, v in dataclasses.asdict(tc).items() if k not in ("train", "dev", "test", "eval_batch_size")}
     key = hashlib.sha256()
     for part in (
@@ -129,7 +129,10 @@ def featurize_cached(
         key.update(hashlib.sha256(part).digest())
     cached = cache_dir() / "features" / f"{key.hexdigest()}.json"
     if cached.is_file():
-        return Features(**json.loads(cached.read_text()))
+        try:
+            return Features.from_json(json.loads(cached.read_text(encoding="utf-8")))
+        except ValueError as exc:  # bad JSON, UTF-8 or shape: damaged on disk (it is written atomically)
+            log.warning(f"{cached}: damaged feature cache entry ({exc}); rebuilding it")
     features = task.featurize(examples, tokenizer, settings, tc.max_seq_length)
     atomic_write_text(cached, json.dumps(features.to_json()))
     return features

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import IO
 
 from bertforge.errors import BertforgeError
-from bertforge.fileio import atomic_path, reporting_full_disk
+from bertforge.fileio import atomic_path, open_no_link, reporting_full_disk
 from bertforge.formats.tensorboard import EventFileWriter
 
 METRICS_FILE = "metrics.jsonl"
@@ -57,7 +57,7 @@ class MetricsLogger:
             truncate_after(self.run_dir, resume_step)
         else:
             _repair_tail(self.jsonl_path)
-        self._jsonl = open(self.jsonl_path, "a", encoding="utf-8")
+        self._jsonl = open(open_no_link(self.jsonl_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND), "a", encoding="utf-8")
         self._events = EventFileWriter(self.run_dir / TENSORBOARD_DIR)
         self.event_path = self._events.path
         if resume_step is not None:
@@ -167,11 +167,11 @@ def _repair_tail(path: Path) -> None:
     if not data or data.endswith(b"\n"):
         return
     start = data.rfind(b"\n") + 1
-    if _parse_lines(path, data[start:]):
-        with open(path, "ab") as f:
+    with open(open_no_link(path, os.O_WRONLY | os.O_APPEND), "ab") as f:
+        if _parse_lines(path, data[start:]):
             f.write(b"\n")
-    else:
-        os.truncate(path, start)
+        else:
+            f.truncate(start)
 
 
 def _as_floats(values: Mapping[str, float]) -> dict[str, float]:
