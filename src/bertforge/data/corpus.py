@@ -12,7 +12,6 @@ document would be one unit of work: no parallelism and memory growing with the d
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -163,7 +162,3 @@ def _line_number(chunk: Chunk, n: int) -> int:
             count += block.count(b"\n")
             remaining -= len(block)
     return count
-
-
-def total_bytes(files: list[Path]) -> int:
-    return sum(os.path.getsize(p) for p in files)
