@@ -201,10 +201,10 @@ def test_pieces_of_a_document_share_googles_one_target_length_draw_per_pass(engl
     google_full = sum(np.mean([len(i.tokens) for i in run]) >= 127 for run in google)
     ours_full = 0
     for seed in seeds:
-        options = CreateOptions(
-            dupe_factor=1, random_seed=seed, short_seq_prob=short_seq_prob, chunk_mb=BOOK_CHUNK_MB
+        options = CreateOptions(dupe_factor=1, random_seed=seed, short_seq_prob=short_seq_prob, chunk_mb=BOOK_CHUNK_MB)
+        report = create_pretraining_data(
+            [english_book], vocab, tmp_path / "out", options, overwrite=True, progress=False
         )
-        report = create_pretraining_data([english_book], vocab, tmp_path / "out", options, overwrite=True, progress=False)
         assert report.read.documents == 4  # cut
         ours_full += report.tokens / report.instances >= 127
     assert 10 <= google_full <= 30  # the oracle behaves as described (expected 20 of 40)

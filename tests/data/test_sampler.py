@@ -44,7 +44,10 @@ def test_resume_mid_epoch_without_replaying():
 
 @pytest.mark.parametrize(
     "world,seed,expected",
-    [(2, 9, "saved by 3 process.es. with data seed 9, resumed with 2 and 9: .*nproc-per-node 3"), (3, 8, "resumed with 3 and 8")],
+    [
+        (2, 9, "saved by 3 process.es. with data seed 9, resumed with 2 and 9: .*nproc-per-node 3"),
+        (3, 8, "resumed with 3 and 8"),
+    ],
 )
 def test_resume_with_another_world_size_or_seed_is_our_error(world, seed, expected):
     """Each rank's part of the permutation depends on both: there is no exact place to continue from. A

@@ -140,9 +140,7 @@ def process_chunk(chunk: corpus.Chunk) -> tuple[dict[str, np.ndarray], corpus.Re
         return {}, report
     rng = random.Random(f"{opts.random_seed}:{chunk.index}")  # str seeds are stable across runs and platforms
     # The pieces of a cut document (named by the chunk where it begins) share its per-pass draws.
-    names = {
-        d: f"{opts.random_seed}:document {pieces[s]}" for d, s in enumerate(docs.source.tolist()) if s in pieces
-    }
+    names = {d: f"{opts.random_seed}:document {pieces[s]}" for d, s in enumerate(docs.source.tolist()) if s in pieces}
     spans = create_instances(docs, opts.max_seq_length, opts.short_seq_prob, opts.dupe_factor, rng, names)
     ids, offsets, word_starts = assemble(docs, spans, tok.vocab["[CLS]"], tok.vocab["[SEP]"])
     columns = {
