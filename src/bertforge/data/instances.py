@@ -50,19 +50,19 @@ def create_instances(
     short_seq_prob: float,
     dupe_factor: int,
     rng: random.Random,
-    pieces: dict[int, str] | None = None,
+    piece_names: dict[int, str] | None = None,
 ) -> InstanceSpans:
     """All instances of `dupe_factor` passes over the documents (document order shuffled once, instance
-    order shuffled at the end, as in Google's `create_training_instances`). `pieces` names the documents
-    that are pieces of a longer one (document -> a seed naming that one): they draw their target lengths
-    from `Random(f"{name}:{pass}")`."""
+    order shuffled at the end, as in Google's `create_training_instances`). `piece_names` names the
+    documents that are pieces of a longer one (document -> a seed naming that one): they draw their target
+    lengths from `Random(f"{name}:{pass}")`."""
     max_num_tokens = max_seq_length - 3  # [CLS], [SEP], [SEP]
     bounds = docs.sentence_bounds.tolist()
     doc_bounds = docs.doc_bounds.tolist()
     order = list(range(docs.num_documents))
     rng.shuffle(order)
     documents = [range(doc_bounds[d], doc_bounds[d + 1]) for d in order]  # sentence ids per document
-    names = [(pieces or {}).get(d) for d in order]
+    names = [(piece_names or {}).get(d) for d in order]
     out: list[tuple[int, int, int, int, int]] = []
     for dupe in range(dupe_factor):
         for index, name in enumerate(names):
