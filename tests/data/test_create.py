@@ -9,6 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
+from bertforge.data.corpus import plan_chunks, read_documents
 from bertforge.data.create import CreateOptions, create_pretraining_data
 from bertforge.data.dataset import PretrainingDataset
 from bertforge.data.documents import tokenize_documents
@@ -182,8 +183,6 @@ BOOK_CHUNK_MB = 0.1  # cuts the book into 4 pieces
 
 def test_a_long_document_is_cut_into_pieces(english_book):
     """What the two tests below rely on."""
-    from bertforge.data.corpus import plan_chunks, read_documents
-
     chunks = plan_chunks([english_book], int(BOOK_CHUNK_MB * 2**20))
     assert len(chunks) == 4 and all(len(read_documents(c)[0]) == 1 for c in chunks)
 
