@@ -43,7 +43,7 @@ def readline_plan(path, chunk_bytes):
     return ends
 
 
-@pytest.mark.parametrize("max_lines", [12, 60], ids=["documents-fit", "some-longer"])
+@pytest.mark.parametrize("max_lines", [12, 60, 200], ids=["documents-fit", "some-longer", "many-pieces"])
 def test_only_documents_longer_than_a_chunk_are_cut_at_line_ends(tmp_path, max_lines):
     rng = random.Random(max_lines)
     for trial in range(30):
@@ -58,6 +58,11 @@ def test_only_documents_longer_than_a_chunk_are_cut_at_line_ends(tmp_path, max_l
             inside = [c.end for c in chunks if start < c.end < end]
             assert not inside or end - start > chunk_bytes  # only a longer document is cut
             assert all(data[cut - 1 : cut] == b"\n" for cut in inside)  # at line ends
+        # A chunk that starts (head) or ends (tail) inside a document names the chunk holding its first byte.
+        begins = {start: next(c.index for c in chunks if c.start <= start < c.end) for start, _ in documents}
+        for c in chunks:
+            assert c.head == next((begins[s] for s, e in documents if s < c.start < e), None)
+            assert c.tail == next((begins[s] for s, e in documents if s < c.end < e), None)
         if max_lines == 12:
             assert [c.end for c in chunks] == readline_plan(path, chunk_bytes)
 
@@ -73,10 +78,14 @@ def test_a_document_longer_than_a_chunk_is_cut_at_line_ends(tmp_path):
     cuts = [c for c in chunks if c.end < data.index(b"\n\n")]  # the pieces that end inside the book
     assert len(cuts) == len(chunks) - 2
     assert all(data[c.end - 1 : c.end] == b"\n" and c.end - c.start <= 10_000 + 200 for c in cuts)  # + a line
-    pieces = [read_documents(chunk)[0] for chunk in chunks]
+    read = [read_documents(chunk) for chunk in chunks]
+    pieces = [documents for documents, _, _ in read]
     assert [len(p) for p in pieces[:-1]] == [1] * (len(chunks) - 1)  # each piece of the book is one document
     assert [line for p in pieces for doc in p for line in doc] == [*lines, "A short document.", "Of two lines."]
     assert pieces[-1][-1] == ["A short document.", "Of two lines."]  # the document after the book is whole
+    # Every piece of the book names the chunk where the book begins; the short document is no piece.
+    assert [names for _, names, _ in read] == [{0: 0}] * (len(chunks) - 1) + [{}]
+    assert [(c.head, c.tail) for c in chunks] == [(None, 0)] + [(0, 0)] * (len(chunks) - 3) + [(0, None), (None, None)]
     # The same book at the end of the file: cut all the same, its last piece shorter than a chunk.
     last = tmp_path / "last.txt"
     last.write_text("A short document.\nOf two lines.\n\n" + "\n".join(lines) + "\n")
@@ -90,6 +99,17 @@ def test_skipped_lines_are_reported_with_their_line_number_in_any_chunk(tmp_path
     path.write_bytes(good * 3000 + b"caf\xe9\n" + good)
     chunks = plan_chunks([path], 20_000)
     assert len(chunks) > 3
-    reports = [read_documents(chunk)[1] for chunk in chunks]
+    reports = [read_documents(chunk)[2] for chunk in chunks]
     assert sum(r.invalid_utf8 for r in reports) == 1
     assert [e for r in reports for e in r.examples] == [f"{path}:9001: invalid UTF-8 at byte 3 of the line"]
+
+
+def test_a_cut_that_falls_on_a_blank_line_is_a_document_break(tmp_path):
+    """The budget ends on the blank line after document 1 and no blank line follows within a chunk: the
+    chunk ends there as at a cut, but document 2 begins after it, so no piece of it names chunk 0."""
+    path = tmp_path / "two.txt"
+    path.write_bytes(b"xxxxxxxxx\n" * 30 + b"\n" + b"yyyyyyyyy\n" * 100)
+    chunks = plan_chunks([path], 300)
+    assert [(c.start, c.end) for c in chunks][:2] == [(0, 301), (301, 611)]
+    assert [(c.head, c.tail) for c in chunks] == [(None, None), (None, 1), (1, 1), (1, 1), (1, None)]
+    assert [read_documents(c)[1] for c in chunks] == [{}] + [{0: 1}] * 4

@@ -1,5 +1,6 @@
 """PretrainingDataset on Google's TFRecords (written by TensorFlow) and on their conversion to our shards."""
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -209,3 +210,50 @@ def test_pretrain_eval_refuses_nothing_to_evaluate(small_dataset, tiny_checkpoin
     args = ["pretrain-eval", "--model", str(tiny_checkpoint), "--data", str(small_dataset), "--quiet", flag, "0"]
     assert cli(args) == 2
     assert "must be an integer >= 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "column,instance,value",
+    [("input_ids", 3, 30522), ("input_ids", 5, 65535), ("masked_lm_ids", 7, 40000), ("masked_lm_positions", 2, None)],
+)
+def test_an_id_or_position_out_of_range_in_a_shard_is_an_error_naming_it(
+    small_dataset, tmp_path, capsys, column, instance, value
+):
+    """A bad id used to pass opening and stop `pretrain` with an IndexError when its instance was drawn
+    (issue 25, item 11): now opening the dataset fails, naming the shard's file and the instance, and
+    `pretrain` exits 2 with that line before building a model."""
+    import shutil
+
+    shutil.copytree(small_dataset, tmp_path / "data")
+    shard = tmp_path / "data" / "shard-00000"
+    lengths = np.load(shard / "lengths.npy").astype(np.int64)
+    array = np.load(shard / f"{column}.npy").copy()
+    if column == "input_ids":
+        array[lengths[:instance].sum() + 1] = value  # the instance's first token after [CLS]
+        expected = f"{shard / column}.npy: instance {instance} holds token id {value}, outside the vocab of 30522"
+    elif column == "masked_lm_ids":
+        array[instance, 0] = value
+        expected = f"{shard / column}.npy: instance {instance} holds token id {value}, outside the vocab of 30522"
+    else:
+        array[instance, 0] = lengths[instance]
+        expected = f"{shard}: instance {instance} has a masked position beyond its length"
+    np.save(shard / f"{column}.npy", array)
+    with pytest.raises(BertforgeError, match=re.escape(expected)):
+        PretrainingDataset(tmp_path / "data")
+    config = Path(__file__).resolve().parents[2] / "configs" / "pretrain" / "tiny.yaml"
+    args = ["pretrain", "--config", str(config), "--data", str(tmp_path / "data"), "--output", str(tmp_path / "run")]
+    assert cli([*args, "--train-steps", "6", "--batch-size", "8", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and expected in err, err
+
+
+@pytest.mark.parametrize("edit", ["s['masking']['vocab_size'] = 40000", "s['masking']['mask_id'] = 30522"])
+def test_dynamic_masking_ids_beyond_the_vocab_are_an_error(sample, tmp_path, edit):
+    """Dynamic masking writes [MASK] and random ids below masking.vocab_size into what it reads."""
+    import json
+
+    data = create_small(sample, tmp_path, dynamic=True)
+    path = data / "schema.json"
+    path.write_text(json.dumps(edited(json.loads(path.read_text()), edit)))
+    with pytest.raises(BertforgeError, match=f"{path}: masking.mask_id .* must lie within vocab.size 30522"):
+        PretrainingDataset(data)

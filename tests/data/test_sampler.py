@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from bertforge.data.sampler import DistributedSampler
+from bertforge.errors import BertforgeError
 
 
 @pytest.mark.parametrize("n,world,drop_last", [(103, 4, True), (103, 4, False), (8, 2, True), (5, 8, False)])
@@ -39,8 +40,21 @@ def test_resume_mid_epoch_without_replaying():
     resumed = DistributedSampler(1000, rank=1, world_size=3, seed=9)
     resumed.load_state_dict(state)
     assert seen + list(resumed) == expected
-    with pytest.raises(ValueError):
-        DistributedSampler(1000, rank=0, world_size=2, seed=9).load_state_dict(state)
+
+
+@pytest.mark.parametrize(
+    "world,seed,expected",
+    [
+        (2, 9, "saved by 3 process.es. with data seed 9, resumed with 2 and 9: .*nproc-per-node 3"),
+        (3, 8, "resumed with 3 and 8"),
+    ],
+)
+def test_resume_with_another_world_size_or_seed_is_our_error(world, seed, expected):
+    """Each rank's part of the permutation depends on both: there is no exact place to continue from. A
+    bare ValueError here used to reach the user as a traceback (the CLI reports only our errors)."""
+    state = DistributedSampler(1000, rank=1, world_size=3, seed=9, position=100).state_dict()
+    with pytest.raises(BertforgeError, match=expected):
+        DistributedSampler(1000, rank=0, world_size=world, seed=seed).load_state_dict(state)
 
 
 def test_length_grouped_batches_are_homogeneous_disjoint_and_resumable():

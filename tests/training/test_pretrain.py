@@ -307,6 +307,25 @@ def test_two_process_ddp_equals_one_process_with_accumulation(news_data, tmp_pat
         assert torch.allclose(a[name], b[name], atol=1e-5, rtol=1e-4), (name, (a[name] - b[name]).abs().max())
 
 
+@pytest.mark.slow
+def test_resume_with_another_number_of_processes_is_a_one_line_error(news_data, tmp_path, capsys):
+    """A run of 2 processes resumed by 1: its data order, each rank's part and the global batch depend on
+    the number of processes, so that is refused (README), as one line naming the checkpoint. It used to
+    be a ValueError traceback from the sampler."""
+    out = tmp_path / "run"
+    args = ["pretrain", "--config", str(TINY), "--data", str(news_data), "--output", str(out), "--quiet"]
+    args += ["--train-steps", "2", "--batch-size", "4", "--save-checkpoint-steps", "1", "--optimizer.warmup_steps", "0"]
+    env = dict(os.environ, PYTHONPATH=f"{ROOT / 'src'}:{ROOT}", OMP_NUM_THREADS="1")
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    ddp = subprocess.run([*torchrun, "-m", "bertforge", *args], env=env, capture_output=True, text=True, timeout=600)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    assert cli([*args, "--resume"]) == 2
+    err = capsys.readouterr().err
+    checkpoint = out / "checkpoints" / "step-00000002"
+    assert err.count("\n") == 1, err
+    assert f"{checkpoint}: saved by 2 process(es) with data seed 1, resumed with 1 and 1" in err, err
+
+
 def test_config_priority_and_errors(tmp_path, capsys):
     (tmp_path / "c.yaml").write_text("train:\n  batch_size: 7\n  epochs: 3\noptimizer:\n  learning_rate: 0.1\n")
     config = load_config(tmp_path / "c.yaml", ["optimizer.learning_rate=0.5"])

@@ -7,10 +7,11 @@ workers, memory is bounded by a shard, and a killed run resumes at the first unf
 
 A document longer than a chunk (a book; a corpus without blank lines is one document) is cut at line ends
 into pieces of about `chunk_mb`, each a document of its own (see `corpus`): so a one-document corpus is
-worked on in parallel and streamed like any other. Google's algorithm runs unchanged on each piece; all that
-differs from one whole document is at the cuts (a segment ends there as at a document end, about one
-instance in a thousand at 128 tokens and 1 MB pieces) and where random segments B come from (the piece, as
-with any chunk). Corpora whose documents fit in `chunk_mb` are not cut: their output is as before.
+worked on in parallel and streamed like any other. Google's algorithm runs unchanged on each piece, and the
+pieces share the document's one target-length draw per pass (see `instances`); all that differs from one
+whole document is at the cuts (a segment ends there as at a document end, about one instance in a thousand
+at 128 tokens and 1 MB pieces) and where random segments B come from (the piece, as with any chunk).
+Corpora whose documents fit in `chunk_mb` are not cut: their output is as before.
 """
 
 from __future__ import annotations
@@ -133,12 +134,14 @@ def process_chunk(chunk: corpus.Chunk) -> tuple[dict[str, np.ndarray], corpus.Re
     job = _JOB
     opts, tok = job.options, job.tokenizer
     dtype = shards.id_dtype(len(tok))
-    documents, report = corpus.read_documents(chunk)
+    documents, pieces, report = corpus.read_documents(chunk)
     docs = tokenize_documents(documents, tok, dtype, whole_words=opts.whole_word_mask)
     if docs.num_documents == 0:
         return {}, report
     rng = random.Random(f"{opts.random_seed}:{chunk.index}")  # str seeds are stable across runs and platforms
-    spans = create_instances(docs, opts.max_seq_length, opts.short_seq_prob, opts.dupe_factor, rng)
+    # The pieces of a cut document (named by the chunk where it begins) share its per-pass draws.
+    names = {d: f"{opts.random_seed}:document {pieces[s]}" for d, s in enumerate(docs.source.tolist()) if s in pieces}
+    spans = create_instances(docs, opts.max_seq_length, opts.short_seq_prob, opts.dupe_factor, rng, names)
     ids, offsets, word_starts = assemble(docs, spans, tok.vocab["[CLS]"], tok.vocab["[SEP]"])
     columns = {
         "input_ids": ids,

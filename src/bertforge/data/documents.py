@@ -27,6 +27,7 @@ class TokenizedDocuments:
     ids: np.ndarray  # flat token ids
     sentence_bounds: np.ndarray  # (num_sentences + 1,) offsets into ids
     doc_bounds: np.ndarray  # (num_docs + 1,) offsets into sentences
+    source: np.ndarray  # (num_docs,) each document's index in the input list (empty ones are dropped)
     word_starts: np.ndarray | None = None  # flat bool, for whole-word masking
 
     @property
@@ -56,6 +57,7 @@ def tokenize_documents(
     sentence_bounds = np.concatenate([[0], np.cumsum(lengths[kept])])
     per_doc = np.bincount(doc_of_line[kept], minlength=len(documents))
     doc_bounds = np.concatenate([[0], np.cumsum(per_doc[per_doc > 0])])
+    source = np.nonzero(per_doc > 0)[0]
     word_starts = None
     if whole_words:
         word_starts = ~continuation_ids(tokenizer)[flat]
@@ -64,7 +66,7 @@ def tokenize_documents(
             line_start = np.concatenate([[0], np.cumsum(lengths)])
             for i in chinese:
                 word_starts[line_start[i] : line_start[i + 1]] = _segmenter_word_starts(lines[i], encoded[i][1])
-    return TokenizedDocuments(flat, sentence_bounds, doc_bounds, word_starts)
+    return TokenizedDocuments(flat, sentence_bounds, doc_bounds, source, word_starts)
 
 
 def _segmenter_word_starts(line: str, offsets: list[tuple[int, int]]) -> np.ndarray:

@@ -6,6 +6,13 @@ tokens and the control flow below touches sentences, never tokens. Google's toke
 truncation ("pop the longer side, front or back with probability 1/2") is drawn in one go: the number of
 tokens cut from each side is fixed by the lengths, and how many of them come off the front is
 Binomial(cut, 1/2) — the same distribution.
+
+Google draws a document's target length once per pass (short, uniform in [2, max], with probability
+`short_seq_prob`; else the maximum). The pieces of a document cut for parallel work (see `corpus`) must draw
+it together, or a one-document corpus gets a draw per piece where Google makes one for the whole book: the
+same mean, but a pass that is short everywhere or nowhere becomes a mix, and any one run differs from
+Google's far more than the cuts themselves could. So a piece draws from a stream named by its document
+and the pass, the same in every chunk; a whole document draws from the chunk's stream, as Google does.
 """
 
 from __future__ import annotations
@@ -32,37 +39,50 @@ class InstanceSpans:
     is_random_next: np.ndarray  # NSP label: 1 = B is from a random document
 
 
+def target_length(rng: random.Random, max_num_tokens: int, short_seq_prob: float) -> int:
+    """Google's draw of a document's target length for one pass."""
+    return rng.randint(2, max_num_tokens) if rng.random() < short_seq_prob else max_num_tokens
+
+
 def create_instances(
-    docs: TokenizedDocuments, max_seq_length: int, short_seq_prob: float, dupe_factor: int, rng: random.Random
+    docs: TokenizedDocuments,
+    max_seq_length: int,
+    short_seq_prob: float,
+    dupe_factor: int,
+    rng: random.Random,
+    piece_names: dict[int, str] | None = None,
 ) -> InstanceSpans:
     """All instances of `dupe_factor` passes over the documents (document order shuffled once, instance
-    order shuffled at the end, as in Google's `create_training_instances`)."""
+    order shuffled at the end, as in Google's `create_training_instances`). `piece_names` names the
+    documents that are pieces of a longer one (document -> a seed naming that one): they draw their target
+    lengths from `Random(f"{name}:{pass}")`."""
     max_num_tokens = max_seq_length - 3  # [CLS], [SEP], [SEP]
     bounds = docs.sentence_bounds.tolist()
     doc_bounds = docs.doc_bounds.tolist()
     order = list(range(docs.num_documents))
     rng.shuffle(order)
     documents = [range(doc_bounds[d], doc_bounds[d + 1]) for d in order]  # sentence ids per document
+    names = [(piece_names or {}).get(d) for d in order]
     out: list[tuple[int, int, int, int, int]] = []
-    for _ in range(dupe_factor):
-        for index in range(len(documents)):
-            _document_instances(documents, index, max_num_tokens, short_seq_prob, bounds, rng, out)
+    for dupe in range(dupe_factor):
+        for index, name in enumerate(names):
+            shared = rng if name is None else random.Random(f"{name}:{dupe}")
+            target = target_length(shared, max_num_tokens, short_seq_prob)
+            _document_instances(documents, index, target, bounds, rng, out)
     rng.shuffle(out)
     arr = np.asarray(out, dtype=np.int64).reshape(-1, 5)
     spans = InstanceSpans(*(arr[:, i].copy() for i in range(5)))
     return _truncate(spans, max_num_tokens, np.random.default_rng(rng.getrandbits(64)))
 
 
-def _document_instances(documents, index, max_num_tokens, short_seq_prob, bounds, rng, out) -> None:
-    """Google's loop over one document's sentences, recording spans (before truncation).
+def _document_instances(documents, index, target, bounds, rng, out) -> None:
+    """Google's loop over one document's sentences towards `target` tokens, recording spans (before
+    truncation).
 
     A document's sentences are consecutive, so a span of sentences is `bounds[first]:bounds[last + 1]` of
     the flat ids, and where a random segment B stops (Google adds sentences until it reaches its target)
     is a bisection of `bounds`: no walk over the other document, however long it is."""
     document = documents[index]
-    target = max_num_tokens
-    if rng.random() < short_seq_prob:
-        target = rng.randint(2, max_num_tokens)
     chunk_first = document.start
     i = 0
     while i < len(document):

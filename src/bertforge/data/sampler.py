@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bertforge.errors import BertforgeError
+
 
 @dataclass
 class DistributedSampler:
@@ -77,6 +79,13 @@ class DistributedSampler:
         return {"epoch": self.epoch, "position": self.position, "seed": self.seed, "world_size": self.world_size}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
+        """Continue where `state` stopped. Only with the same world size and seed: the permutation, each
+        rank's part of it and the position in it all depend on them (and the global batch on the world size),
+        so there is no exact place to continue from with others."""
         if state["world_size"] != self.world_size or state["seed"] != self.seed:
-            raise ValueError("cannot resume a sampler with another world size or seed")
+            raise BertforgeError(
+                f"saved by {state['world_size']} process(es) with data seed {state['seed']}, resumed with "
+                f"{self.world_size} and {self.seed}: resume with the same number of processes "
+                f"(torchrun --nproc-per-node {state['world_size']}, or none for 1) and seed"
+            )
         self.epoch, self.position = state["epoch"], state["position"]

@@ -121,8 +121,9 @@ def read_shard_meta(directory: Path, index: int) -> dict[str, Any] | None:
 
 
 def open_shard(directory: Path, schema: dict[str, Any], index: int) -> dict[str, np.ndarray]:
-    """Memory-map shard `index`'s columns, checking each file's dtype and shape against the schema and the
-    per-instance values the reader relies on (lengths, counts, labels); the token columns are not read."""
+    """Memory-map shard `index`'s columns, checking each file's dtype and shape against the schema and every
+    value the reader and the model rely on (lengths, counts, labels, positions, token ids: one vectorised
+    pass, so a bad value fails here, naming the shard, and not as an IndexError when training draws it)."""
     shard = schema["shards"][index]
     folder = directory / shard["name"]
     out = {}
@@ -146,7 +147,7 @@ def open_shard(directory: Path, schema: dict[str, Any], index: int) -> dict[str,
 
 
 def _check_instances(folder: Path, columns: dict[str, np.ndarray], schema: dict[str, Any], tokens: int) -> None:
-    """The per-instance values the reader relies on are in range (cheap: no token column is read)."""
+    """The per-instance values the reader relies on are in range, the token ids too (vectorised)."""
     lengths = np.asarray(columns["lengths"], dtype=np.int64)
     bad = {
         f"a length above max_seq_length {schema['max_seq_length']}": lengths > schema["max_seq_length"],
@@ -156,12 +157,37 @@ def _check_instances(folder: Path, columns: dict[str, np.ndarray], schema: dict[
     if "masked_lm_counts" in columns:
         limit = schema["max_predictions_per_seq"]
         bad[f"more than {limit} masked positions"] = np.asarray(columns["masked_lm_counts"]) > limit
+        positions = np.asarray(columns["masked_lm_positions"], dtype=np.int64)
+        bad["a masked position beyond its length"] = (positions >= lengths[:, None]).any(axis=1)
     for what, found in bad.items():
         if found.any():
             raise BertforgeError(f"{folder}: instance {int(np.argmax(found))} has {what} (damaged shard)")
     total = int(lengths.sum())
     if total != tokens:
         raise BertforgeError(f"{folder}: its lengths add up to {total} tokens, not {tokens} (damaged shard)")
+    _check_token_ids(folder, columns, lengths, schema["vocab"]["size"])
+
+
+def _check_token_ids(folder: Path, columns: dict[str, np.ndarray], lengths: np.ndarray, size: int) -> None:
+    """Every token id indexes the vocab: a bad one would stop training with an IndexError whenever it is
+    drawn, maybe hours in. A min and a max over each memory-mapped column."""
+    for name in ("input_ids", "masked_lm_ids"):
+        ids = columns.get(name)
+        if ids is None or not ids.size:
+            continue
+        low = int(ids.min()) if np.issubdtype(ids.dtype, np.signedinteger) else 0
+        if low >= 0 and int(ids.max()) < size:
+            continue
+        flat = np.asarray(ids).reshape(-1)
+        where = int(np.flatnonzero((flat < 0) | (flat >= size))[0])
+        if name == "masked_lm_ids":
+            instance = where // ids.shape[1]
+        else:
+            instance = int(np.searchsorted(np.cumsum(lengths), where, side="right"))
+        raise BertforgeError(
+            f"{folder / name}.npy: instance {instance} holds token id {flat[where]}, outside the vocab of {size} "
+            "tokens in schema.json (damaged shard, or made with another vocab)"
+        )
 
 
 def read_schema(directory: Path) -> dict[str, Any]:
@@ -195,6 +221,13 @@ def _check_schema(path: Path, schema: dict[str, Any]) -> None:
         total = sum(shard[key] for shard in schema["shards"])
         if total != schema[key]:
             raise BertforgeError(f"{path}: {key} is {schema[key]}, but its shards hold {total}")
+    size, masking = schema["vocab"]["size"], schema["masking"]
+    if schema["dynamic_masking"] and (masking["mask_id"] >= size or masking["vocab_size"] > size):
+        # Dynamic masking writes these ids into the instances it reads.
+        raise BertforgeError(
+            f"{path}: masking.mask_id {masking['mask_id']} and masking.vocab_size {masking['vocab_size']} must "
+            f"lie within vocab.size {size}"
+        )
     expected = column_specs(
         schema["vocab"]["size"],
         schema["max_seq_length"],

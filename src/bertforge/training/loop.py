@@ -152,10 +152,13 @@ def setup(
     step = 0
     if previous is not None:
         state = checkpoints.load_trainer_state(previous)
+        try:  # first: the one part of the state that ties a run to its number of processes
+            sampler.load_state_dict(state["sampler"])
+        except BertforgeError as exc:
+            raise BertforgeError(f"{previous}: {exc}") from None
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
-        sampler.load_state_dict(state["sampler"])
         checkpoints.set_rng_state(state["rng"])
         step = state["step"]
     if dist.is_main:
