@@ -17,12 +17,17 @@ class ServeOptions:
     max_concurrent_requests: int = 512  # /predict requests queued or running (more: 429)
     max_body_bytes: int = 2_000_000  # request body size (more: 413, answered before the rest is read)
     api_key: str | None = None  # Bearer token required on every route but /health and the static pages
+    read_timeout: float = 30.0  # seconds for a request's headers, then as many for its body (more: 408 / closed)
+    drain_timeout: float = 25.0  # seconds a stop waits for requests in flight, then answers the rest 503
 
     def __post_init__(self) -> None:
         limits = ("max_batch_tokens", "max_batch_size", "max_client_batch_size", "max_concurrent_requests")
         for name in (*limits, "max_body_bytes"):
             if getattr(self, name) < 1:
                 raise BertforgeError(f"{name} must be at least 1, not {getattr(self, name)}")
+        for name in ("read_timeout", "drain_timeout"):
+            if not getattr(self, name) > 0:
+                raise BertforgeError(f"{name} must be more than 0 seconds, not {getattr(self, name)}")
         if self.max_wait_ms < 0:
             raise BertforgeError(f"max_wait_ms must not be negative, not {self.max_wait_ms}")
         if self.api_key is not None and not self.api_key.strip():
