@@ -283,3 +283,36 @@ def test_a_request_longer_than_the_model_is_refused_unless_truncated(predictors,
     assert isinstance(refused, ApiError) and (refused.status, refused.error_type) == (422, "validation")
     assert str(refused).startswith("1 of 2 inputs is longer than the model takes (at most 224 tokens)")
     assert len(results) == 2
+
+
+def test_the_rows_of_a_request_nobody_waits_for_are_not_run(predictors, monkeypatch):
+    """A request answered 503 at the drain deadline (its future cancelled) while its rows are queued: the worker
+    drops them instead of running them, so a stop past its deadline does not compute answers nobody reads."""
+    predictor, go_on = predictors["classification"], threading.Event()
+    passes, backend = [], predictor.backend
+
+    def held(batch):
+        passes.append(batch["input_ids"].shape[0])
+        go_on.wait(60)
+        return backend(batch)
+
+    monkeypatch.setattr(predictor, "backend", held)
+    batcher = Batcher(predictor, Metrics(), max_batch_size=1, max_wait_ms=0)
+
+    async def main():
+        examples = [predictor.example(text, str(i)) for i, text in enumerate(TEXTS[:3])]
+        kept, gone = batcher.submit(examples, True), batcher.submit(examples, True)
+        batcher.start()  # both queued first: the worker takes the two together, then runs one row a pass
+        while not passes:
+            await asyncio.sleep(0.01)
+        gone.cancel()
+        go_on.set()
+        return await kept
+
+    try:
+        results, _ = asyncio.run(main())
+    finally:
+        go_on.set()
+        batcher.stop()
+    assert passes == [1, 1, 1]  # the kept request's three rows only
+    assert len(results) == 3 and batcher.metrics.registry.get_sample_value("bertforge_queue_size") == 0
