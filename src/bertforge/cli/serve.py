@@ -69,7 +69,8 @@ def register(sub, common) -> None:
         "--max-concurrent-requests",
         type=int,
         default=DEFAULTS.max_concurrent_requests,
-        help=f"requests queued or running (default: {DEFAULTS.max_concurrent_requests}; more: 429)",
+        help="requests queued or running, counted once their body is in (default: "
+        f"{DEFAULTS.max_concurrent_requests}; more: 429)",
     )
     p.add_argument(
         "--max-body-bytes",

@@ -14,7 +14,7 @@ class ServeOptions:
     max_wait_ms: float = 5.0  # how long a request waits for others to batch with, when the model is idle
     batching: bool = True  # False: one request per forward pass (a baseline for load tests)
     max_client_batch_size: int = 32  # inputs in one request (more: 413)
-    max_concurrent_requests: int = 512  # /predict requests queued or running (more: 429)
+    max_concurrent_requests: int = 512  # /predict requests queued or running, once their body is in (more: 429)
     max_body_bytes: int = 2_000_000  # request body size (more: 413, answered before the rest is read)
     api_key: str | None = None  # Bearer token required on every route but /health and the static pages
     read_timeout: float = 30.0  # seconds for a request's headers, then as many for its body (more: 408 / closed)
