@@ -135,6 +135,7 @@ def folders(sample, tmp_path_factory) -> dict[str, Path]:
                                                                             "ner-crf", "qa")}  # fmt: skip
 
 
+QA_NAME = "squad-tiny"  # the QA server's --served-model-name
 QA_OPTIONS = {"null_threshold": 1e9}  # always an answer: the random QA model would often say "no answer"
 
 
@@ -156,7 +157,7 @@ def servers(folders, tmp_path_factory):
         "classification": ("--max-client-batch-size", "8", "--max-wait-ms", "50"),
         "regression": (),
         "ner-crf": (),
-        "qa": ("--task.null_threshold", str(QA_OPTIONS["null_threshold"])),
+        "qa": ("--task.null_threshold", str(QA_OPTIONS["null_threshold"]), "--served-model-name", QA_NAME),
     }
     keys = {"classification": API_KEY}
     launched = {name: launch(folder, *flags[name], log=logs / f"{name}.log", key=keys.get(name))

@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from tests.serve.conftest import API_KEY, metric
+from tests.serve.conftest import API_KEY, QA_NAME, metric
 
 LONG = " ".join(["the film was good"] * 80)  # 320 word-pieces: over the models' 224
 
@@ -170,7 +170,7 @@ def test_health_info_and_unknown_routes(servers, folders):
     server = servers["classification"]
     assert server.call("GET", "/health").body == {"status": "ok"}
     info = server.call("GET", "/info").body
-    assert info["model_id"] == str(folders["classification"]) and info["task"] == "classification"
+    assert info["model_id"] == folders["classification"].name and info["task"] == "classification"
     assert info["labels"] == ["neg", "pos", "neutral"] and info["regression"] is False
     assert info["max_input_length"] == 224 and "refused (422)" in info["long_inputs"]
     assert info["backend"] == "torch" and info["version"] and info["batching"] is True
@@ -178,6 +178,18 @@ def test_health_info_and_unknown_routes(servers, folders):
     assert server.call("GET", "/nowhere").body == {"error": "Not Found", "error_type": "not_found"}
     wrong_method = server.call("GET", "/predict")
     assert (wrong_method.status, wrong_method.body["error_type"]) == (405, "method_not_allowed")
+
+
+def test_the_pages_without_a_key_name_the_model_never_its_path(servers, folders):
+    """/openapi.json and the /docs page it feeds need no API key: they show the model's name (the folder's base
+    name, or --served-model-name), never where it lies on the server's disk."""
+    for name, shown in (("classification", folders["classification"].name), ("qa", QA_NAME)):
+        server = servers[name]
+        spec = server.call("GET", "/openapi.json", key=None)
+        assert spec.status == 200 and f"model ({shown})" in spec.body["info"]["description"], spec.body["info"]
+        text = json.dumps(spec.body) + server.call("GET", "/docs", key=None).body
+        assert str(folders[name].parent) not in text and str(folders[name].resolve().parent) not in text
+        assert server.call("GET", "/info").body["model_id"] == shown
 
 
 def test_metrics_count_requests_latency_batches_and_tokens(servers):

@@ -1,7 +1,8 @@
 """Dynamic batching: concurrent requests share forward passes (the metrics say so) and each gets its own answer,
 the one `Predictor.predict` gives that input alone; forward passes stay within the token budget; without
 batching each request runs alone; a request the model fails on gets 424 and the worker goes on; requests over
---max-concurrent-requests get 429; SIGTERM with requests in flight (one still uploading) loses none and exits 0."""
+--max-concurrent-requests get 429 (a stalled upload holds no slot); SIGTERM with a request still uploading answers
+it, then exits 0."""
 
 import asyncio
 import contextlib
@@ -10,16 +11,21 @@ import json
 import socket
 import threading
 import time
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
+import uvicorn
 
+from bertforge.serve import ServeOptions, create_app
 from bertforge.serve.batching import Batcher
 from bertforge.serve.errors import ApiError
 from bertforge.serve.metrics import Metrics
+from bertforge.serve.server import bind, url_of
 from tests.polarity import sentences
-from tests.serve.conftest import metric, start_server
+from tests.serve.conftest import Server, metric, start_server
 from tests.serve.test_app import same
+from tests.serve.test_slow_clients import receiving, stalled, wait_for
 
 TEXTS = [text for text, _ in sentences(24, 5)]
 
@@ -76,38 +82,73 @@ def test_without_batching_each_request_runs_alone(folders, tmp_path):
         assert server.stop() == 0
 
 
-def test_requests_in_flight_overload_the_server_then_all_finish_on_sigterm(folders, tmp_path):
-    """A lone request is answered at once (--max-wait-ms is 10 s), but one whose body is still on its way holds
-    two others waiting for it: with three in flight a fourth is refused (429). SIGTERM then closes the door to
-    new connections, and the server exits 0 only once all three are answered, the one still uploading included."""
-    server = start_server(folders["classification"], "--max-concurrent-requests", "3", "--max-wait-ms", "10000",
-                          log=tmp_path / "serve.log")  # fmt: skip
+def test_requests_over_the_limit_get_429_and_a_stalled_upload_holds_no_slot(predictors, monkeypatch, tmp_path):
+    """--max-concurrent-requests 2, the model held busy: with a client stalled half-way through its body, two
+    requests still get in flight, and a third is refused (429); once the model goes on, both are answered."""
+    predictor, go_on = predictors["classification"], threading.Event()
+    backend = predictor.backend
+    monkeypatch.setattr(predictor, "backend", lambda batch: go_on.wait(60) and backend(batch))
+    app = create_app(predictor, ServeOptions(max_concurrent_requests=2, max_wait_ms=0))
+    replies: list = []
+    with in_this_process(app, tmp_path) as server:
+        (held,) = stalled(server, 1)
+        try:
+            wait_for(lambda: receiving(server) == 1, "the server reading the stalled body")
+            send = lambda text: replies.append(server.call("POST", "/predict", {"inputs": text}))  # noqa: E731
+            waiting = [threading.Thread(target=send, args=(text,)) for text in TEXTS[:2]]
+            for t in waiting:
+                t.start()
+            in_flight = lambda: metric(server.metrics(), "bertforge_requests_in_flight")  # noqa: E731
+            wait_for(lambda: in_flight() == 2 or replies, "two requests in flight")
+            assert not replies, replies  # the old code: the stalled upload held one of the two slots
+            refused = server.call("POST", "/predict", {"inputs": "one too many"})
+            assert (refused.status, refused.body["error_type"]) == (429, "overloaded")
+            assert "2 requests in flight (--max-concurrent-requests 2)" in refused.body["error"]
+            assert server.call("GET", "/health").status == 200  # overloaded is not unhealthy
+            go_on.set()
+            for t in waiting:
+                t.join()
+            assert receiving(server) == 1  # still held, still no slot
+        finally:
+            go_on.set()
+            held.close()
+    assert [r.status for r in replies] == [200, 200], replies
+
+
+@contextlib.contextmanager
+def in_this_process(app, tmp_path) -> Iterator[Server]:
+    """`app` under uvicorn in a thread of this process (where a test can hold its model), for as long as the
+    block runs."""
+    sock = bind("127.0.0.1", 0)
+    runner = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=runner.run, kwargs={"sockets": [sock]})
+    thread.start()
+    try:
+        wait_for(lambda: runner.started or not thread.is_alive(), "uvicorn started")
+        yield Server(process=None, url=url_of(sock), log=tmp_path / "no log")
+    finally:
+        runner.should_exit = True
+        thread.join()
+        sock.close()
+
+
+def test_sigterm_finishes_a_request_still_uploading_then_exits_0(folders, tmp_path):
+    """A lone request is answered at once (--max-wait-ms is 10 s). SIGTERM while a client is half-way through its
+    body (within --drain-timeout): the server closes the door to new connections, answers that request once its
+    body is in, and only then exits 0."""
+    server = start_server(folders["classification"], "--max-wait-ms", "10000", log=tmp_path / "serve.log")
     start = time.monotonic()
     server.predict({"inputs": "alone"})
     assert time.monotonic() - start < 5, "a lone request waited for company that was not coming"
-
     host, port = server.url.removeprefix("http://").rsplit(":", 1)
     body = json.dumps({"inputs": TEXTS[0]}).encode()
-    slow = socket.create_connection((host, int(port)))
+    slow = socket.create_connection((host, int(port)), timeout=60)
     head = f"POST /predict HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}"
     slow.sendall(f"{head}\r\n\r\n".encode() + body[:5])
-    replies: list = []
-    waiting = [threading.Thread(target=lambda t=t: replies.append(server.call("POST", "/predict", {"inputs": t})))
-               for t in TEXTS[1:3]]  # fmt: skip
     try:
-        for t in waiting:
-            t.start()
-        deadline = time.monotonic() + 10
-        while metric(server.metrics(), "bertforge_requests_in_flight") < 3:
-            assert time.monotonic() < deadline, "the requests never got in flight"
-            time.sleep(0.02)
-        refused = server.call("POST", "/predict", {"inputs": "one too many"})
-        assert (refused.status, refused.body["error_type"]) == (429, "overloaded")
-        assert "--max-concurrent-requests 3" in refused.body["error"]
-        assert server.call("GET", "/health").status == 200  # overloaded is not unhealthy
-        assert not replies  # still waiting for the third
-
+        wait_for(lambda: receiving(server) == 1, "the server reading the slow body")
         server.terminate()
+        deadline = time.monotonic() + 60
         while True:  # stopping: no new connections
             try:
                 server.call("GET", "/health", timeout=1)
@@ -122,11 +163,8 @@ def test_requests_in_flight_overload_the_server_then_all_finish_on_sigterm(folde
     finally:
         status = server.stop()
         slow.close()
-        for t in waiting:
-            t.join()
     assert status == 0, server.log.read_text()
     assert response.status == 200 and answer[0]["label"] in ("neg", "pos", "neutral")
-    assert [r.status for r in replies] == [200, 200], replies
 
 
 @contextlib.contextmanager
@@ -245,3 +283,36 @@ def test_a_request_longer_than_the_model_is_refused_unless_truncated(predictors,
     assert isinstance(refused, ApiError) and (refused.status, refused.error_type) == (422, "validation")
     assert str(refused).startswith("1 of 2 inputs is longer than the model takes (at most 224 tokens)")
     assert len(results) == 2
+
+
+def test_the_rows_of_a_request_nobody_waits_for_are_not_run(predictors, monkeypatch):
+    """A request answered 503 at the drain deadline (its future cancelled) while its rows are queued: the worker
+    drops them instead of running them, so a stop past its deadline does not compute answers nobody reads."""
+    predictor, go_on = predictors["classification"], threading.Event()
+    passes, backend = [], predictor.backend
+
+    def held(batch):
+        passes.append(batch["input_ids"].shape[0])
+        go_on.wait(60)
+        return backend(batch)
+
+    monkeypatch.setattr(predictor, "backend", held)
+    batcher = Batcher(predictor, Metrics(), max_batch_size=1, max_wait_ms=0)
+
+    async def main():
+        examples = [predictor.example(text, str(i)) for i, text in enumerate(TEXTS[:3])]
+        kept, gone = batcher.submit(examples, True), batcher.submit(examples, True)
+        batcher.start()  # both queued first: the worker takes the two together, then runs one row a pass
+        while not passes:
+            await asyncio.sleep(0.01)
+        gone.cancel()
+        go_on.set()
+        return await kept
+
+    try:
+        results, _ = asyncio.run(main())
+    finally:
+        go_on.set()
+        batcher.stop()
+    assert passes == [1, 1, 1]  # the kept request's three rows only
+    assert len(results) == 3 and batcher.metrics.registry.get_sample_value("bertforge_queue_size") == 0

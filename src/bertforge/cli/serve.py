@@ -1,10 +1,12 @@
 """`bertforge serve`: a fine-tuned model folder behind HTTP (TEI's /predict, /health, /info, /metrics, /docs,
-a demo page at /), until SIGTERM or Ctrl-C, which finish the requests in flight and exit 0."""
+a demo page at /), until SIGTERM or Ctrl-C, which finish the requests in flight (for up to --drain-timeout) and
+exit 0."""
 
 from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 
 from bertforge.cli.overrides import task_options
 from bertforge.inference.backends import BACKENDS
@@ -25,6 +27,8 @@ def register(sub, common) -> None:
     )
     p.add_argument("--model", required=True, help="model folder (finetune's OUTPUT/best, convert, export)")
     p.add_argument("--backend", choices=list(BACKENDS), default="torch", help="onnx: an exported folder")
+    p.add_argument("--served-model-name", help="the model's name in /info and the OpenAPI page, which need no API "
+                   "key (default: the model folder's base name; its path is never shown)")  # fmt: skip
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine)")
     p.add_argument("--port", type=int, default=8080, help="port (default: 8080; 0: a free one, printed when ready)")
     p.add_argument("--threads", type=int, help="CPU threads of the model (default: the backend's)")
@@ -65,13 +69,28 @@ def register(sub, common) -> None:
         "--max-concurrent-requests",
         type=int,
         default=DEFAULTS.max_concurrent_requests,
-        help=f"requests queued or running (default: {DEFAULTS.max_concurrent_requests}; more: 429)",
+        help="requests queued or running, counted once their body is in (default: "
+        f"{DEFAULTS.max_concurrent_requests}; more: 429)",
     )
     p.add_argument(
         "--max-body-bytes",
         type=int,
         default=DEFAULTS.max_body_bytes,
         help=f"request body size (default: {DEFAULTS.max_body_bytes}; more: 413)",
+    )
+    p.add_argument(
+        "--read-timeout",
+        type=float,
+        default=DEFAULTS.read_timeout,
+        help=f"seconds a connection has to send a request's headers, then as many for its body (default: "
+        f"{DEFAULTS.read_timeout:g}; then it is closed, or answered 408)",
+    )
+    p.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=DEFAULTS.drain_timeout,
+        help="seconds a stop (SIGTERM, Ctrl-C) waits for the requests in flight; those still unanswered then get 503 "
+        f"and are logged (default: {DEFAULTS.drain_timeout:g}, under Kubernetes' 30 s before SIGKILL)",
     )
     p.add_argument("--api-key", default=os.environ.get("BERTFORGE_API_KEY"),
                    help="require 'Authorization: Bearer KEY' on every route but /health and the static pages "
@@ -99,6 +118,8 @@ def run(args: argparse.Namespace) -> None:
         max_concurrent_requests=args.max_concurrent_requests,
         max_body_bytes=args.max_body_bytes,
         api_key=args.api_key,
+        read_timeout=args.read_timeout,
+        drain_timeout=args.drain_timeout,
     )
     predictor = Predictor.from_pretrained(
         args.model,
@@ -108,7 +129,8 @@ def run(args: argparse.Namespace) -> None:
         max_seq_length=args.max_seq_length,
         task_options=task_options(args.overrides),
     )
-    app = create_app(predictor, options, model_id=str(args.model))
+    name = args.served_model_name or Path(args.model).resolve().name
+    app = create_app(predictor, options, model_id=name)
     verbose = getattr(args, "verbose", False)
     serve(
         app,

@@ -4,14 +4,18 @@ Routes: `POST /predict` (the task's shapes, `bertforge.serve.schema`), `GET /hea
 (Prometheus), `/docs` (the OpenAPI document as a page) and the demo page at `/`. With an API key, every route but
 /health and the static pages (the demo page, /docs and its OpenAPI document, which hold no model output) wants
 `Authorization: Bearer KEY`. Every error, ours or the framework's, is TEI's body `{"error", "error_type"}`.
+
+A /predict request takes one of the `--max-concurrent-requests` slots only once its whole body has arrived (within
+`--read-timeout`, else 408): clients that send their body slowly, or never, cannot crowd out the others.
 """
 
 from __future__ import annotations
 
 import hmac
 import json
+import logging
 import time
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from importlib import resources
 
 import anyio
@@ -21,6 +25,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bertforge import __version__
@@ -28,23 +33,30 @@ from bertforge.errors import BertforgeError
 from bertforge.inference import Predictor
 from bertforge.serve import schema
 from bertforge.serve.batching import Batcher
+from bertforge.serve.drain import Drain
 from bertforge.serve.errors import ApiError
 from bertforge.serve.metrics import Metrics
 from bertforge.serve.options import ServeOptions
+
+log = logging.getLogger("bertforge")
 
 ROUTES = ("/predict", "/health", "/info", "/metrics", "/", "/docs", "/openapi.json")
 _ERRORS = {  # documented in the OpenAPI page, with TEI's examples
     400: ("no inputs, or an empty text", "empty"),
     401: ("no or another API key", "unauthorized"),
+    408: ("the body did not arrive within --read-timeout", "timeout"),
     413: ("body over --max-body-bytes, or more inputs than --max-client-batch-size", "validation"),
     422: ("not UTF-8 or JSON, a wrong field, an input too long without truncate, or untokenizable", "validation"),
     424: ("the model failed", "backend"),
     429: ("--max-concurrent-requests in flight", "overloaded"),
+    503: ("the server is stopping, and --drain-timeout passed before this request was answered", "unhealthy"),
 }
 
 
 def create_app(predictor: Predictor, options: ServeOptions | None = None, *, model_id: str = "") -> FastAPI:
-    """An app serving `predictor`; its batching worker starts and stops with the app (ASGI lifespan)."""
+    """An app serving `predictor`; its batching worker starts and stops with the app (ASGI lifespan). `model_id`
+    is the name shown in /info and the OpenAPI page, which need no API key: a name, never a path. `app.state`
+    holds the options and the `Drain` that `serve` ends at its deadline."""
     options = options or ServeOptions()
     kind, contract = predictor.task.kind, schema.serving(predictor)
     metrics = Metrics()
@@ -61,6 +73,7 @@ def create_app(predictor: Predictor, options: ServeOptions | None = None, *, mod
     static = resources.files("bertforge.serve") / "static"
     page, docs_page = ((static / name).read_text(encoding="utf-8") for name in ("index.html", "docs.html"))
     in_flight = 0
+    drain = Drain(options.drain_timeout)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -71,11 +84,13 @@ def create_app(predictor: Predictor, options: ServeOptions | None = None, *, mod
     app = FastAPI(
         title="bertforge serve",
         version=__version__,
-        description=f"A fine-tuned {kind} model ({model_id or 'in memory'}). A request: {json.dumps(contract.example)}",
+        description=f"A fine-tuned {kind} model ({model_id or 'in memory'}). A request: "
+        + json.dumps(contract.example),
         lifespan=lifespan,
         docs_url=None,  # FastAPI's pages load Swagger UI and ReDoc from a CDN: blank on an offline machine
         redoc_url=None,
     )
+    app.state.options, app.state.drain = options, drain
     app.add_middleware(_Measure, metrics=metrics)
     for error_class in (ApiError, HTTPException, RequestValidationError, Exception):
         app.add_exception_handler(error_class, _error_response)
@@ -123,6 +138,8 @@ def create_app(predictor: Predictor, options: ServeOptions | None = None, *, mod
     )
     async def predict(request: Request) -> JSONResponse:
         nonlocal in_flight
+        with drain.waiting("sending its body"), metrics.receiving.track_inprogress():
+            body = await _read_body(request, options.max_body_bytes, options.read_timeout)
         if in_flight >= options.max_concurrent_requests:
             raise ApiError(
                 "overloaded",
@@ -133,14 +150,14 @@ def create_app(predictor: Predictor, options: ServeOptions | None = None, *, mod
         metrics.in_flight.inc()
         try:
             with batcher.arriving():
-                body = await _read_body(request, options.max_body_bytes)
                 parsed = schema.parse_request(body, contract, options.max_client_batch_size)
                 try:
                     examples = [predictor.example(raw, str(i)) for i, raw in enumerate(parsed.inputs)]
                 except BertforgeError as exc:
                     raise ApiError("validation", str(exc)) from None
                 answer = batcher.submit(examples, parsed.truncate)
-            results, outputs = await answer
+            with drain.waiting("waiting for the model"):
+                results, outputs = await answer
             return JSONResponse(contract.respond(predictor.settings, parsed, results, outputs))
         finally:
             in_flight -= 1
@@ -149,18 +166,32 @@ def create_app(predictor: Predictor, options: ServeOptions | None = None, *, mod
     return app
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+async def _read_body(request: Request, limit: int, timeout: float) -> bytes:
     """The body, refused (413) as soon as it is known to be over `limit` bytes: by its Content-Length before
-    reading any of it, or while reading a body sent without one."""
+    reading any of it, or while reading a body sent without one. 408 when it has not all come within `timeout`
+    seconds; a client gone before sending it all is one log line and a 499 in /metrics, not a traceback."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise _too_large(int(declared), limit)
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(size, limit, at_least=True)
-        chunks.append(chunk)
+    try:
+        with anyio.fail_after(timeout):
+            async with aclosing(request.stream()) as stream:
+                async for chunk in stream:
+                    size += len(chunk)
+                    if size > limit:
+                        raise _too_large(size, limit, at_least=True)
+                    chunks.append(chunk)
+    except TimeoutError:
+        raise ApiError(
+            "timeout",
+            f"the request body did not arrive within {timeout:g} s (--read-timeout): got {size} of "
+            f"{declared or 'an unknown number of'} bytes",
+        ) from None
+    except ClientDisconnect:
+        client = "{}:{}".format(*request.client) if request.client else "a client"
+        log.warning("%s closed the connection after %d of %s bytes of its request body", client, size, declared or "?")
+        raise ApiError("client_closed", "the client closed the connection before sending its whole body") from None
     return b"".join(chunks)
 
 

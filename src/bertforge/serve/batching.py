@@ -6,10 +6,11 @@ of rows taken oldest round first, longest first, up to a budget of padded tokens
 row) and at most `max_batch_size` rows: sorted by length, a crowd of queued requests becomes several passes of
 similar lengths, each padded to its own longest (one wide pass padded every short sentence to the longest; on MiniLM
 at 32 clients it served fewer requests/s). Requests that came while the model was busy go in the next pass at once;
-a pass waits for more only while other requests are still arriving (being read and checked: the app brackets that
-with `arriving()`), and then at most until its oldest request has waited `max_wait_ms`, so a lone request is never
-kept waiting for company that is not coming. Each request's rows are post-processed together, exactly as
-`Predictor.predict` would, and the result goes back to its own request through an asyncio future.
+a pass waits for more only while other requests are still arriving (read, being checked: the app brackets that
+with `arriving()`; a body still on its way does not count, so a slow client holds no pass back), and then at most
+until its oldest request has waited `max_wait_ms`, so a lone request is never kept waiting for company that is not
+coming. Each request's rows are post-processed together, exactly as `Predictor.predict` would, and the result goes
+back to its own request through an asyncio future.
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ class Batcher:
         self._thread = threading.Thread(target=self._work, name="bertforge-batcher", daemon=True)
         self._round = 0
         self._stopped = False
-        self._arriving = 0  # requests being read and checked, not yet submitted
+        self._arriving = 0  # requests read and being checked, not yet submitted
 
     def start(self) -> None:
         self._thread.start()
@@ -115,7 +116,7 @@ class Batcher:
 
     @contextlib.contextmanager
     def arriving(self) -> Iterator[None]:
-        """Around the reading and checking of a request, up to its `submit`: a forward pass may wait for it."""
+        """Around the checking of a request whose body has arrived, up to its `submit`: a pass may wait for it."""
         self._arriving += 1  # changed on the event loop's thread only, read by the worker
         try:
             yield
@@ -143,6 +144,7 @@ class Batcher:
                     stopping = self._take(pending, block=True)
                 if self.batching and not stopping:
                     stopping = self._gather(pending)
+                self._drop_gone(pending)
                 if pending:
                     rows = self._select(pending)
                     self._forward(rows, pending)
@@ -268,6 +270,13 @@ class Batcher:
             log.exception("post-processing a request failed")
             return job.settle(error=ApiError("backend", f"post-processing failed: {exc}"))
         job.settle((results, job.outputs))
+
+    def _drop_gone(self, pending: list[_Row]) -> None:
+        """Drop the queued rows of requests nobody waits for any more (answered 503 at the drain deadline): a stop
+        past its deadline does not run them."""
+        kept = [row for row in pending if not row.job.future.done()]
+        self.metrics.queue_size.dec(len(pending) - len(kept))
+        pending[:] = kept
 
     def _fail(self, jobs: list[_Job], pending: list[_Row], error: ApiError) -> None:
         """Fail these requests and drop their rows still queued."""

@@ -26,6 +26,11 @@ class Metrics:
             registry=r,
         )
         self.in_flight = Gauge("bertforge_requests_in_flight", "/predict requests queued or running", registry=r)
+        self.receiving = Gauge(
+            "bertforge_requests_receiving",
+            "/predict requests whose body is still arriving (they hold no slot)",
+            registry=r,
+        )
         self.queue_size = Gauge(
             "bertforge_queue_size", "model inputs (features) waiting for a forward pass", registry=r
         )
