@@ -32,10 +32,10 @@ import torch  # noqa: E402
 
 from bertforge.export.onnx import export_folder, export_graph, optimize, quantize_int8  # noqa: E402
 from bertforge.inference.backends import ONNX_FILE, OnnxBackend, TorchBackend  # noqa: E402
+from bertforge.model_folder import ModelSettings, save_model_folder  # noqa: E402
 from bertforge.modeling import BertConfig  # noqa: E402
 from bertforge.modeling.heads import BertForSequenceClassification  # noqa: E402
 from bertforge.samples import fetch  # noqa: E402
-from bertforge.tasks.folder import ModelSettings, save_model_folder  # noqa: E402
 
 LENGTH = 128
 

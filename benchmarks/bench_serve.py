@@ -39,10 +39,10 @@ sys.path.insert(0, str(ROOT / "src"))
 import torch  # noqa: E402
 
 from bertforge.inference import Predictor  # noqa: E402
+from bertforge.model_folder import ModelSettings, save_model_folder  # noqa: E402
 from bertforge.modeling import BertConfig  # noqa: E402
 from bertforge.modeling.heads import BertForSequenceClassification  # noqa: E402
 from bertforge.samples import fetch  # noqa: E402
-from bertforge.tasks.folder import ModelSettings, save_model_folder  # noqa: E402
 
 
 def model_folder(work: Path) -> Path:

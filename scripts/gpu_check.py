@@ -135,7 +135,7 @@ def finetune_data(root: str | Path, train: int = 20000, dev: int = 1000) -> None
     import csv
     import random
 
-    from bertforge.tasks.folder import VOCAB_FILE
+    from bertforge.model_folder import VOCAB_FILE
 
     words = [f"w{i}" for i in range(30000)]
     tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]

@@ -41,7 +41,7 @@ from bertforge.tasks.qa_readers import split_paragraphs
 from bertforge.tokenization import FullTokenizer
 from bertforge.training.config import load_config
 from bertforge.training.finetune import config_class, finetune
-from bertforge.training.metrics import read_metrics
+from bertforge.training.metrics_log import read_metrics
 from bertforge.training.plot import plot_run
 from bertforge.training.pretrain import evaluate, pretrain
 

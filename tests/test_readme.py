@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from bertforge.model_folder import ModelSettings, save_model_folder
 from bertforge.modeling import BertConfig, BertForSequenceClassification, BertModel
-from bertforge.tasks.folder import ModelSettings, save_model_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"

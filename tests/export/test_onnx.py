@@ -22,10 +22,10 @@ from bertforge.export.verify import REPORT_FILE, sample_inputs
 from bertforge.extras import need
 from bertforge.inference import Predictor
 from bertforge.inference.backends import ONNX_FILE, OnnxBackend, TorchBackend
+from bertforge.model_folder import SETTINGS_FILE, save_model_folder
 from bertforge.modeling import BertConfig
 from bertforge.tasks import get_task
 from bertforge.tasks.classification import ClassificationConfig
-from bertforge.tasks.folder import SETTINGS_FILE, save_model_folder
 from bertforge.tasks.ner import NerConfig
 from bertforge.tasks.qa import QaConfig
 

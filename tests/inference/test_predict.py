@@ -12,7 +12,7 @@ import torch
 from bertforge.cli import main as cli
 from bertforge.errors import BertforgeError
 from bertforge.inference import Predictor
-from bertforge.tasks.folder import SETTINGS_FILE
+from bertforge.model_folder import SETTINGS_FILE
 from tests.polarity import sentences, write_csv
 
 

@@ -20,7 +20,7 @@ import uvicorn
 from bertforge.serve import ServeOptions, create_app
 from bertforge.serve.batching import Batcher
 from bertforge.serve.errors import ApiError
-from bertforge.serve.metrics import Metrics
+from bertforge.serve.prometheus import Metrics
 from bertforge.serve.server import bind, url_of
 from tests.polarity import sentences
 from tests.serve.conftest import Server, metric, start_server

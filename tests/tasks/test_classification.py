@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from bertforge.errors import BertforgeError
+from bertforge.model_folder import ModelSettings
 from bertforge.tasks.classification import (
     TASK,
     TASK_LABELS,
@@ -20,7 +21,6 @@ from bertforge.tasks.classification import (
     write_clue_submission,
     write_glue_predictions,
 )
-from bertforge.tasks.folder import ModelSettings
 from bertforge.tasks.labels import LabelMap
 from bertforge.tokenization import FullTokenizer
 

@@ -14,10 +14,10 @@ import torch
 from bertforge.cli import main as cli
 from bertforge.errors import BertforgeError
 from bertforge.inference import Predictor
+from bertforge.model_folder import ModelSettings
 from bertforge.modeling import CRF, BertConfig, BertForPreTraining
 from bertforge.modeling.crf import viterbi
 from bertforge.tasks import ner, tagging
-from bertforge.tasks.folder import ModelSettings
 from bertforge.tasks.ner import NerConfig
 from bertforge.tasks.ner_readers import NerExample, read_ner
 from bertforge.tokenization import FullTokenizer

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from bertforge.errors import BertforgeError
 from bertforge.inference.files import InputReport, read_inputs
-from bertforge.tasks.readers import read_examples
+from bertforge.tasks.classification_readers import read_examples
 from bertforge.tokenization import FullTokenizer
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "classification"

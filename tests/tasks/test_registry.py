@@ -11,10 +11,10 @@ import torch
 
 from bertforge import tasks
 from bertforge.cli import main as cli
+from bertforge.model_folder import ModelSettings
 from bertforge.modeling import BertForSequenceClassification
 from bertforge.tasks import classification, get_task
-from bertforge.tasks.folder import ModelSettings
-from bertforge.tasks.readers import Example
+from bertforge.tasks.classification_readers import Example
 from bertforge.tasks.task import Task
 from bertforge.training.config import load_config
 from bertforge.training.finetune import config_class

@@ -15,9 +15,9 @@ from bertforge.cli import main as cli
 from bertforge.errors import BertforgeError
 from bertforge.fileio import holds_files
 from bertforge.inference import Predictor
+from bertforge.model_folder import ModelSettings, save_model_folder
 from bertforge.modeling import BertConfig, BertForQuestionAnswering, BertForTokenClassification
 from bertforge.tasks import TASKS, ner, qa
-from bertforge.tasks.folder import ModelSettings, save_model_folder
 from bertforge.training.config import load_config
 from bertforge.training.finetune import config_class, config_yaml
 

@@ -13,7 +13,7 @@ from scipy.stats import pearsonr, spearmanr
 from bertforge.cli import main as cli
 from bertforge.modeling import BertForSequenceClassification
 from bertforge.tokenization import FullTokenizer
-from bertforge.training.metrics import read_metrics
+from bertforge.training.metrics_log import read_metrics
 from tests.polarity import BAD, GOOD, sentences, write_csv
 
 

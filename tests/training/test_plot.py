@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from bertforge.errors import BertforgeError
-from bertforge.training.metrics import METRICS_FILE, MetricsLogger
+from bertforge.training.metrics_log import METRICS_FILE, MetricsLogger
 from bertforge.training.plot import DPI, FIGSIZE, drop_restarted, plot_run, smooth
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -23,8 +23,8 @@ def register(sub, common) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    from bertforge.model_folder import convert_checkpoint
     from bertforge.tasks import kinds_by_head
-    from bertforge.tasks.folder import convert_checkpoint
 
     model, out = convert_checkpoint(
         args.source,

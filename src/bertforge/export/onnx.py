@@ -29,10 +29,10 @@ from bertforge.extras import need
 from bertforge.fileio import atomic_dir, check_output_dir, holds_files
 from bertforge.inference.backends import INPUT_NAMES, ONNX_FILE, OnnxBackend, TorchBackend, named_outputs
 from bertforge.inference.predictor import with_options
+from bertforge.model_folder import SETTINGS_FILE, VOCAB_FILE, check_vocab, find_vocab, load_settings
 from bertforge.modeling.attention import BertSelfAttention
 from bertforge.modeling.config import BertConfig
 from bertforge.tasks import get_task, kinds_by_head
-from bertforge.tasks.folder import SETTINGS_FILE, VOCAB_FILE, check_vocab, find_vocab, load_settings
 from bertforge.tokenization import FullTokenizer
 
 log = logging.getLogger("bertforge")

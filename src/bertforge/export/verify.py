@@ -13,7 +13,7 @@ import numpy as np
 
 from bertforge.errors import BertforgeError
 from bertforge.inference.predictor import Predictor, run_features
-from bertforge.tasks.folder import ModelSettings
+from bertforge.model_folder import ModelSettings
 from bertforge.tasks.task import Task
 from bertforge.tokenization import FullTokenizer
 

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from bertforge.errors import BertforgeError
 from bertforge.fileio import atomic_path, check_output_file
-from bertforge.tasks.readers import json_records, lines, named_rows, table_rows
+from bertforge.tasks.classification_readers import json_records, lines, named_rows, table_rows
 
 _EXTENSIONS = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "tsv"}
 FORMATS = ("auto", "text", "jsonl", "csv", "tsv")

@@ -20,9 +20,9 @@ import numpy as np
 
 from bertforge.errors import BertforgeError
 from bertforge.inference.backends import BACKENDS, INPUT_NAMES
+from bertforge.model_folder import ModelSettings, check_fits, check_labels, check_vocab, find_vocab, load_settings
 from bertforge.modeling.config import BertConfig
 from bertforge.tasks import get_task, kinds_by_head
-from bertforge.tasks.folder import ModelSettings, check_fits, check_labels, check_vocab, find_vocab, load_settings
 from bertforge.tasks.settings import INFERENCE, build
 from bertforge.tasks.task import Features, Outputs, Task, collate
 from bertforge.tokenization import FullTokenizer

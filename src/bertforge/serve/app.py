@@ -35,8 +35,8 @@ from bertforge.serve import schema
 from bertforge.serve.batching import Batcher
 from bertforge.serve.drain import Drain
 from bertforge.serve.errors import ApiError
-from bertforge.serve.metrics import Metrics
 from bertforge.serve.options import ServeOptions
+from bertforge.serve.prometheus import Metrics
 
 log = logging.getLogger("bertforge")
 

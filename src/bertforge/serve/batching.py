@@ -31,7 +31,7 @@ from bertforge.errors import BertforgeError
 from bertforge.inference import Predictor
 from bertforge.inference.predictor import padded_width
 from bertforge.serve.errors import ApiError
-from bertforge.serve.metrics import Metrics
+from bertforge.serve.prometheus import Metrics
 from bertforge.tasks.task import MODEL_INPUTS, Features, Outputs
 
 log = logging.getLogger("bertforge")

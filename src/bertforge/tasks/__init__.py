@@ -10,15 +10,15 @@ import logging
 from importlib.metadata import entry_points
 
 from bertforge.errors import BertforgeError
+from bertforge.model_folder import ModelSettings, load_settings, save_model_folder
 from bertforge.tasks import classification, multiple_choice, ner, qa
-from bertforge.tasks.folder import ModelSettings, load_settings, save_model_folder
+from bertforge.tasks.classification_metrics import compute_metrics
+from bertforge.tasks.classification_readers import Example, ReadReport, read_examples
 from bertforge.tasks.labels import LabelMap
-from bertforge.tasks.metrics import compute_metrics
 from bertforge.tasks.ner_metrics import ner_scores
 from bertforge.tasks.ner_readers import NerExample, read_ner
 from bertforge.tasks.qa_metrics import qa_scores
 from bertforge.tasks.qa_readers import QaExample, read_qa, split_paragraphs
-from bertforge.tasks.readers import Example, ReadReport, read_examples
 from bertforge.tasks.task import Features, Task, TaskConfig
 
 __all__ = [

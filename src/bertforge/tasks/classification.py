@@ -1,6 +1,7 @@
 """Sentence(-pair) classification and regression as a task: CLUE, GLUE and generic CSV/TSV/JSON lines.
 
-Reading the public formats lives in `bertforge.tasks.readers`, the label list in `bertforge.tasks.labels`.
+Reading the public formats lives in `bertforge.tasks.classification_readers`, the label list in
+`bertforge.tasks.labels`.
 A result is Hugging Face's and TEI's shape: `[{"label", "score"}, ...]` over all labels, sorted by score,
 or `{"score"}` for regression.
 """
@@ -20,12 +21,12 @@ import torch
 
 from bertforge.errors import BertforgeError
 from bertforge.fileio import atomic_write_text
+from bertforge.model_folder import ModelSettings
 from bertforge.modeling.heads import BertForSequenceClassification
+from bertforge.tasks.classification_metrics import METHODS, compute_metrics
+from bertforge.tasks.classification_readers import FORMATS, Example, read_examples, task_name
 from bertforge.tasks.classification_serving import SERVING
-from bertforge.tasks.folder import ModelSettings
 from bertforge.tasks.labels import LabelMap
-from bertforge.tasks.metrics import METHODS, compute_metrics
-from bertforge.tasks.readers import FORMATS, Example, read_examples, task_name
 from bertforge.tasks.settings import LEARNED, MODEL, setting
 from bertforge.tasks.task import Features, Task, TaskConfig, labels_of
 from bertforge.tokenization import FullTokenizer

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from bertforge.errors import BertforgeError
+from bertforge.model_folder import ModelSettings
 from bertforge.modeling.heads import BertForMultipleChoice
-from bertforge.tasks.folder import ModelSettings
 from bertforge.tasks.multiple_choice_readers import FORMATS, ChoiceExample, read_multiple_choice
 from bertforge.tasks.requests import PredictRequest, RequestError, Serving, fields, type_name
 from bertforge.tasks.settings import MODEL, setting

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from bertforge.errors import BertforgeError
-from bertforge.tasks.readers import ReadReport, named_rows, table_rows
+from bertforge.tasks.classification_readers import ReadReport, named_rows, table_rows
 
 FORMATS = ("auto", "c3", "swag")
 SWAG_ENDINGS = tuple(f"ending{i}" for i in range(4))

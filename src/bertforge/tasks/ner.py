@@ -25,10 +25,10 @@ import numpy as np
 
 from bertforge.errors import BertforgeError
 from bertforge.fileio import atomic_write_text
+from bertforge.model_folder import ModelSettings
 from bertforge.modeling.crf import viterbi
 from bertforge.modeling.heads import IGNORE_INDEX, BertForTokenClassification
 from bertforge.tasks import ner_metrics, tagging
-from bertforge.tasks.folder import ModelSettings
 from bertforge.tasks.ner_readers import NerExample, read_ner
 from bertforge.tasks.ner_serving import SERVING
 from bertforge.tasks.settings import INFERENCE, LEARNED, MODEL, setting

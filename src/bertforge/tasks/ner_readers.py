@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bertforge.errors import BertforgeError
-from bertforge.tasks.readers import ReadReport, lines
+from bertforge.tasks.classification_readers import ReadReport, lines
 
 log = logging.getLogger("bertforge")
 

@@ -30,8 +30,8 @@ import torch
 
 from bertforge.errors import BertforgeError
 from bertforge.fileio import atomic_write_text
+from bertforge.model_folder import ModelSettings
 from bertforge.modeling.heads import BertForQuestionAnswering
-from bertforge.tasks.folder import ModelSettings
 from bertforge.tasks.qa_metrics import cmrc2018_scores, squad_v1_scores, squad_v2_scores
 from bertforge.tasks.qa_readers import QaExample, read_qa
 from bertforge.tasks.qa_serving import SERVING

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bertforge.errors import BertforgeError
-from bertforge.tasks.readers import ReadReport
+from bertforge.tasks.classification_readers import ReadReport
 
 
 @dataclass

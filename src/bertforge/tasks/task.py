@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from bertforge.model_folder import ModelSettings
 from bertforge.modeling.heads import IGNORE_INDEX
-from bertforge.tasks.folder import ModelSettings
 from bertforge.tasks.requests import Serving
 from bertforge.tasks.settings import MODEL, setting
 from bertforge.tokenization import FullTokenizer

@@ -10,7 +10,7 @@ from bertforge.training.config import (
     TrainConfig,
     load_config,
 )
-from bertforge.training.metrics import MetricsLogger, read_metrics
+from bertforge.training.metrics_log import MetricsLogger, read_metrics
 from bertforge.training.optimizers import AdamW, Lamb, Momentum, build_optimizer, clip_gradients
 from bertforge.training.precision import DynamicLossScaler, autocast_context
 from bertforge.training.schedule import build_scheduler

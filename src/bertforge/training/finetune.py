@@ -30,8 +30,7 @@ from bertforge.fileio import atomic_write_text, cache_dir, holds_files, run_lock
 from bertforge.inference.backends import TorchBackend
 from bertforge.inference.files import jsonl_output, write_record
 from bertforge.inference.predictor import Predictor
-from bertforge.tasks import get_task, kinds_by_head, settings
-from bertforge.tasks.folder import (
+from bertforge.model_folder import (
     SETTINGS_FILE,
     VOCAB_FILE,
     ModelSettings,
@@ -40,7 +39,8 @@ from bertforge.tasks.folder import (
     load_settings,
     save_model_folder,
 )
-from bertforge.tasks.metrics import format_metrics
+from bertforge.tasks import get_task, kinds_by_head, settings
+from bertforge.tasks.classification_metrics import format_metrics
 from bertforge.tasks.task import FeatureDataset, Features, Task, TaskConfig, collate
 from bertforge.tokenization import FullTokenizer
 from bertforge.training import checkpoints, distributed, loop

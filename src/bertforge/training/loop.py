@@ -38,7 +38,7 @@ from bertforge.data.sampler import DistributedSampler
 from bertforge.errors import BertforgeError, Interrupted
 from bertforge.training import checkpoints, distributed
 from bertforge.training.config import LossScaleConfig, OptimizerConfig, TrainConfig
-from bertforge.training.metrics import MetricsLogger
+from bertforge.training.metrics_log import MetricsLogger
 from bertforge.training.optimizers import build_optimizer, clip_gradients, describe_groups
 from bertforge.training.precision import DynamicLossScaler, autocast_context
 from bertforge.training.schedule import build_scheduler
@@ -79,7 +79,7 @@ class Run:
     """Everything a run holds between steps; `save` writes what `setup` reads back on resume."""
 
     job: Job
-    tc: TrainConfig
+    train_config: TrainConfig
     oc: OptimizerConfig
     run_dir: Path
     dist: distributed.Distributed
@@ -95,7 +95,7 @@ class Run:
 
     @property
     def step_items(self) -> int:
-        return self.tc.batch_size * self.tc.accumulation_steps
+        return self.train_config.batch_size * self.train_config.accumulation_steps
 
 
 def _stop_requested() -> tuple[list[int], contextlib.AbstractContextManager]:
@@ -120,7 +120,7 @@ def _stop_requested() -> tuple[list[int], contextlib.AbstractContextManager]:
 
 def setup(
     job: Job,
-    tc: TrainConfig,
+    train_config: TrainConfig,
     oc: OptimizerConfig,
     ls: LossScaleConfig,
     run_dir: Path,
@@ -135,20 +135,19 @@ def setup(
         len(dataset),
         dist.rank,
         dist.world_size,
-        seed=tc.seed,
+        seed=train_config.seed,
         drop_last=True,
         lengths=job.lengths,
-        batch_size=tc.batch_size,
+        batch_size=train_config.batch_size,
     )
-    step_items = tc.batch_size * tc.accumulation_steps
-    steps_per_epoch = len(sampler) // step_items
+    micro = f"{train_config.batch_size} × {train_config.accumulation_steps}"  # examples × micro-batches per step
+    steps_per_epoch = len(sampler) // (train_config.batch_size * train_config.accumulation_steps)
     if steps_per_epoch == 0:
         raise BertforgeError(
-            f"{len(dataset)} examples make no full step of {tc.batch_size} × {tc.accumulation_steps} "
-            f"micro-batches on {dist.world_size} process(es)"
+            f"{len(dataset)} examples make no full step of {micro} micro-batches on {dist.world_size} process(es)"
         )
-    total_steps = tc.train_steps if tc.train_steps > 0 else tc.epochs * steps_per_epoch
-    optimizer, scheduler, scaler = _optimization(model, tc, oc, ls, total_steps, dist, job.lr_multipliers)
+    total_steps = train_config.train_steps if train_config.train_steps > 0 else train_config.epochs * steps_per_epoch
+    optimizer, scheduler, scaler = _optimization(model, train_config, oc, ls, total_steps, dist, job.lr_multipliers)
     step = 0
     if previous is not None:
         state = checkpoints.load_trainer_state(previous)
@@ -165,21 +164,21 @@ def setup(
         log.info(describe_groups(optimizer))
         log.info(
             f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters; {len(dataset)} examples; "
-            f"{steps_per_epoch} steps/epoch; {total_steps} steps of {tc.batch_size}×{tc.accumulation_steps}"
-            f"×{dist.world_size} examples" + (f"; resuming at step {step}" if step else "")
+            f"{steps_per_epoch} steps/epoch; {total_steps} steps of {micro.replace(' ', '')}×{dist.world_size} examples"
+            + (f"; resuming at step {step}" if step else "")
         )
     loader = DataLoader(
         dataset,
-        batch_size=tc.batch_size,
+        batch_size=train_config.batch_size,
         sampler=sampler,
         collate_fn=job.collate,
         drop_last=True,
         num_workers=num_workers,
-        generator=torch.Generator().manual_seed(tc.seed),  # keeps the global RNG for dropout
+        generator=torch.Generator().manual_seed(train_config.seed),  # keeps the global RNG for dropout
     )
     return Run(
         job=job,
-        tc=tc,
+        train_config=train_config,
         oc=oc,
         run_dir=run_dir,
         dist=dist,
@@ -205,7 +204,7 @@ def save(r: Run) -> Path:
         "sampler": r.sampler.state_dict(),
         "rng": checkpoints.rng_state(),
     }
-    path = checkpoints.save_checkpoint(r.run_dir, r.step, r.job.model, state, keep=r.tc.save_checkpoint_num)
+    path = checkpoints.save_checkpoint(r.run_dir, r.step, r.job.model, state, keep=r.train_config.save_checkpoint_num)
     r.dist.barrier()
     return path
 
@@ -213,7 +212,7 @@ def save(r: Run) -> Path:
 def train(r: Run, progress: bool = True) -> Path:
     """Steps until `total_steps`, logging, evaluating and saving as configured; returns the last checkpoint.
     A SIGTERM/SIGINT saves a checkpoint at the end of the step, then raises `Interrupted`."""
-    tc, dist, job, dataset = r.tc, r.dist, r.job, r.job.dataset
+    train_config, dist, job, dataset = r.train_config, r.dist, r.job, r.job.dataset
     stop, handlers = _stop_requested()
     bar = tqdm(total=r.total_steps, initial=r.step, disable=not (progress and dist.is_main), desc=job.name, unit="step")
     window = _Window()
@@ -228,12 +227,12 @@ def train(r: Run, progress: bool = True) -> Path:
                 if r.step >= r.total_steps:
                     break
                 started = time.perf_counter()
-                micro = [next(batches) for _ in range(tc.accumulation_steps)]
+                micro = [next(batches) for _ in range(train_config.accumulation_steps)]
                 r.sampler.advance(r.step_items)
                 stats = train_step(r, micro)
                 r.step += 1
                 window.add(stats, time.perf_counter() - started)
-                if dist.is_main and (r.step % tc.log_steps == 0 or r.step == r.total_steps):
+                if dist.is_main and (r.step % train_config.log_steps == 0 or r.step == r.total_steps):
                     _log(r, window.flush(), bar)
                 bar.update(1)
                 if dist.any(bool(stop[0])):
@@ -243,9 +242,9 @@ def train(r: Run, progress: bool = True) -> Path:
                     raise Interrupted(
                         signum, f"stopped by signal at step {r.step}; checkpoint {last}; continue with --resume"
                     )
-                if r.step % tc.save_checkpoint_steps == 0:
+                if r.step % train_config.save_checkpoint_steps == 0:
                     last = save(r)
-                if tc.eval_steps > 0 and r.step % tc.eval_steps == 0 and job.evaluate is not None:
+                if train_config.eval_steps > 0 and r.step % train_config.eval_steps == 0 and job.evaluate is not None:
                     _evaluate(r, f"step {r.step}")
             else:  # a whole epoch ran (its remainder too short for a full step is skipped)
                 r.sampler.set_epoch(epoch + 1)
@@ -274,7 +273,13 @@ def _evaluate(r: Run, when: str) -> None:
 
 
 def _optimization(
-    model, tc: TrainConfig, oc: OptimizerConfig, ls: LossScaleConfig, total_steps: int, dist, lr_multipliers=None
+    model,
+    train_config: TrainConfig,
+    oc: OptimizerConfig,
+    ls: LossScaleConfig,
+    total_steps: int,
+    dist,
+    lr_multipliers=None,
 ):
     optimizer = build_optimizer(
         oc.name,
@@ -303,7 +308,11 @@ def _optimization(
         decay_from_zero=oc.decay_from_zero,
     )
     scaler = DynamicLossScaler(
-        ls.init_scale, ls.scale_factor, ls.scale_window, ls.max_consecutive_overflows, enabled=tc.precision == "fp16"
+        ls.init_scale,
+        ls.scale_factor,
+        ls.scale_window,
+        ls.max_consecutive_overflows,
+        enabled=train_config.precision == "fp16",
     )
     return optimizer, scheduler, scaler
 
@@ -311,7 +320,7 @@ def _optimization(
 def train_step(r: Run, micro: list[Batch]) -> dict[str, float]:
     """Forward/backward over the micro-batches, then one optimizer update and schedule step (both skipped when
     fp16 gradients overflowed)."""
-    tc, dist, objective, scaler = r.tc, r.dist, r.job.objective, r.scaler
+    train_config, dist, objective, scaler = r.train_config, r.dist, r.job.objective, r.scaler
     device = dist.device
     micro = [{k: v.to(device, non_blocking=True) for k, v in mb.items()} for mb in micro]
     # Normalisers of the whole step, all processes.
@@ -319,9 +328,12 @@ def train_step(r: Run, micro: list[Batch]) -> dict[str, float]:
     acc: Terms = {}
     for i, mb in enumerate(micro):
         # Dropout draws depend only on (seed, rank, step, micro-step): reproducible after a resume.
-        torch.manual_seed(int(np.random.SeedSequence([tc.seed, dist.rank, r.step, i]).generate_state(1)[0]))
+        torch.manual_seed(int(np.random.SeedSequence([train_config.seed, dist.rank, r.step, i]).generate_state(1)[0]))
         sync = i == len(micro) - 1 or not dist.enabled
-        with contextlib.nullcontext() if sync else r.ddp.no_sync(), autocast_context(tc.precision, device.type):
+        with (
+            contextlib.nullcontext() if sync else r.ddp.no_sync(),
+            autocast_context(train_config.precision, device.type),
+        ):
             sums = objective.sums(r.ddp, mb)
             # DDP averages gradients over processes: scale by world size to get the sum-normalised loss.
             loss = objective.loss(sums, totals) * dist.world_size

@@ -19,7 +19,7 @@ from matplotlib.ticker import EngFormatter
 
 from bertforge.errors import BertforgeError
 from bertforge.fileio import atomic_path
-from bertforge.training.metrics import METRICS_FILE, read_metrics
+from bertforge.training.metrics_log import METRICS_FILE, read_metrics
 
 FIGSIZE = (8.0, 4.5)  # inches: with DPI, 960x540 pixels, readable at 100%
 DPI = 120

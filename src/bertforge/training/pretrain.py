@@ -78,8 +78,8 @@ def pretrain(config: PretrainConfig, run_dir: str | Path, resume: bool = False, 
     The run directory is locked for the whole run; a SIGINT/SIGTERM saves a checkpoint and raises
     `Interrupted`."""
     run_dir = Path(run_dir)
-    tc = config.train
-    dist = distributed.setup(tc.device)
+    train_config = config.train
+    dist = distributed.setup(train_config.device)
     with run_lock(run_dir) if dist.is_main else contextlib.nullcontext():
         try:
             return _pretrain(config, run_dir, resume, progress, dist)
@@ -88,8 +88,8 @@ def pretrain(config: PretrainConfig, run_dir: str | Path, resume: bool = False, 
 
 
 def _pretrain(config: PretrainConfig, run_dir: Path, resume: bool, progress: bool, dist) -> Path:
-    tc = config.train
-    if tc.precision == "fp16" and dist.device.type != "cuda":
+    train_config = config.train
+    if train_config.precision == "fp16" and dist.device.type != "cuda":
         raise BertforgeError("--precision fp16 needs a CUDA device; use fp32 on CPU")
     saved = run_dir / "config.yaml"
     if not resume and saved.exists():
@@ -111,10 +111,10 @@ def _pretrain(config: PretrainConfig, run_dir: Path, resume: bool, progress: boo
     dataset.check_vocab(bert_config.vocab_size)
     if previous is not None:
         model = BertForPreTraining.from_pretrained(previous)
-    elif tc.init_checkpoint:
-        model = BertForPreTraining.from_pretrained(tc.init_checkpoint, config=bert_config)
+    elif train_config.init_checkpoint:
+        model = BertForPreTraining.from_pretrained(train_config.init_checkpoint, config=bert_config)
     else:
-        torch.manual_seed(tc.seed)
+        torch.manual_seed(train_config.seed)
         model = BertForPreTraining(bert_config)
     model.to(dist.device)
     if dist.is_main:
@@ -122,7 +122,7 @@ def _pretrain(config: PretrainConfig, run_dir: Path, resume: bool, progress: boo
         save_config(config, saved)
     job = loop.Job(model, dataset, collate, PRETRAINING, name="pretrain")
     run = loop.setup(
-        job, tc, config.optimizer, config.loss_scale, run_dir, dist, previous=previous,
+        job, train_config, config.optimizer, config.loss_scale, run_dir, dist, previous=previous,
         num_workers=config.data.num_workers,
     )  # fmt: skip
     return loop.train(run, progress)

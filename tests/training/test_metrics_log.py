@@ -13,7 +13,7 @@ from tensorboard.backend.event_processing import event_accumulator
 
 from bertforge.errors import BertforgeError
 from bertforge.formats.tfrecord import iter_tfrecord
-from bertforge.training.metrics import METRICS_FILE, MetricsLogger, read_metrics, truncate_after
+from bertforge.training.metrics_log import METRICS_FILE, MetricsLogger, read_metrics, truncate_after
 
 
 def _scalars(run_dir) -> dict[str, list[tuple[int, float]]]:

@@ -6,7 +6,7 @@ from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef, precision_score, recall_score
 
 from bertforge.errors import BertforgeError
-from bertforge.tasks.metrics import (
+from bertforge.tasks.classification_metrics import (
     METHODS,
     accuracy,
     compute_metrics,
