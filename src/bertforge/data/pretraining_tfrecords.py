@@ -70,10 +70,10 @@ def _decode_pretraining_batch(path: Path, batch: RecordBatch, shape: dict[str, i
             raise BertforgeError(
                 f"{path}: {batch.where(i, exc.offset)}: not a valid tf.train.Example: {exc.detail}"
             ) from None
-        for name, key, kind, spans, records in wanted:
+        for name, key, feature_type, spans, records in wanted:
             found = features.get(key)
-            if found is None or found[0] != kind:
-                _missing_feature(path, batch, i, name, kind, features)
+            if found is None or found[0] != feature_type:
+                _missing_feature(path, batch, i, name, feature_type, features)
             spans += found[1]
             if len(found[1]) == 2:  # one packed run: the usual case
                 records.append(i)
@@ -82,9 +82,9 @@ def _decode_pretraining_batch(path: Path, batch: RecordBatch, shape: dict[str, i
     buf = np.frombuffer(data, dtype=np.uint8)
     n = len(batch.starts)
     result = {}
-    for name, _, kind, flat, records in wanted:
+    for name, _, feature_type, flat, records in wanted:
         spans = np.array(flat, dtype=np.int64).reshape(-1, 2)
-        if kind == FLOAT:
+        if feature_type == FLOAT:
             values = gather_bytes(buf, spans).view("<f4").astype(np.float32)
             per_span = (spans[:, 1] - spans[:, 0]) // 4
         else:
@@ -102,13 +102,13 @@ def _decode_pretraining_batch(path: Path, batch: RecordBatch, shape: dict[str, i
 
 
 def _missing_feature(
-    path: Path, batch: RecordBatch, i: int, name: str, kind: int, features: dict[bytes, tuple[int, list[int]]]
+    path: Path, batch: RecordBatch, i: int, name: str, feature_type: int, features: dict[bytes, tuple[int, list[int]]]
 ) -> None:
     found = features.get(name.encode())
     have = ", ".join(sorted(n.decode("utf-8", "replace") for n in features)) or "none"
     problem = "has no" if found is None else f"has {KIND_NAMES[found[0]]} for"
     raise BertforgeError(
-        f"{path}: {batch.where(i)}: {problem} feature {name!r} ({KIND_NAMES[kind]} expected); "
+        f"{path}: {batch.where(i)}: {problem} feature {name!r} ({KIND_NAMES[feature_type]} expected); "
         f"a pretraining record needs {', '.join(PRETRAINING_FEATURES)} (it has: {have})"
     )
 

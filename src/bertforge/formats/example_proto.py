@@ -91,30 +91,30 @@ def scan_example(buf: bytes, pos: int, end: int) -> dict[bytes, tuple[int, list[
 
 
 def _scan_feature(buf: bytes, pos: int, end: int) -> tuple[int, list[int]]:
-    kind, spans = 0, []
+    oneof, spans = 0, []
     while pos < end:
         key, start, list_end = _field(buf, pos, end)
         field = key >> 3
         if list_end < 0 or field not in (BYTES, FLOAT, INT64):
             pos = _skip(buf, key, start, list_end, end, pos)
             continue
-        if field != kind:  # oneof: a later member replaces an earlier one
-            kind, spans = field, []
+        if field != oneof:  # oneof: a later member replaces an earlier one
+            oneof, spans = field, []
         pos = start
         while pos < list_end:
             key, start, stop = _field(buf, pos, list_end)
             if key == 0x0A:  # a bytes value, or a packed run of numbers
-                if kind == FLOAT and (stop - start) % 4:
+                if oneof == FLOAT and (stop - start) % 4:
                     raise WireError(start, f"a packed float list of {stop - start} bytes (not a multiple of 4)")
                 spans += (start, stop)
-            elif key == 0x08 and kind == INT64:  # one unpacked int64
+            elif key == 0x08 and oneof == INT64:  # one unpacked int64
                 stop = decode_varint(buf, start, list_end)[1]
                 spans += (start, stop)
-            elif key == 0x0D and kind == FLOAT:  # one unpacked float
+            elif key == 0x0D and oneof == FLOAT:  # one unpacked float
                 stop = skip_field(buf, start, list_end, key, pos)
                 spans += (start, stop)
             pos = _skip(buf, key, start, stop, list_end, pos)
-    return kind, spans
+    return oneof, spans
 
 
 def gather_bytes(buf: np.ndarray, spans: np.ndarray) -> np.ndarray:
@@ -152,17 +152,17 @@ def parse_example(record: bytes) -> dict[str, np.ndarray]:
         features = scan_example(record, 0, len(record))
     except WireError as exc:
         raise WireError(exc.offset, f"not a valid tf.train.Example: {exc.detail}") from None
-    for raw_name, (kind, flat) in features.items():
+    for raw_name, (oneof, flat) in features.items():
         spans = np.array(flat, dtype=np.int64).reshape(-1, 2)
         try:
             name = raw_name.decode("utf-8")
         except UnicodeDecodeError:
             raise BertforgeError(f"feature name {raw_name[:40]!r} is not UTF-8 (corrupt record)") from None
-        if kind == INT64:
+        if oneof == INT64:
             out[name] = decode_int64s(buf, spans)[0]
-        elif kind == FLOAT:
+        elif oneof == FLOAT:
             out[name] = gather_bytes(buf, spans).view("<f4").astype(np.float32)
-        elif kind == BYTES:
+        elif oneof == BYTES:
             values = np.empty(len(spans), dtype=object)
             values[:] = [record[s:e] for s, e in spans.tolist()]
             out[name] = values
@@ -188,7 +188,7 @@ def encode_example(features: Mapping[str, object]) -> bytes:
             if array.dtype.kind in "iub":
                 packed = b"".join(encode_varint(int(v)) for v in array.tolist())
                 body = length_delimited(INT64, length_delimited(1, packed))
-            elif array.dtype.kind == "f" or array.size == 0:
+            elif array.dtype.kind in "f" or array.size == 0:
                 body = length_delimited(FLOAT, length_delimited(1, array.astype("<f4").tobytes()))
             else:
                 raise BertforgeError(f"feature {name!r}: cannot store dtype {array.dtype} in a tf.train.Example")

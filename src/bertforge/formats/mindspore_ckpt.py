@@ -362,7 +362,7 @@ def _encode_for_checkpoint(path: Path, name: object, value: object) -> tuple[byt
     if not isinstance(name, str) or not name:
         raise BertforgeError(f"{path}: tensor names must be non-empty strings, got {name!r}")
     array = np.asarray(value)
-    if array.dtype.kind == "U" and array.ndim == 0:
+    if array.dtype.kind in "U" and array.ndim == 0:
         text = str(array)
         return name.encode(), [0], _STR.encode(), memoryview(text.encode("utf-32-le"))
     if array.dtype.name == "bfloat16" and array.dtype.itemsize == 2:  # ml_dtypes / MindSpore's numpy bfloat16

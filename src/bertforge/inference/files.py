@@ -61,19 +61,19 @@ def read_inputs(
     non-empty string. Blank lines are skipped and counted; a bad record is an error naming file and line,
     or skipped and counted with `skip_bad_lines`. The file is checked now; its records are read as they are
     consumed."""
-    kind = format if format != "auto" else _EXTENSIONS.get(Path(path).suffix.lower(), "text")
-    if kind not in FORMATS:
+    fmt = format if format != "auto" else _EXTENSIONS.get(Path(path).suffix.lower(), "text")
+    if fmt not in FORMATS:
         raise BertforgeError(f"unknown input format {format!r}; expected one of {', '.join(FORMATS)}")
     if path != "-":
         if not Path(path).is_file():
             raise BertforgeError(f"{path}: no such file" + (" (it is a directory)" if Path(path).is_dir() else ""))
         if os.path.getsize(path) == 0:
             raise BertforgeError(f"{path}: file is empty; expected one input per line")
-    return _records(path, kind, report, {text_column: "text", text_b_column: "text_b"}, fields, skip_bad_lines)
+    return _records(path, fmt, report, {text_column: "text", text_b_column: "text_b"}, fields, skip_bad_lines)
 
 
 def _records(
-    path: str, kind: str, report: InputReport, names: dict[str, str], fields: tuple[str, ...], skip_bad_lines: bool
+    path: str, fmt: str, report: InputReport, names: dict[str, str], fields: tuple[str, ...], skip_bad_lines: bool
 ) -> Iterator[tuple[int, Any]]:
     def bad(message: str, reason: str = "bad record") -> None:
         if not skip_bad_lines:
@@ -88,14 +88,14 @@ def _records(
         blanked = number
         bad(message, "not UTF-8")
 
-    if kind == "text":
+    if fmt == "text":
         records: Iterator = lines(Path(path), path, invalid)
-    elif kind == "jsonl":
+    elif fmt == "jsonl":
         records = json_records(Path(path), path, invalid)
     else:
-        records = _table(path, kind, invalid)
+        records = _table(path, fmt, invalid)
     for number, value in records:
-        if kind == "text" and not value.strip():
+        if fmt == "text" and not value.strip():
             if number != blanked:
                 report.records += 1
                 report.skip("blank line", f"{path} line {number}")
@@ -113,7 +113,7 @@ def _records(
             continue
         yield number, value
     if report.records == report.skipped["blank line"]:
-        raise BertforgeError(f"{path}: no inputs; expected one input per line ({kind})")
+        raise BertforgeError(f"{path}: no inputs; expected one input per line ({fmt})")
 
 
 def _renamed(record: dict, names: dict[str, str]) -> dict:
@@ -124,8 +124,8 @@ def _renamed(record: dict, names: dict[str, str]) -> dict:
     return {names.get(k, k): v for k, v in out.items()}
 
 
-def _table(path: str, kind: str, invalid) -> Iterator:
-    rows = table_rows(Path(path), path, kind, invalid)
+def _table(path: str, fmt: str, invalid) -> Iterator:
+    rows = table_rows(Path(path), path, fmt, invalid)
     first = next(rows, None)
     if first is not None:
         yield from named_rows(rows, [n.strip() for n in first[1]])

@@ -235,7 +235,7 @@ def _run_seed(config, task: Task, tc: TaskConfig, method: str, output: Path, see
     tokenizer = FullTokenizer(vocab, do_lower_case=do_lower_case)
     # Every input file is read and featurized, and every setting checked, before the first step.
     train_examples = _read(task, tc.train, "train", tc) if config.do_train else []
-    same_task = start if start is not None and start.kind == task.kind else None
+    same_task = start if start is not None and start.kind is not None and get_task(start.kind) is task else None
     settings = dataclasses.replace(
         task.prepare(tc, train_examples, same_task), do_lower_case=do_lower_case, max_seq_length=tc.max_seq_length
     )
