@@ -28,7 +28,7 @@ import numpy as np
 
 from bertforge.errors import BertforgeError
 from bertforge.fileio import atomic_path
-from bertforge.formats.crc32c import crc32c_of, mask
+from bertforge.formats.crc32c import crc32c, crc32c_of, mask
 from bertforge.formats.protowire import WireError, decode_length, decode_varint, encode_varint, length_delimited, skip_field
 from bertforge.formats.sstable import TableError, build_table, read_table
 
@@ -253,15 +253,11 @@ class TfCheckpoint(Mapping[str, np.ndarray]):
                 f"{self.prefix}: tensor {name!r} has dtype {entry.dtype_name}, which bertforge does not read "
                 f"(expected {known})"
             )
-        buf = self._maps[entry.shard]
-        stop = entry.offset + entry.size
-        if entry.size and mask(crc32c_of(buf, entry.offset, stop)) != entry.crc32c:
-            raise BertforgeError(
-                f"{shard_path(self.prefix, entry.shard, self.num_shards)}: tensor {name!r} (bytes {entry.offset}.."
-                f"{stop}) fails its CRC32C check: the file is corrupt"
-            )
         if entry.dtype == _DT_STRING:
             return self._strings(name, entry)
+        buf = self._maps[entry.shard]
+        if entry.size and mask(crc32c_of(buf, entry.offset, entry.offset + entry.size)) != entry.crc32c:
+            raise self._corrupt(name, entry)
         count = int(np.prod(entry.shape, dtype=np.uint64))
         if entry.dtype == _DT_BFLOAT16:
             raw = np.frombuffer(buf, dtype="<u2", count=count, offset=entry.offset) if count else np.zeros(0, "<u2")
@@ -272,6 +268,8 @@ class TfCheckpoint(Mapping[str, np.ndarray]):
         return np.frombuffer(buf, dtype=dtype, count=count, offset=entry.offset).reshape(entry.shape).copy()
 
     def _strings(self, name: str, entry: TensorEntry) -> np.ndarray:
+        """A string tensor: varint64 lengths, the masked CRC32C of the lengths, the bytes. The entry's CRC
+        covers the lengths as uint32 (uint64 above 4 GiB), that checksum, and the bytes."""
         data = self._maps[entry.shard][entry.offset : entry.offset + entry.size] if entry.size else b""
         count = int(np.prod(entry.shape, dtype=np.uint64))
         lengths, pos = [], 0
@@ -280,15 +278,24 @@ class TfCheckpoint(Mapping[str, np.ndarray]):
                 n, pos = decode_varint(data, pos, len(data))
                 lengths.append(n)
         except WireError:
-            raise BertforgeError(f"{self.prefix}: string tensor {name!r} is malformed (corrupt file)") from None
-        pos += 4  # the lengths' own checksum: covered by the entry's CRC, checked above
-        if pos + sum(lengths) != len(data):
-            raise BertforgeError(f"{self.prefix}: string tensor {name!r} has the wrong size (corrupt file)")
+            raise self._corrupt(name, entry) from None
+        if pos + 4 + sum(lengths) != len(data):
+            raise self._corrupt(name, entry)
+        sizes = b"".join(n.to_bytes(4 if n <= 0xFFFFFFFF else 8, "little") for n in lengths)
+        if mask(crc32c(sizes + data[pos:])) != entry.crc32c:
+            raise self._corrupt(name, entry)
+        pos += 4
         out = np.empty(count, dtype=object)
         for i, n in enumerate(lengths):
             out[i] = bytes(data[pos : pos + n])
             pos += n
         return out.reshape(entry.shape)
+
+    def _corrupt(self, name: str, entry: TensorEntry) -> BertforgeError:
+        return BertforgeError(
+            f"{shard_path(self.prefix, entry.shard, self.num_shards)}: tensor {name!r} (bytes {entry.offset}.."
+            f"{entry.offset + entry.size}) fails its CRC32C check: the file is corrupt"
+        )
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.entries)

@@ -1,4 +1,5 @@
-"""Load and save weights: bertforge/Hugging Face directories and MindSpore model-zoo `.ckpt` files.
+"""Load and save weights: bertforge/Hugging Face directories, MindSpore model-zoo `.ckpt` files and Google's /
+Huawei's TensorFlow checkpoints (`bert_model.ckpt.index` + `.data-*`).
 
 Every source is first normalised to Hugging Face's full-model names (`bert.` prefix on the encoder,
 `cls.`/`classifier.`/`qa_outputs.` for heads); a model then takes what it owns and every mismatch is
@@ -12,6 +13,7 @@ import dataclasses
 import json
 import logging
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,7 +24,9 @@ from safetensors.torch import load_file, save_file
 
 from bertforge.errors import BertforgeError
 from bertforge.fileio import atomic_path, atomic_write_text, check_output_dir
+from bertforge.formats.tf_checkpoint import TfCheckpoint, find_tf_checkpoint, index_path, write_tf_checkpoint
 from bertforge.modeling.config import BertConfig
+from bertforge.modeling.google_names import from_google_names, google_config, to_google_names
 from bertforge.modeling.model_zoo_names import from_model_zoo_names, to_model_zoo_names
 
 log = logging.getLogger("bertforge")
@@ -64,17 +68,25 @@ def normalize_hf_names(state: dict[str, torch.Tensor], source: str) -> dict[str,
 
 # --------------------------------------------------------------------------------------------- files
 def locate(path: str | Path) -> tuple[Path, Path | None]:
-    """(weights file, config file or None) for a checkpoint directory or a weights file."""
+    """(weights file, config file or None) for a checkpoint directory or a weights file. A TensorFlow
+    checkpoint's weights are its prefix (`…/bert_model.ckpt`), named by itself, its folder, its `.index`, or
+    a `checkpoint` state file."""
     path = Path(path)
     if path.is_dir():
-        found = [path / f for f in _WEIGHT_FILES if (path / f).is_file()] or sorted(path.glob("*.ckpt"))
+        found = [path / f for f in _WEIGHT_FILES if (path / f).is_file()]
+        if not found and (prefix := find_tf_checkpoint(path)) is not None:
+            found = [prefix]
+        found = found or sorted(path.glob("*.ckpt"))
         if not found:
             raise BertforgeError(
-                f"{path}: no weights found (expected one of {', '.join(_WEIGHT_FILES)} or a .ckpt file)"
+                f"{path}: no weights found (expected one of {', '.join(_WEIGHT_FILES)}, a MindSpore .ckpt file or "
+                "a TensorFlow checkpoint's .index and .data files)"
             )
         if len(found) > 1 and found[0].suffix == ".ckpt":
             raise BertforgeError(f"{path}: several .ckpt files ({', '.join(f.name for f in found)}); name one")
         weights, folder = found[0], path
+    elif (prefix := find_tf_checkpoint(path)) is not None:
+        weights, folder = prefix, prefix.parent
     elif path.is_file():
         weights, folder = path, path.parent
     else:
@@ -84,7 +96,9 @@ def locate(path: str | Path) -> tuple[Path, Path | None]:
 
 
 def read_weights(path: Path) -> dict[str, torch.Tensor]:
-    """Read a weights file into Hugging Face full-model names."""
+    """Read a weights file (or a TensorFlow checkpoint prefix) into Hugging Face full-model names."""
+    if is_tf_checkpoint(path):
+        return from_google_names(TfCheckpoint(path), str(path))
     if path.suffix == ".ckpt":
         from bertforge.formats.mindspore_ckpt import read_mindspore_checkpoint
 
@@ -104,6 +118,11 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
     else:
         raise BertforgeError(f"{path}: unknown weights format (expected .safetensors, .bin or .ckpt)")
     return normalize_hf_names(state, str(path))
+
+
+def is_tf_checkpoint(weights: Path) -> bool:
+    """Whether `weights` (as `locate` returns it) is a TensorFlow bundle prefix, not a file."""
+    return index_path(weights).is_file()
 
 
 def safetensors_names(path: Path) -> list[str]:
@@ -167,6 +186,7 @@ class PretrainedMixin:
     """`from_pretrained` / `save_pretrained` for the encoder and every head class."""
 
     config: BertConfig
+    google_tf_head = True  # whether Google's TensorFlow code has this head (save_tf)
 
     @classmethod
     def from_pretrained(
@@ -177,7 +197,8 @@ class PretrainedMixin:
         state: dict[str, torch.Tensor] | None = None,
         **overrides: Any,
     ) -> T:
-        """Load a bertforge or Hugging Face directory, a weights file, or a MindSpore `.ckpt`.
+        """Load a bertforge or Hugging Face directory, a weights file, a MindSpore `.ckpt`, or a TensorFlow
+        checkpoint (Google's BERT, Huawei's NEZHA: the `bert_model.ckpt` prefix or its folder).
 
         `config` (a BertConfig, preset name or file) is needed only when no config file lies beside the
         weights (a `.ckpt` carries none); `overrides` set config fields, e.g. `num_labels=3`. `state` is
@@ -195,7 +216,7 @@ class PretrainedMixin:
             )
         if overrides:
             cfg = dataclasses.replace(cfg, **overrides)
-        if weights.suffix == ".ckpt" and (cfg.layer_norm_eps != 1e-7 or cfg.hidden_act != "gelu_tanh"):
+        if weights.suffix == ".ckpt" and not is_tf_checkpoint(weights) and (cfg.layer_norm_eps != 1e-7 or cfg.hidden_act != "gelu_tanh"):
             log.warning(
                 "%s: model zoo weights with layer_norm_eps=%g, hidden_act=%s (the model zoo trains with 1e-7, "
                 "gelu_tanh)",
@@ -203,8 +224,12 @@ class PretrainedMixin:
                 cfg.layer_norm_eps,
                 cfg.hidden_act,
             )
+        state = read_weights(weights) if state is None else state
+        if is_tf_checkpoint(weights) and "num_labels" not in overrides and "classifier.weight" in state:
+            # Google's bert_config.json has no label count (run_classifier.py takes it from the task's processor)
+            cfg = dataclasses.replace(cfg, num_labels=state["classifier.weight"].shape[0])
         model = cls(cfg)
-        load_weights(model, read_weights(weights) if state is None else state, str(weights))
+        load_weights(model, state, str(weights))
         return model
 
     def save_pretrained(self, directory: str | Path, overwrite: bool = False) -> Path:
@@ -233,3 +258,31 @@ class PretrainedMixin:
             state = {"bert." + k: v for k, v in state.items()}
         write_mindspore_checkpoint(path, to_model_zoo_names(state))
         return path
+
+    def save_tf(self, directory: str | Path, overwrite: bool = False, vocab: Path | None = None) -> Path:
+        """Write Google's release layout, which TensorFlow and Google's `modeling.py` read: `bert_model.ckpt`
+        (`.index` + `.data-00000-of-00001`, Google's variable names), `bert_config.json`, a `checkpoint` file
+        naming it, and `vocab` as `vocab.txt`. Each file appears atomically."""
+        directory = Path(directory)
+        prefix = directory / "bert_model.ckpt"
+        files = [index_path(prefix), prefix.with_name(prefix.name + ".data-00000-of-00001")]
+        files += [directory / "bert_config.json", directory / "checkpoint"] + ([directory / "vocab.txt"] if vocab else [])
+        existing = [str(f) for f in files if f.exists()]
+        if existing and not overwrite:
+            raise BertforgeError(f"{', '.join(existing)} already exist; pass overwrite=True (--overwrite) to replace")
+        check_output_dir(directory, overwrite=bool(existing))
+        state = full_state_dict(self)
+        if not hasattr(self, "bert"):
+            state = {"bert." + k: v for k, v in state.items()}
+        if not self.google_tf_head:
+            raise BertforgeError(
+                f"{type(self).__name__} has no head in Google's TensorFlow BERT; write the encoder alone with "
+                "--head encoder"
+            )
+        write_tf_checkpoint(prefix, to_google_names(state))
+        atomic_write_text(files[2], json.dumps(google_config(self.config), indent=2) + "\n")
+        atomic_write_text(files[3], f'model_checkpoint_path: "{prefix.name}"\nall_model_checkpoint_paths: "{prefix.name}"\n')
+        if vocab:
+            with atomic_path(files[4]) as tmp:
+                shutil.copyfile(vocab, tmp)
+        return directory
