@@ -279,8 +279,9 @@ class PretrainedMixin:
                 f"{type(self).__name__} has no head in Google's TensorFlow BERT; write the encoder alone with "
                 "--head encoder"
             )
+        config = google_config(self.config)
         write_tf_checkpoint(prefix, to_google_names(state))
-        atomic_write_text(files[2], json.dumps(google_config(self.config), indent=2) + "\n")
+        atomic_write_text(files[2], json.dumps(config, indent=2) + "\n")
         atomic_write_text(files[3], f'model_checkpoint_path: "{prefix.name}"\nall_model_checkpoint_paths: "{prefix.name}"\n')
         if vocab:
             with atomic_path(files[4]) as tmp:
