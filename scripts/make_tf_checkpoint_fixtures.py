@@ -26,7 +26,8 @@ What it does, and why:
    (bfloat16 as its uint16 bits under `NAME@bfloat16`), and `outputs.npz`, the TF forward pass on fixed ids
    (Google's `modeling.py` computes GELU with the tanh approximation: compare with hidden_act gelu_tanh);
 5. checks, exiting non-zero on a failure: every tensor bertforge's reader returns equals TF's bit for bit;
-   bertforge's writer reproduces TF's `.index` and `.data` bytes for the same tensors; and, with
+   bertforge's writer reproduces TF's `.index` and `.data` bytes for the same tensors (also for an index of
+   several blocks, 20,000 tensors, made and compared in a temporary folder); and, with
    `--bertforge-python` (a Python with bertforge's dependencies), `bertforge convert --to tf` output that
    TF reads back equal to the source and that Google's `get_assignment_map_from_checkpoint` maps whole,
    giving the same forward outputs.
@@ -386,6 +387,20 @@ def check_reader(out: Path) -> None:
             check(equal and set(reread.get_variable_to_shape_map()) == set(ours), f"{prefix}: written copy read by TF")
 
 
+def check_large_index() -> None:
+    """An index of several 256 KiB blocks (not kept: 20,000 tensors), where TF shortens the keys between blocks
+    and restarts every index entry: bertforge's writer must still give TF's bytes."""
+    names = [f"bert/encoder/layer_{i // 100}/feature_{i % 100:03d}/kernel_with_a_long_name" for i in range(20000)]
+    values = [np.full((i % 3,), i, np.float32) for i in range(len(names))]
+    with tempfile.TemporaryDirectory() as tmp:
+        tf.raw_ops.SaveV2(prefix=f"{tmp}/tf", tensor_names=names, shape_and_slices=[""] * len(names), tensors=values)
+        write_tf_checkpoint(Path(tmp) / "ours", dict(zip(names, values)))
+        size = Path(f"{tmp}/tf.index").stat().st_size
+        same = all(Path(f"{tmp}/tf{s}").read_bytes() == Path(f"{tmp}/ours{s}").read_bytes()
+                   for s in (".index", ".data-00000-of-00001"))
+        check(same and size > 3 * 262144, f"a {size}-byte index of {len(names)} tensors: bertforge writes TF's bytes")
+
+
 def restore_dtype(ckpt: TfCheckpoint, name: str) -> np.ndarray:
     """The reader widens bfloat16 to float32; give the writer TF's own bfloat16 back."""
     value = ckpt[name]
@@ -460,6 +475,7 @@ def main() -> None:
     make_nezha(args.out)
     make_others(args.out)
     check_reader(args.out)
+    check_large_index()
     if args.bertforge_python:
         check_converted(args.out, modeling, args.bertforge_python)
     print(f"TensorFlow {tf.__version__}, numpy {np.__version__}: {len(FAILURES)} failure(s)")

@@ -335,16 +335,16 @@ def _fields(message: bytes | memoryview, what: str, repeated: set[int] = frozens
 # ------------------------------------------------------------------------------------------------ writing
 def write_tf_checkpoint(prefix: str | os.PathLike[str], tensors: Mapping[str, np.ndarray]) -> Path:
     """Write ``{name: array}`` as a one-shard bundle ``prefix.index`` + ``prefix.data-00000-of-00001`` that
-    ``tf.train.load_checkpoint`` reads: the byte layout TensorFlow's own BundleWriter produces (tensors in
-    name order, no alignment). bfloat16 arrays (ml_dtypes') are written as DT_BFLOAT16. Each file appears
-    atomically, the data before the index."""
+    ``tf.train.load_checkpoint`` reads: the bytes TensorFlow's own BundleWriter produces (data in the order
+    given, as `BundleWriter::Add` appends it, unaligned; the index sorted by name). bfloat16 arrays
+    (ml_dtypes') are written as DT_BFLOAT16. Each file appears atomically, the data before the index."""
     prefix = Path(prefix)
     entries: list[tuple[bytes, bytes]] = [(b"", _header())]
     data = shard_path(prefix, 0, 1)
     try:
         with atomic_path(data) as tmp, open(tmp, "wb") as f:
             offset = 0
-            for name in sorted(tensors, key=lambda n: n.encode()):
+            for name in tensors:
                 dtype, payload = _payload(prefix, name, tensors[name])
                 f.write(payload)
                 dims = b"".join(length_delimited(2, _varint_field(1, d)) for d in np.shape(tensors[name]))
@@ -356,7 +356,7 @@ def write_tf_checkpoint(prefix: str | os.PathLike[str], tensors: Mapping[str, np
             f.flush()
             os.fsync(f.fileno())
         with atomic_path(index_path(prefix)) as tmp:
-            tmp.write_bytes(build_table(entries))
+            tmp.write_bytes(build_table(sorted(entries)))
     except OSError as exc:
         raise BertforgeError(f"{prefix}: cannot write TensorFlow checkpoint: {exc.strerror or exc}") from exc
     return prefix
