@@ -297,6 +297,9 @@ class TfCheckpoint(Mapping[str, np.ndarray]):
             f"{entry.offset + entry.size}) fails its CRC32C check: the file is corrupt"
         )
 
+    def __contains__(self, name: object) -> bool:  # Mapping's default would read the tensor
+        return name in self.entries
+
     def __iter__(self) -> Iterator[str]:
         return iter(self.entries)
 

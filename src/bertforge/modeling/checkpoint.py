@@ -140,7 +140,9 @@ def _readable_safetensors(path: Path) -> Iterator[None]:
 
 
 def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """Copy `state` (full-model names) into `model`, naming every missing, unknown or mis-shaped tensor."""
+    """Copy `state` (full-model names) into `model`, naming every missing, unknown or mis-shaped tensor. A
+    model built on the meta device (from `from_pretrained`, when `state` covers it) takes the tensors
+    themselves."""
     own_prefix = "" if hasattr(model, "bert") else "bert."  # a bare BertModel owns the `bert.` names
     target = {own_prefix + k: v for k, v in model.state_dict().items()}
     # Source tensors a model may legitimately not have: other heads, the pooler (token-level heads have
@@ -164,14 +166,33 @@ def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], source:
         problems.append(f"wrong shape: {'; '.join(misshaped)}")
     if problems:
         raise BertforgeError(f"{source} does not fit {type(model).__name__}: " + " | ".join(problems))
-    with torch.no_grad():
-        for k, v in target.items():
-            if k in state:
-                v.copy_(state[k])
+    if any(v.is_meta for v in target.values()):
+        _assign(model, {k[len(own_prefix) :]: state[k] for k in target if k in state})
+    else:
+        with torch.no_grad():
+            for k, v in target.items():
+                if k in state:
+                    v.copy_(state[k])
     if fresh:
         log.warning("%s: newly initialised (not in the checkpoint): %s", source, ", ".join(fresh))
     if unused:
         log.debug("%s: not used by %s: %s", source, type(model).__name__, ", ".join(unused))
+
+
+def _assign(model: torch.nn.Module, values: dict[str, torch.Tensor]) -> None:
+    """Give a model built on the meta device its weights: the checkpoint's tensors themselves (cast to the
+    parameter's dtype; no copy when it matches). Every parameter must be in `values`."""
+    own = model.state_dict()
+    model.load_state_dict({k: v.to(own[k].dtype).contiguous() for k, v in values.items()}, strict=True, assign=True)
+    left = [name for name, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if left:
+        raise RuntimeError(f"{type(model).__name__}: {', '.join(left)} still without storage after loading")
+
+
+def _covers(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> bool:
+    """Whether `state` holds every tensor of `model` (full-model names)."""
+    own_prefix = "" if hasattr(model, "bert") else "bert."
+    return all(own_prefix + k in state for k in model.state_dict())
 
 
 def full_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -228,7 +249,10 @@ class PretrainedMixin:
         if is_tf_checkpoint(weights) and "num_labels" not in overrides and "classifier.weight" in state:
             # Google's bert_config.json has no label count (run_classifier.py takes it from the task's processor)
             cfg = dataclasses.replace(cfg, num_labels=state["classifier.weight"].shape[0])
-        model = cls(cfg)
+        with torch.device("meta"):  # no storage, no initialisation: the checkpoint's tensors become the weights
+            model = cls(cfg)
+        if not _covers(model, state):  # heads to initialise, or a mismatch load_weights will name
+            model = cls(cfg)
         load_weights(model, state, str(weights))
         return model
 
