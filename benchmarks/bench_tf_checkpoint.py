@@ -126,17 +126,21 @@ def main() -> None:
         kinds = ("copy", "read", "convert")
         results = {kind: [measure(kind, source, Path(tmp), r) for r in range(args.repeats)] for kind in kinds}
     floor = statistics.median(r["seconds"] for r in results["copy"])
-    print(f"checkpoint: {size / 1e6:.0f} MB ({args.layers} layers), {os.cpu_count()} CPUs, OMP_NUM_THREADS="
-          f"{os.environ.get('OMP_NUM_THREADS', 'unset')}, {args.repeats} repeats (median); peak RSS includes the "
-          "imports (python, numpy, torch, bertforge): the copy's is that baseline")
+    print(
+        f"checkpoint: {size / 1e6:.0f} MB ({args.layers} layers), {os.cpu_count()} CPUs, OMP_NUM_THREADS="
+        f"{os.environ.get('OMP_NUM_THREADS', 'unset')}, {args.repeats} repeats (median); peak RSS includes the "
+        "imports (python, numpy, torch, bertforge): the copy's is that baseline"
+    )
     once = statistics.median(r["meta_import"] for r in results["convert"])
     print(f"not timed: imports, and torch's meta-device machinery on its first use in a process ({once:.2f} s)")
     for kind, runs in results.items():
         seconds = statistics.median(r["seconds"] for r in runs)
         rss = statistics.median(r["maxrss_mb"] for r in runs)
         every = ", ".join(f"{r['seconds']:.2f}" for r in runs)
-        print(f"{kind:8s} {seconds:7.2f} s  {seconds / floor:5.2f}x copy  {size / 1e6 / seconds:7.0f} MB/s  "
-              f"peak RSS {rss:6.0f} MB  (all: {every} s)")
+        print(
+            f"{kind:8s} {seconds:7.2f} s  {seconds / floor:5.2f}x copy  {size / 1e6 / seconds:7.0f} MB/s  "
+            f"peak RSS {rss:6.0f} MB  (all: {every} s)"
+        )
 
 
 if __name__ == "__main__":

@@ -116,8 +116,12 @@ def google_graph(modeling, head: str, feed: dict[str, np.ndarray]) -> dict[str, 
     config = modeling.BertConfig.from_dict(CONFIG)
     ph = {k: tf.constant(v) for k, v in feed.items()}
     model = modeling.BertModel(
-        config, is_training=False, input_ids=ph["input_ids"], input_mask=ph["input_mask"],
-        token_type_ids=ph["token_type_ids"], use_one_hot_embeddings=False,
+        config,
+        is_training=False,
+        input_ids=ph["input_ids"],
+        input_mask=ph["input_mask"],
+        token_type_ids=ph["token_type_ids"],
+        use_one_hot_embeddings=False,
     )
     seq, pooled = model.get_sequence_output(), model.get_pooled_output()
     out = {"sequence_output": seq, "pooled_output": pooled}
@@ -125,8 +129,12 @@ def google_graph(modeling, head: str, feed: dict[str, np.ndarray]) -> dict[str, 
     if head == "pretraining":  # run_pretraining.py get_masked_lm_output / get_next_sentence_output, all positions
         with v1.variable_scope("cls/predictions"):
             with v1.variable_scope("transform"):
-                x = v1.layers.dense(seq, H, activation=modeling.get_activation(CONFIG["hidden_act"]),
-                                    kernel_initializer=modeling.create_initializer(0.02))
+                x = v1.layers.dense(
+                    seq,
+                    H,
+                    activation=modeling.get_activation(CONFIG["hidden_act"]),
+                    kernel_initializer=modeling.create_initializer(0.02),
+                )
                 x = modeling.layer_norm(x)
             bias = v1.get_variable("output_bias", [CONFIG["vocab_size"]], initializer=v1.zeros_initializer())
             out["mlm_logits"] = tf.einsum("bsh,vh->bsv", x, model.get_embedding_table()) + bias
@@ -139,7 +147,9 @@ def google_graph(modeling, head: str, feed: dict[str, np.ndarray]) -> dict[str, 
         b = v1.get_variable("output_bias", [3], initializer=v1.zeros_initializer())
         out["logits"] = tf.matmul(pooled, w, transpose_b=True) + b
     elif head == "squad":  # run_squad.py create_model
-        w = v1.get_variable("cls/squad/output_weights", [2, H], initializer=v1.truncated_normal_initializer(stddev=0.02))
+        w = v1.get_variable(
+            "cls/squad/output_weights", [2, H], initializer=v1.truncated_normal_initializer(stddev=0.02)
+        )
         b = v1.get_variable("cls/squad/output_bias", [2], initializer=v1.zeros_initializer())
         logits = tf.einsum("bsh,kh->bsk", seq, w) + b
         out["start_logits"], out["end_logits"] = logits[:, :, 0], logits[:, :, 1]
@@ -212,11 +222,16 @@ def make_sharded(out: Path) -> None:
     parts = []
     for shard, chunk in enumerate((names[0::2], names[1::2])):
         part = tf.raw_ops.ShardedFilename(basename=str(target / "tmp_part"), shard=shard, num_shards=2)
-        tf.raw_ops.SaveV2(prefix=part, tensor_names=chunk, shape_and_slices=[""] * len(chunk),
-                          tensors=[source.get_tensor(n) for n in chunk])
+        tf.raw_ops.SaveV2(
+            prefix=part,
+            tensor_names=chunk,
+            shape_and_slices=[""] * len(chunk),
+            tensors=[source.get_tensor(n) for n in chunk],
+        )
         parts.append(part)
-    tf.raw_ops.MergeV2Checkpoints(checkpoint_prefixes=tf.stack(parts),
-                                  destination_prefix=str(target / "bert_model.ckpt"))
+    tf.raw_ops.MergeV2Checkpoints(
+        checkpoint_prefixes=tf.stack(parts), destination_prefix=str(target / "bert_model.ckpt")
+    )
     write_folder(target, CONFIG)
     save_values(target / "bert_model.ckpt")
 
@@ -272,8 +287,12 @@ def nezha_forward(w: dict[str, np.ndarray], feed: dict[str, np.ndarray]) -> dict
     t = norm(dense(x, "cls/predictions/transform/dense", gelu), "cls/predictions/transform/LayerNorm")
     mlm = tf.einsum("bsh,vh->bsv", t, w["bert/embeddings/word_embeddings"]) + w["cls/predictions/output_bias"]
     nsp = tf.matmul(pooled, w["cls/seq_relationship/output_weights"], transpose_b=True)
-    return {"sequence_output": x, "pooled_output": pooled, "mlm_logits": mlm,
-            "nsp_logits": nsp + w["cls/seq_relationship/output_bias"]}
+    return {
+        "sequence_output": x,
+        "pooled_output": pooled,
+        "mlm_logits": mlm,
+        "nsp_logits": nsp + w["cls/seq_relationship/output_bias"],
+    }
 
 
 def make_nezha(out: Path) -> None:
@@ -317,34 +336,44 @@ def save_graph_variables(target: Path, values: dict[str, object], prefix: str = 
 
 def make_others(out: Path) -> None:
     rng = np.random.default_rng(3)
-    save_graph_variables(out / "dtypes", {
-        "float32": rng.normal(size=(3, 5)).astype(np.float32),
-        "float16": rng.normal(size=(4, 2)).astype(np.float16),
-        "bfloat16": rng.normal(size=(2, 3, 2)).astype(tf.bfloat16.as_numpy_dtype),
-        "float64": rng.normal(size=(3,)),
-        "int32": rng.integers(-2**31, 2**31 - 1, (5,)).astype(np.int32),
-        "int64": np.array([[-2**62, 7], [0, 2**62]], np.int64),
-        "int8": np.array([-128, 0, 127], np.int8),
-        "uint8": np.array([0, 255], np.uint8),
-        "int16": np.array([-32768, 32767], np.int16),
-        "bool": np.array([True, False, True]),
-        "scalar/global_step": np.int64(123),
-        "scalar/learning_rate": np.float32(1e-4),
-        "empty": np.zeros((0, 4), np.float32),
-        "string": np.array([b"bert", b"", "\u4e2d\u6587".encode()], dtype=object),
-    })
+    save_graph_variables(
+        out / "dtypes",
+        {
+            "float32": rng.normal(size=(3, 5)).astype(np.float32),
+            "float16": rng.normal(size=(4, 2)).astype(np.float16),
+            "bfloat16": rng.normal(size=(2, 3, 2)).astype(tf.bfloat16.as_numpy_dtype),
+            "float64": rng.normal(size=(3,)),
+            "int32": rng.integers(-(2**31), 2**31 - 1, (5,)).astype(np.int32),
+            "int64": np.array([[-(2**62), 7], [0, 2**62]], np.int64),
+            "int8": np.array([-128, 0, 127], np.int8),
+            "uint8": np.array([0, 255], np.uint8),
+            "int16": np.array([-32768, 32767], np.int16),
+            "bool": np.array([True, False, True]),
+            "scalar/global_step": np.int64(123),
+            "scalar/learning_rate": np.float32(1e-4),
+            "empty": np.zeros((0, 4), np.float32),
+            "string": np.array([b"bert", b"", "\u4e2d\u6587".encode()], dtype=object),
+        },
+    )
     table = rng.normal(size=(6, 4)).astype(np.float32)
-    sliced = {"shape": table.shape, "initializer": v1.random_normal_initializer(seed=1), "partitioner": v1.fixed_size_partitioner(2)}
+    sliced = {
+        "shape": table.shape,
+        "initializer": v1.random_normal_initializer(seed=1),
+        "partitioner": v1.fixed_size_partitioner(2),
+    }
     save_graph_variables(
         out / "partitioned",
         {"bert/embeddings/word_embeddings": table, "global_step": np.int64(5)},
         **{"bert/embeddings/word_embeddings": sliced},
     )
-    save_graph_variables(out / "other_arch", {  # GPT-2's TF names
-        "model/wte": rng.normal(size=(10, 4)).astype(np.float32),
-        "model/wpe": rng.normal(size=(8, 4)).astype(np.float32),
-        "model/h0/attn/c_attn/w": rng.normal(size=(1, 4, 12)).astype(np.float32),
-    })
+    save_graph_variables(
+        out / "other_arch",
+        {  # GPT-2's TF names
+            "model/wte": rng.normal(size=(10, 4)).astype(np.float32),
+            "model/wpe": rng.normal(size=(8, 4)).astype(np.float32),
+            "model/h0/attn/c_attn/w": rng.normal(size=(1, 4, 12)).astype(np.float32),
+        },
+    )
 
 
 def check_reader(out: Path) -> None:
@@ -381,8 +410,7 @@ def check_reader(out: Path) -> None:
                 check(identical, f"{prefix}: bertforge's writer gives TF's .index and .data bytes")
             reread = tf.train.load_checkpoint(str(copy))
             equal = all(
-                np.asarray(reread.get_tensor(n)).tobytes() == np.asarray(restore_dtype(ours, n)).tobytes()
-                for n in ours
+                np.asarray(reread.get_tensor(n)).tobytes() == np.asarray(restore_dtype(ours, n)).tobytes() for n in ours
             )
             check(equal and set(reread.get_variable_to_shape_map()) == set(ours), f"{prefix}: written copy read by TF")
 
@@ -396,8 +424,10 @@ def check_large_index() -> None:
         tf.raw_ops.SaveV2(prefix=f"{tmp}/tf", tensor_names=names, shape_and_slices=[""] * len(names), tensors=values)
         write_tf_checkpoint(Path(tmp) / "ours", dict(zip(names, values)))
         size = Path(f"{tmp}/tf.index").stat().st_size
-        same = all(Path(f"{tmp}/tf{s}").read_bytes() == Path(f"{tmp}/ours{s}").read_bytes()
-                   for s in (".index", ".data-00000-of-00001"))
+        same = all(
+            Path(f"{tmp}/tf{s}").read_bytes() == Path(f"{tmp}/ours{s}").read_bytes()
+            for s in (".index", ".data-00000-of-00001")
+        )
         check(same and size > 3 * 262144, f"a {size}-byte index of {len(names)} tensors: bertforge writes TF's bytes")
 
 
@@ -410,7 +440,8 @@ def restore_dtype(ckpt: TfCheckpoint, name: str) -> np.ndarray:
 def convert_to_tf(python: str, source: Path, output: Path, *extra: str) -> Path:
     subprocess.run(
         [python, "-m", "bertforge", "convert", str(source), str(output), "--to", "tf", *extra],
-        check=True, env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"},
+        check=True,
+        env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"},
     )
     return output / "bert_model.ckpt"
 
@@ -418,8 +449,12 @@ def convert_to_tf(python: str, source: Path, output: Path, *extra: str) -> Path:
 def check_converted(out: Path, modeling, python: str) -> None:
     """`bertforge convert --to tf` output: read by TF equal to the source weights, and loaded whole by
     Google's get_assignment_map_from_checkpoint into the graph that made the source, same outputs."""
-    for folder, head in (("google_bert", "pretraining"), ("google_classifier", "classifier"),
-                         ("google_squad", "squad"), ("nezha", None)):
+    for folder, head in (
+        ("google_bert", "pretraining"),
+        ("google_classifier", "classifier"),
+        ("google_squad", "squad"),
+        ("nezha", None),
+    ):
         with tempfile.TemporaryDirectory() as tmp:
             converted = convert_to_tf(python, out / folder, Path(tmp) / "tf")
             source = tf.train.load_checkpoint(str(out / folder / "bert_model.ckpt"))
@@ -428,9 +463,7 @@ def check_converted(out: Path, modeling, python: str) -> None:
             wanted = {n for n in source.get_variable_to_shape_map() if "adam_" not in n and n != "global_step"}
             if head == "squad":
                 wanted -= {"bert/pooler/dense/kernel", "bert/pooler/dense/bias"}  # run_squad never uses the pooler
-            equal = names == wanted and all(
-                np.array_equal(written.get_tensor(n), source.get_tensor(n)) for n in names
-            )
+            equal = names == wanted and all(np.array_equal(written.get_tensor(n), source.get_tensor(n)) for n in names)
             check(equal, f"convert --to tf {folder}: TF reads {len(names)} tensors equal to the source")
             if head is None:
                 continue
@@ -449,15 +482,23 @@ def check_converted(out: Path, modeling, python: str) -> None:
                 missing = [m for m in missing if not m.startswith("bert/pooler/")]
                 del result["pooled_output"]
             same = all(np.array_equal(result[k], expected[k]) for k in result)
-            check(not missing and same, f"convert --to tf {folder}: Google's assignment map covers every variable "
-                  f"(unmapped: {missing}) and the outputs are unchanged")
+            check(
+                not missing and same,
+                f"convert --to tf {folder}: Google's assignment map covers every variable "
+                f"(unmapped: {missing}) and the outputs are unchanged",
+            )
     zoo = ROOT / "tests" / "fixtures" / "mindspore"
     with tempfile.TemporaryDirectory() as tmp:
-        converted = convert_to_tf(python, zoo / "bert_tiny.ckpt", Path(tmp) / "tf", "--config", str(zoo / "pretrain_config.yaml"))
+        converted = convert_to_tf(
+            python, zoo / "bert_tiny.ckpt", Path(tmp) / "tf", "--config", str(zoo / "pretrain_config.yaml")
+        )
         reader = tf.train.load_checkpoint(str(converted))
         names = reader.get_variable_to_shape_map()
         readable = all(reader.get_tensor(n).shape == tuple(s) for n, s in names.items())
-        check(readable and len(names) == 46, f"convert --to tf of MindSpore's bert_tiny.ckpt: TF reads {len(names)} tensors")
+        check(
+            readable and len(names) == 46,
+            f"convert --to tf of MindSpore's bert_tiny.ckpt: TF reads {len(names)} tensors",
+        )
 
 
 def main() -> None:

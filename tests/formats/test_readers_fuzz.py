@@ -1,6 +1,7 @@
 """Readers of binary and settings files on mutated real files (hypothesis): TFRecords (plain, gzip, zlib),
-MindSpore `.ckpt`, TensorFlow checkpoint bundles, `.safetensors` headers, `config.json`, a dataset's `schema.json` and shards. The only
-outcomes allowed are a read or a `BertforgeError` naming the file — never another exception or a hang."""
+MindSpore `.ckpt`, TensorFlow checkpoint bundles, `.safetensors` headers, `config.json`, a dataset's
+`schema.json` and shards. The only outcomes allowed are a read or a `BertforgeError` naming the file — never
+another exception or a hang."""
 
 import shutil
 from pathlib import Path

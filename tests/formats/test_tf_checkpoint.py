@@ -107,7 +107,9 @@ def test_state_file_with_the_training_machines_absolute_path(tmp_path):
     )
     assert find_tf_checkpoint(tmp_path / "run") == tmp_path / "run" / "bert_model.ckpt"
     (tmp_path / "run" / "checkpoint").write_text('model_checkpoint_path: "model.ckpt-2000"\n')
-    with pytest.raises(BertforgeError, match=r"names checkpoint 'model.ckpt-2000'.*model.ckpt-2000.index does not exist"):
+    with pytest.raises(
+        BertforgeError, match=r"names checkpoint 'model.ckpt-2000'.*model.ckpt-2000.index does not exist"
+    ):
         find_tf_checkpoint(tmp_path / "run")
 
 
@@ -170,6 +172,13 @@ def test_missing_shard(bundle):
     Path(f"{bundle}.data-00001-of-00002").unlink()
     message = one_line_error(bundle, read_all=False)
     assert message.startswith(f"{bundle}.data-00001-of-00002: missing") and "2 data shard(s)" in message
+
+
+def test_missing_index_is_named(bundle):
+    Path(f"{bundle}.index").unlink()
+    for given in (bundle, bundle.parent):
+        with pytest.raises(BertforgeError, match=r"bert_model.ckpt.index: missing; .* beside its .data files"):
+            find_tf_checkpoint(given)
 
 
 def test_truncated_shard_fails_when_opened(bundle):

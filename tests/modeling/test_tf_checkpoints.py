@@ -52,7 +52,9 @@ def test_google_pretraining_checkpoint_matches_tensorflow():
     with torch.no_grad():
         result = model(*feed(out))
         encoder = model.bert(*feed(out))
-    assert close(encoder.last_hidden_state, out["sequence_output"]) and close(encoder.pooler_output, out["pooled_output"])
+    assert close(encoder.last_hidden_state, out["sequence_output"]) and close(
+        encoder.pooler_output, out["pooled_output"]
+    )
     assert close(result.mlm_logits, out["mlm_logits"]) and close(result.nsp_logits, out["nsp_logits"])
 
 
@@ -121,7 +123,10 @@ def test_to_tf_round_trip_is_bit_identical(tmp_path, folder):
     """Every weight comes back as TensorFlow stored it (Adam slots and global_step are not weights), and a
     second round trip writes the same bytes."""
     assert cli(["convert", str(FIXTURES / folder), str(tmp_path / "tf"), "--to", "tf"]) == 0
-    source, written = TfCheckpoint(FIXTURES / folder / "bert_model.ckpt"), TfCheckpoint(tmp_path / "tf" / "bert_model.ckpt")
+    source, written = (
+        TfCheckpoint(FIXTURES / folder / "bert_model.ckpt"),
+        TfCheckpoint(tmp_path / "tf" / "bert_model.ckpt"),
+    )
     weights = {n for n in source if not n.endswith(("adam_m", "adam_v")) and n != "global_step"}
     if folder == "google_squad":
         weights = {n for n in weights if not n.startswith("bert/pooler/")}  # run_squad.py never uses the pooler
@@ -141,7 +146,10 @@ def test_mindspore_to_tf_to_mindspore_is_bit_identical(tmp_path):
     yaml = str(ZOO / "pretrain_config.yaml")
     assert cli(["convert", str(ZOO / "bert_tiny.ckpt"), str(tmp_path / "tf"), "--to", "tf", "--config", yaml]) == 0
     assert cli(["convert", str(tmp_path / "tf"), str(tmp_path / "back.ckpt"), "--to", "mindspore"]) == 0
-    original, back = read_mindspore_checkpoint(ZOO / "bert_tiny.ckpt"), read_mindspore_checkpoint(tmp_path / "back.ckpt")
+    original, back = (
+        read_mindspore_checkpoint(ZOO / "bert_tiny.ckpt"),
+        read_mindspore_checkpoint(tmp_path / "back.ckpt"),
+    )
     assert len(back) == 46 and set(back) <= set(original)
     for name, value in back.items():
         assert value.dtype == original[name].dtype and value.tobytes() == original[name].tobytes(), name
@@ -207,7 +215,11 @@ def test_other_architecture_is_refused(tmp_path, capsys):
 
 def test_heads_and_positions_google_cannot_hold_are_refused(tmp_path, capsys):
     out = tmp_path / "out"
-    err = refused(capsys, ["convert", str(FIXTURES / "google_bert"), str(out), "--to", "tf", "--head", "token-classification"], out)
+    err = refused(
+        capsys,
+        ["convert", str(FIXTURES / "google_bert"), str(out), "--to", "tf", "--head", "token-classification"],
+        out,
+    )
     assert "BertForTokenClassification has no head in Google's TensorFlow BERT" in err
     BertConfig.from_model_zoo_yaml(ZOO / "pretrain_config.yaml", "nezha").save(tmp_path / "nezha.json")
     args = ["convert", str(ZOO / "nezha_tiny.ckpt"), str(out), "--to", "tf", "--config", str(tmp_path / "nezha.json")]

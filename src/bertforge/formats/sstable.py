@@ -123,6 +123,7 @@ def build_table(items: Iterable[tuple[bytes, bytes]]) -> bytes:
     index = _BlockBuilder(restart_interval=1)
     block = _BlockBuilder(RESTART_INTERVAL)
     pending: bytes | None = None  # the handle of a flushed block, indexed once the next key is known
+    index_key = b""  # that block's last key
     for key, value in items:
         if block.count and key <= block.last_key:
             raise ValueError(f"table keys must be strictly increasing: {key!r} after {block.last_key!r}")

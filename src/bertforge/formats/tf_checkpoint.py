@@ -17,6 +17,7 @@ skips optimizer slots without touching them and a 1.3 GB checkpoint costs no 1.3
 
 from __future__ import annotations
 
+import glob
 import mmap
 import os
 import re
@@ -29,7 +30,14 @@ import numpy as np
 from bertforge.errors import BertforgeError
 from bertforge.fileio import atomic_path
 from bertforge.formats.crc32c import crc32c, crc32c_of, mask
-from bertforge.formats.protowire import WireError, decode_length, decode_varint, encode_varint, length_delimited, skip_field
+from bertforge.formats.protowire import (
+    WireError,
+    decode_length,
+    decode_varint,
+    encode_varint,
+    length_delimited,
+    skip_field,
+)
 from bertforge.formats.sstable import TableError, build_table, read_table
 
 # TensorFlow's DataType enum (types.proto) -> (name, numpy dtype); bfloat16 has no numpy dtype of its own.
@@ -109,6 +117,10 @@ def find_tf_checkpoint(path: str | os.PathLike[str]) -> Path | None:
             raise BertforgeError(f"{path}: several TensorFlow checkpoints ({names}); name one by its prefix")
         if found:
             return found[0].with_suffix("")
+    data = sorted(path.glob("*.data-*-of-*") if path.is_dir() else path.parent.glob(glob.escape(path.name) + ".data-*"))
+    if data:  # a bundle whose index was not copied: say so, rather than "does not exist"
+        prefix = data[0].with_name(_SHARD.sub("", data[0].name))
+        raise BertforgeError(f"{index_path(prefix)}: missing; a TensorFlow checkpoint needs it beside its .data files")
     return None
 
 
@@ -165,11 +177,11 @@ class TfCheckpoint(Mapping[str, np.ndarray]):
             self._check_entry(name, entry)
 
     def _header(self, value: memoryview) -> int:
-        fields = _fields(value, f"{self.index}: the bundle header")
+        fields = _fields(value, f"{self.index}: the bundle header", {1: _INT, 2: _INT, 3: _BYTES})
         endianness, version = fields.get(2, 0), fields.get(3, b"")
         if endianness != 0:
             raise BertforgeError(f"{self.index}: a big-endian bundle, which bertforge does not read")
-        min_consumer = _fields(version, f"{self.index}: the bundle version").get(2, 0)
+        min_consumer = _fields(version, f"{self.index}: the bundle version", {2: _INT}).get(2, 0)
         if min_consumer > _BUNDLE_VERSION:
             raise BertforgeError(
                 f"{self.index}: bundle format needs a reader of version {min_consumer} (this one reads "
@@ -182,13 +194,13 @@ class TfCheckpoint(Mapping[str, np.ndarray]):
 
     def _entry(self, key: bytes, value: memoryview) -> TensorEntry:
         what = f"{self.index}: the entry of tensor {key[:80].decode('utf-8', 'backslashreplace')!r}"
-        fields = _fields(value, what, repeated={7})
+        fields = _fields(value, what, {1: _INT, 2: _BYTES, 3: _INT, 4: _INT, 5: _INT, 6: _INT, 7: _LIST})
         shape: list[int] = []
-        shape_fields = _fields(fields.get(2, b""), what, repeated={2})
+        shape_fields = _fields(fields.get(2, b""), what, {2: _LIST, 3: _INT})
         if shape_fields.get(3):
             raise BertforgeError(f"{what} has an unknown rank (corrupt index)")
         for dim in shape_fields.get(2, []):
-            size = _fields(dim, what).get(1, 0)
+            size = _fields(dim, what, {1: _INT}).get(1, 0)
             if size >= 1 << 63:
                 raise BertforgeError(f"{what} has a negative dimension (corrupt index)")
             shape.append(size)
@@ -229,8 +241,8 @@ class TfCheckpoint(Mapping[str, np.ndarray]):
         available = len(mapped) if mapped is not None else 0
         if entry.offset + entry.size > available:
             raise BertforgeError(
-                f"{shard}: {available} bytes, but tensor {name!r} lies at bytes {entry.offset}..{entry.offset + entry.size}"
-                " (the data file is truncated, or not this index's)"
+                f"{shard}: {available} bytes, but tensor {name!r} lies at bytes {entry.offset}.."
+                f"{entry.offset + entry.size} (the data file is truncated, or not this index's)"
             )
         numpy_dtype = _DTYPES.get(entry.dtype, (None, None))[1]
         itemsize = 2 if entry.dtype == _DT_BFLOAT16 else np.dtype(numpy_dtype).itemsize if numpy_dtype else None
@@ -307,8 +319,12 @@ class TfCheckpoint(Mapping[str, np.ndarray]):
         return len(self.entries)
 
 
-def _fields(message: bytes | memoryview, what: str, repeated: set[int] = frozenset()) -> dict[int, object]:
-    """A small protobuf message as {field: varint, fixed32, or bytes}; `repeated` fields as lists."""
+_INT, _BYTES, _LIST = "int", "bytes", "list"  # how `_fields` returns a field: varint/fixed32, bytes, repeated
+
+
+def _fields(message: bytes | memoryview, what: str, kinds: dict[int, str]) -> dict[int, object]:
+    """The fields of a small protobuf message that `kinds` names, each as its kind says (a field of another
+    wire type is a corrupt index); other fields are skipped."""
     out: dict[int, object] = {}
     pos, end = 0, len(message)
     try:
@@ -316,20 +332,21 @@ def _fields(message: bytes | memoryview, what: str, repeated: set[int] = frozens
             key_at = pos
             key, pos = decode_varint(message, pos, end)
             field, wire = key >> 3, key & 7
-            if wire == 0:
-                value, pos = decode_varint(message, pos, end)
-            elif wire == 2:
-                start, pos = decode_length(message, pos, end)
-                value = message[start:pos]
-            elif wire == 5 and pos + 4 <= end:
-                value, pos = int.from_bytes(message[pos : pos + 4], "little"), pos + 4
-            else:
+            kind = kinds.get(field)
+            if kind is None:
                 pos = skip_field(message, pos, end, key, key_at)
-                continue
-            if field in repeated:
-                out.setdefault(field, []).append(value)
+            elif kind == _INT and wire == 0:
+                out[field], pos = decode_varint(message, pos, end)
+            elif kind == _INT and wire == 5 and pos + 4 <= end:
+                out[field], pos = int.from_bytes(message[pos : pos + 4], "little"), pos + 4
+            elif kind in (_BYTES, _LIST) and wire == 2:
+                start, pos = decode_length(message, pos, end)
+                if kind == _LIST:
+                    out.setdefault(field, []).append(message[start:pos])
+                else:
+                    out[field] = message[start:pos]
             else:
-                out[field] = value
+                raise WireError(key_at, f"field {field} has wire type {wire}, not a {kind}")
     except WireError as exc:
         raise BertforgeError(f"{what}: {exc.detail} (corrupt index)") from None
     return out
@@ -390,4 +407,3 @@ def _payload(prefix: Path, name: object, value: object) -> tuple[int, memoryview
 def _varint_field(field: int, value: int) -> bytes:
     """A proto3 varint field, omitted at its default 0 as protobuf does."""
     return encode_varint(field << 3) + encode_varint(value) if value else b""
-

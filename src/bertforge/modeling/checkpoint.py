@@ -237,7 +237,11 @@ class PretrainedMixin:
             )
         if overrides:
             cfg = dataclasses.replace(cfg, **overrides)
-        if weights.suffix == ".ckpt" and not is_tf_checkpoint(weights) and (cfg.layer_norm_eps != 1e-7 or cfg.hidden_act != "gelu_tanh"):
+        if (
+            weights.suffix == ".ckpt"
+            and not is_tf_checkpoint(weights)
+            and (cfg.layer_norm_eps != 1e-7 or cfg.hidden_act != "gelu_tanh")
+        ):
             log.warning(
                 "%s: model zoo weights with layer_norm_eps=%g, hidden_act=%s (the model zoo trains with 1e-7, "
                 "gelu_tanh)",
@@ -290,7 +294,9 @@ class PretrainedMixin:
         directory = Path(directory)
         prefix = directory / "bert_model.ckpt"
         files = [index_path(prefix), prefix.with_name(prefix.name + ".data-00000-of-00001")]
-        files += [directory / "bert_config.json", directory / "checkpoint"] + ([directory / "vocab.txt"] if vocab else [])
+        files += [directory / "bert_config.json", directory / "checkpoint"] + (
+            [directory / "vocab.txt"] if vocab else []
+        )
         existing = [str(f) for f in files if f.exists()]
         if existing and not overwrite:
             raise BertforgeError(f"{', '.join(existing)} already exist; pass overwrite=True (--overwrite) to replace")
@@ -306,7 +312,9 @@ class PretrainedMixin:
         config = google_config(self.config)
         write_tf_checkpoint(prefix, to_google_names(state))
         atomic_write_text(files[2], json.dumps(config, indent=2) + "\n")
-        atomic_write_text(files[3], f'model_checkpoint_path: "{prefix.name}"\nall_model_checkpoint_paths: "{prefix.name}"\n')
+        atomic_write_text(
+            files[3], f'model_checkpoint_path: "{prefix.name}"\nall_model_checkpoint_paths: "{prefix.name}"\n'
+        )
         if vocab:
             with atomic_path(files[4]) as tmp:
                 shutil.copyfile(vocab, tmp)

@@ -39,7 +39,11 @@ _NAMES = [
     ("bert/embeddings/token_type_embeddings", "bert.embeddings.token_type_embeddings.weight"),
     ("bert/embeddings/position_embeddings", "bert.embeddings.position_embeddings.weight"),
     *_norm("bert/embeddings/LayerNorm", "bert.embeddings.LayerNorm"),
-    *(pair for p in ("query", "key", "value") for pair in _dense(f"{_LAYER}attention/self/{p}", f"{_HF_LAYER}attention.self.{p}")),
+    *(
+        pair
+        for p in ("query", "key", "value")
+        for pair in _dense(f"{_LAYER}attention/self/{p}", f"{_HF_LAYER}attention.self.{p}")
+    ),
     *_dense(f"{_LAYER}attention/output/dense", f"{_HF_LAYER}attention.output.dense"),
     *_norm(f"{_LAYER}attention/output/LayerNorm", f"{_HF_LAYER}attention.output.LayerNorm"),
     *_dense(f"{_LAYER}intermediate/dense", f"{_HF_LAYER}intermediate.dense"),
