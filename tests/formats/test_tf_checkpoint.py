@@ -168,6 +168,20 @@ def test_flipped_byte_in_a_shard_names_the_tensor(bundle):
     assert message.startswith(str(shard)) and f"tensor {name!r}" in message and "CRC32C" in message
 
 
+def test_membership_reads_no_tensor(bundle):
+    """`name in ckpt` answers from the index: converting asks it of the (largest) word embeddings first."""
+    ckpt = TfCheckpoint(bundle)
+    entry = ckpt.entries["bert/embeddings/word_embeddings"]
+    shard = Path(f"{bundle}.data-{entry.shard:05d}-of-00002")
+    data = bytearray(shard.read_bytes())
+    data[entry.offset] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    ckpt = TfCheckpoint(bundle)
+    assert "bert/embeddings/word_embeddings" in ckpt and "bert/nothing" not in ckpt
+    with pytest.raises(BertforgeError, match="CRC32C"):
+        ckpt["bert/embeddings/word_embeddings"]
+
+
 def test_missing_shard(bundle):
     Path(f"{bundle}.data-00001-of-00002").unlink()
     message = one_line_error(bundle, read_all=False)
