@@ -241,3 +241,23 @@ def test_unusable_state_file_is_one_line(tmp_path):
     (src / "checkpoint").write_text("garbage\n")
     with pytest.raises(BertforgeError, match="no model_checkpoint_path line"):
         load_model(src)
+
+
+def test_nvidia_pretraining_checkpoint(tmp_path):
+    """NVIDIA DeepLearningExamples' `ckpt_*.pt`: the state under "model" beside the optimizer's, its
+    `LinearActivation` layers named `dense_act` (intermediate, pooler, MLM transform), the decoder tied.
+    Hand-built from a known model, so every weight must come back as it was."""
+    source = BertForPreTraining.from_pretrained(FIXTURES / "google_bert")
+    state = {}
+    for name, value in source.state_dict().items():
+        for layer in ("intermediate.dense.", "pooler.dense.", "transform.dense."):
+            name = name.replace(layer, layer.replace("dense.", "dense_act."))
+        state[name] = value.clone()
+    state["cls.predictions.decoder.weight"] = state["bert.embeddings.word_embeddings.weight"]
+    checkpoint = {"model": state, "optimizer": {"state": {}, "param_groups": []}, "files": [0, "a.hdf5"], "epoch": 1}
+    torch.save(checkpoint, tmp_path / "ckpt_8601.pt")
+    shutil.copy(FIXTURES / "google_bert" / "bert_config.json", tmp_path)
+    loaded = load_model(tmp_path / "ckpt_8601.pt")
+    assert isinstance(loaded, BertForPreTraining)
+    for (name, a), (_, b) in zip(loaded.state_dict().items(), source.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name

@@ -45,14 +45,15 @@ _CONFIG_FILES = (
 # ------------------------------------------------------------------------------------ Hugging Face names
 def normalize_hf_names(state: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
     """Bring a Hugging Face state dict to full-model names: add the `bert.` prefix to a bare encoder, turn
-    TF-era `gamma`/`beta` into `weight`/`bias`, and drop derived entries (position ids, the decoder tied to
-    the word embeddings, NEZHA's fixed sinusoid buffers)."""
+    TF-era `gamma`/`beta` into `weight`/`bias` and NVIDIA's `dense_act` into `dense`, and drop derived
+    entries (position ids, the decoder tied to the word embeddings, NEZHA's fixed sinusoid buffers)."""
     out = {}
     for name, value in state.items():
         if name.startswith(("embeddings.", "encoder.", "pooler.")):
             name = "bert." + name
         name = re.sub(r"LayerNorm\.gamma$", "LayerNorm.weight", name)
         name = re.sub(r"LayerNorm\.beta$", "LayerNorm.bias", name)
+        name = re.sub(r"\.dense_act\.", ".dense.", name)  # NVIDIA's LinearActivation (dense + activation)
         if name.endswith(("embeddings.position_ids", "relative_positions_encoding.positions_encoding")):
             continue
         out[name] = value
@@ -113,6 +114,8 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
             raise BertforgeError(
                 f"{path}: cannot be read safely as PyTorch weights ({exc.__class__.__name__}: {exc})"
             ) from None
+        if isinstance(state, dict) and isinstance(state.get("model"), dict):
+            state = state["model"]  # NVIDIA DeepLearningExamples' ckpt_*.pt: the weights beside the optimizer's
         if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
             raise BertforgeError(f"{path}: expected a state dict of tensors")
     else:
