@@ -261,3 +261,16 @@ def test_nvidia_pretraining_checkpoint(tmp_path):
     assert isinstance(loaded, BertForPreTraining)
     for (name, a), (_, b) in zip(loaded.state_dict().items(), source.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
+
+
+def test_convert_records_the_casing_of_the_vocab(tmp_path):
+    """A TF release says its casing only by its folder name; the model folder must not lower-case input
+    for a cased model."""
+    shutil.copytree(FIXTURES / "google_bert", tmp_path / "cased_L-2_H-16_A-2")
+    vocab = tmp_path / "cased_L-2_H-16_A-2" / "vocab.txt"
+    tokens = vocab.read_text(encoding="utf-8").split()
+    vocab.write_text("".join(t + "\n" for t in tokens[:5] + [f"Word{i}" for i in range(5, 64)]), encoding="utf-8")
+    assert cli(["convert", str(tmp_path / "cased_L-2_H-16_A-2"), str(tmp_path / "cased")]) == 0
+    assert json.loads((tmp_path / "cased" / "bertforge.json").read_text())["do_lower_case"] is False
+    assert cli(["convert", str(FIXTURES / "google_bert"), str(tmp_path / "uncased")]) == 0
+    assert json.loads((tmp_path / "uncased" / "bertforge.json").read_text())["do_lower_case"] is True

@@ -25,6 +25,7 @@ from bertforge import __version__
 from bertforge.errors import BertforgeError
 from bertforge.fileio import atomic_dir, atomic_path, atomic_write_text, cache_dir
 from bertforge.modeling.config import BertConfig
+from bertforge.tokenization import vocab_is_cased
 
 log = logging.getLogger("bertforge")
 
@@ -243,7 +244,9 @@ def convert_checkpoint(
             settings = load_settings(folder)
         else:
             settings = (
-                infer_settings(folder, kinds or {}) if (folder / "config.json").is_file() else ModelSettings(None)
+                infer_settings(folder, kinds or {})
+                if (folder / "config.json").is_file()
+                else ModelSettings(None, do_lower_case=not vocab_is_cased(vocab))  # a TF release, a .ckpt
             )
         head_kind = (kinds or {}).get(type(model).__name__)
         settings = dataclasses.replace(
