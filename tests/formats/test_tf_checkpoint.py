@@ -113,6 +113,19 @@ def test_state_file_with_the_training_machines_absolute_path(tmp_path):
         find_tf_checkpoint(tmp_path / "run")
 
 
+@pytest.mark.parametrize(
+    "line",
+    [
+        b'model_checkpoint_path: "\xe6\xa8\xa1\xe5\x9e\x8b \\"q\\"-2"\n',  # as TF 2.21's CheckpointManager wrote it
+        b'model_checkpoint_path: "\\346\\250\\241\\345\\236\\213 \\"q\\"-2"\n',  # octal, as older writers do
+    ],
+)
+def test_state_file_names_with_quotes_and_non_ascii(tmp_path, line):
+    write_tf_checkpoint(tmp_path / '\u6a21\u578b "q"-2', {"x": np.zeros(2, np.float32)})
+    (tmp_path / "checkpoint").write_bytes(line + b'all_model_checkpoint_paths: "x"\n')
+    assert find_tf_checkpoint(tmp_path) == tmp_path / '\u6a21\u578b "q"-2'
+
+
 def test_folder_with_two_bundles_asks_for_one(tmp_path):
     for name in ("model.ckpt-1000", "model.ckpt-2000"):
         write_tf_checkpoint(tmp_path / name, {"x": np.zeros(2, np.float32)})

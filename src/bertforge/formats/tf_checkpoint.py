@@ -17,6 +17,7 @@ skips optimizer slots without touching them and a 1.3 GB checkpoint costs no 1.3
 
 from __future__ import annotations
 
+import codecs
 import glob
 import mmap
 import os
@@ -131,7 +132,8 @@ def _latest(state: Path) -> Path:
     m = re.search(r'^model_checkpoint_path:\s*"((?:[^"\\]|\\.)*)"', text, re.MULTILINE)
     if not m:
         raise BertforgeError(f"{state}: no model_checkpoint_path line; not a TensorFlow checkpoint state file")
-    named = Path(m.group(1).encode("latin-1", "backslashreplace").decode("unicode_escape"))
+    # protobuf text format: UTF-8 as is (TF 2) or octal escapes (older writers), and \" \\ escapes
+    named = Path(codecs.escape_decode(m.group(1).encode("utf-8"))[0].decode("utf-8", "replace"))
     prefix = named if named.is_absolute() else state.parent / named
     if not index_path(prefix).is_file() and index_path(state.parent / named.name).is_file():
         prefix = state.parent / named.name
