@@ -294,6 +294,11 @@ class PretrainedMixin:
         """Write Google's release layout, which TensorFlow and Google's `modeling.py` read: `bert_model.ckpt`
         (`.index` + `.data-00000-of-00001`, Google's variable names), `bert_config.json`, a `checkpoint` file
         naming it, and `vocab` as `vocab.txt`. Each file appears atomically."""
+        if not self.google_tf_head:
+            raise BertforgeError(
+                f"{type(self).__name__} has no head in Google's TensorFlow BERT; write the encoder alone with "
+                "--head encoder"
+            )
         directory = Path(directory)
         prefix = directory / "bert_model.ckpt"
         files = [index_path(prefix), prefix.with_name(prefix.name + ".data-00000-of-00001")]
@@ -307,11 +312,6 @@ class PretrainedMixin:
         state = full_state_dict(self)
         if not hasattr(self, "bert"):
             state = {"bert." + k: v for k, v in state.items()}
-        if not self.google_tf_head:
-            raise BertforgeError(
-                f"{type(self).__name__} has no head in Google's TensorFlow BERT; write the encoder alone with "
-                "--head encoder"
-            )
         config = google_config(self.config)
         write_tf_checkpoint(prefix, to_google_names(state))
         atomic_write_text(files[2], json.dumps(config, indent=2) + "\n")
