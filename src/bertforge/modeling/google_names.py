@@ -100,21 +100,22 @@ def from_google_names(tensors: Mapping[str, np.ndarray], source: str) -> dict[st
             f"{source}: not a Google BERT/NEZHA checkpoint (no 'bert/embeddings/word_embeddings'; its variables "
             f"are under {', '.join(scopes[:8]) or 'nothing'}{' …' if len(scopes) > 8 else ''})"
         )
-    out: dict[str, torch.Tensor] = {}
+    renamed: dict[str, str] = {}  # TF name -> Hugging Face name, decided from the names before any tensor is read
     unknown, unused, state = [], [], []
     for name in tensors:
         if _TRAINING_STATE.search(name):
             state.append(name)
-            continue
-        hf = _rename(name, _FROM_TF)
-        if hf is None:
+        elif (hf := _rename(name, _FROM_TF)) is not None:
+            renamed[name] = hf
+        else:
             (unknown if name.startswith("bert/") else unused).append(name)
-            continue
-        value = torch.from_numpy(np.ascontiguousarray(tensors[name]))
-        out[hf] = value.t().contiguous() if _transposed(name) else value
     if unknown:
         shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
         raise BertforgeError(f"{source}: encoder variables with no known BERT/NEZHA mapping: {shown}")
+    out: dict[str, torch.Tensor] = {}
+    for name, hf in renamed.items():
+        value = torch.from_numpy(np.ascontiguousarray(tensors[name]))
+        out[hf] = value.t().contiguous() if _transposed(name) else value
     if state:
         kinds = sorted({name.rsplit("/", 1)[-1] for name in state})
         log.info("%s: skipped %d optimizer/training-state variables (%s)", source, len(state), ", ".join(kinds))
@@ -162,7 +163,10 @@ def google_config(config: BertConfig) -> dict[str, object]:
     }
     out["hidden_act"] = "gelu" if config.hidden_act == "gelu_tanh" else config.hidden_act
     if config.hidden_act == "gelu_tanh":
-        log.warning("bert_config.json: hidden_act 'gelu' (the tanh GELU in Google's code; exact GELU when read back)")
+        log.warning(
+            "bert_config.json: hidden_act 'gelu' for this model's tanh GELU, which is what Google's modeling.py "
+            "computes; bertforge and transformers read 'gelu' back as the exact GELU"
+        )
     if config.layer_norm_eps != 1e-12:
         out["layer_norm_eps"] = config.layer_norm_eps
     if config.use_relative_positions:
