@@ -19,6 +19,7 @@ from bertforge.formats.mindspore_ckpt import read_mindspore_checkpoint
 from bertforge.formats.tf_checkpoint import TfCheckpoint
 from bertforge.modeling import BertConfig, BertForPreTraining
 from bertforge.modeling.auto import load_model
+from tests.formats.test_tf_checkpoint import rewrite_entry
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "tf_checkpoint"
 ZOO = FIXTURES.parent / "mindspore"
@@ -193,6 +194,12 @@ def test_bad_inputs_fail_in_one_line_writing_nothing(tmp_path, capsys):
     data.write_bytes(bytes(raw))
     err = refused(capsys, ["convert", str(src), str(out), "--to", "tf"], out)
     assert "'bert/embeddings/word_embeddings'" in err and "CRC32C" in err
+
+    shutil.rmtree(src)
+    src = damaged_copy(tmp_path)
+    rewrite_entry(src / "bert_model.ckpt", "bert/pooler/dense/kernel", 1, 21)  # DT_VARIANT
+    err = refused(capsys, ["convert", str(src), str(out)], out)
+    assert "'bert/pooler/dense/kernel' has dtype variant, which bertforge does not read" in err
 
 
 def test_other_architecture_is_refused(tmp_path, capsys):
