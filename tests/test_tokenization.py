@@ -354,3 +354,13 @@ def test_tokenize_command_prints_googles_tokens_and_ids(pair, sample, capsys, lo
     printed = [__import__("json").loads(line) for line in capsys.readouterr().out.splitlines()]
     expected = [google.tokenize(t) for t in texts]
     assert printed == [{"tokens": t, "ids": google.convert_tokens_to_ids(t)} for t in expected]
+
+
+def test_vocab_is_cased_on_real_vocabs_and_a_cased_one(sample, tmp_path):
+    """Google's uncased English and Chinese vocabs (two tokens with capitals: `<S>`, `<T>`) are uncased; the
+    English one with its whole words also capitalised (as a cased vocab holds both) is cased."""
+    assert not tk.vocab_is_cased(sample("vocab-en")) and not tk.vocab_is_cased(sample("vocab-zh"))
+    tokens = tk.read_vocab(sample("vocab-en"))
+    extra = [t.capitalize() for t in tokens if t.isalpha() and t.islower()][:2000]
+    (tmp_path / "cased.txt").write_text("\n".join(tokens + extra) + "\n", encoding="utf-8")
+    assert tk.vocab_is_cased(tmp_path / "cased.txt")

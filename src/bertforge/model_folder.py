@@ -25,6 +25,7 @@ from bertforge import __version__
 from bertforge.errors import BertforgeError
 from bertforge.fileio import atomic_dir, atomic_path, atomic_write_text, cache_dir
 from bertforge.modeling.config import BertConfig
+from bertforge.tokenization import vocab_is_cased
 from bertforge.validation import Rule, unknown_key
 
 log = logging.getLogger("bertforge")
@@ -275,7 +276,8 @@ def convert_checkpoint(
     kinds: dict[str, str] | None = None,
 ):
     """`bertforge convert`: load any checkpoint and write it as a model folder (weights, config, and — when
-    the source has a vocab — vocab.txt and bertforge.json) or as a MindSpore `.ckpt`. Returns (model, path)."""
+    the source has a vocab — vocab.txt and bertforge.json), a MindSpore `.ckpt`, or a TensorFlow checkpoint folder
+    in Google's layout. Returns (model, path)."""
     from bertforge.modeling.auto import load_model
 
     model = load_model(source, config=config, head=head)
@@ -283,6 +285,8 @@ def convert_checkpoint(
         return model, model.save_mindspore(output, overwrite=overwrite)
     folder = Path(source) if Path(source).is_dir() else Path(source).parent
     has_vocab = (folder / VOCAB_FILE).is_file() or (folder / "tokenizer.json").is_file()
+    if to == "tf":
+        return model, model.save_tf(output, overwrite=overwrite, vocab=find_vocab(folder) if has_vocab else None)
     extras = [Path(output) / VOCAB_FILE, Path(output) / SETTINGS_FILE] if has_vocab else []
     existing = [str(p) for p in extras if p.exists()]
     if existing and not overwrite:
@@ -294,7 +298,9 @@ def convert_checkpoint(
             settings = load_settings(folder)
         else:
             settings = (
-                infer_settings(folder, kinds or {}) if (folder / "config.json").is_file() else ModelSettings(None)
+                infer_settings(folder, kinds or {})
+                if (folder / "config.json").is_file()
+                else ModelSettings(None, do_lower_case=not vocab_is_cased(vocab))  # a TF release, a .ckpt
             )
         head_kind = (kinds or {}).get(type(model).__name__)
         settings = dataclasses.replace(

@@ -80,6 +80,14 @@ def load_vocab(vocab_file: str | os.PathLike) -> dict[str, int]:
     return {token: i for i, token in enumerate(read_vocab(vocab_file))}
 
 
+def vocab_is_cased(vocab_file: str | os.PathLike) -> bool:
+    """Whether a vocab was built without lower-casing, for checkpoints that do not say (Google's TF releases
+    leave it to the folder name: `cased_L-12_…` vs `uncased_L-12_…`). A cased vocab has thousands of tokens
+    with capitals; an uncased one none, and Google's Chinese vocab two (`<S>`, `<T>`)."""
+    tokens = [t for t in read_vocab(vocab_file) if not (t.startswith("[") and t.endswith("]"))]
+    return sum(t != t.lower() for t in tokens) > 0.01 * len(tokens)
+
+
 # ------------------------------------------------------------------------- character classes (Python)
 
 

@@ -216,3 +216,24 @@ def test_a_damaged_model_onnx_is_one_line(sample, tmp_path, capsys):
     assert cli(["predict", "--model", str(source), "--backend", "onnx", "a fine film"]) == 2
     expect = f"bertforge predict: error: {source / ONNX_FILE}: not a readable ONNX model (Protobuf parsing failed.)"
     assert capsys.readouterr().err.splitlines()[-1].startswith(expect)
+
+
+def test_dev_is_read_in_the_models_own_columns_and_checked_before_exporting(sample, tmp_path, capsys):
+    """A model trained on columns named `sentence`/`polarity` keeps them, so `export --dev` reads its dev file;
+    a dev file that cannot be scored is refused before the (slow) export starts."""
+    source = model_folder(tmp_path, "classification", sample("vocab-en"))
+    settings = json.loads((source / SETTINGS_FILE).read_text())
+    settings["task"] |= {"text_a": "sentence", "label": "polarity"}
+    (source / SETTINGS_FILE).write_text(json.dumps(settings))
+    dev = tmp_path / "dev.csv"
+    dev.write_text("sentence,polarity\na good film,pos\na bad film,neg\n")
+    report = export_folder(source, tmp_path / "o", dev=dev)
+    assert report["fp32"]["dev"]["onnx"]["accuracy"] == report["fp32"]["dev"]["torch"]["accuracy"]
+
+    unlabelled = tmp_path / "new.csv"
+    unlabelled.write_text("sentence\na good film\n")
+    capsys.readouterr()
+    assert cli(["export", "--model", str(source), "--output", str(tmp_path / "o2"), "--dev", str(unlabelled)]) == 2
+    err = capsys.readouterr().err
+    assert "new.csv: no labels" in err and "exporting" not in err, err  # refused before the export began
+    assert not (tmp_path / "o2").exists()

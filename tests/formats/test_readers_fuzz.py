@@ -1,6 +1,7 @@
 """Readers of binary and settings files on mutated real files (hypothesis): TFRecords (plain, gzip, zlib),
-MindSpore `.ckpt`, `.safetensors` headers, `config.json`, a dataset's `schema.json` and shards. The only
-outcomes allowed are a read or a `BertforgeError` naming the file — never another exception or a hang."""
+MindSpore `.ckpt`, TensorFlow checkpoint bundles, `.safetensors` headers, `config.json`, a dataset's
+`schema.json` and shards. The only outcomes allowed are a read or a `BertforgeError` naming the file — never
+another exception or a hang."""
 
 import shutil
 from pathlib import Path
@@ -13,6 +14,7 @@ from bertforge.data.dataset import PretrainingDataset
 from bertforge.data.pretraining_tfrecords import read_pretraining_tfrecords
 from bertforge.errors import BertforgeError
 from bertforge.formats.mindspore_ckpt import read_mindspore_checkpoint
+from bertforge.formats.tf_checkpoint import TfCheckpoint
 from bertforge.modeling import BertConfig, BertModel
 from bertforge.modeling.checkpoint import read_weights
 from tests.tasks.test_readers_fuzz import mutated
@@ -50,6 +52,27 @@ def test_mutated_mindspore_checkpoints(tmp_path, data):
     name = data.draw(st.sampled_from(["bert_tiny.ckpt", "dtypes_split_crc.ckpt"]))
     path = mutant(tmp_path, name, data.draw(mutated((FIXTURES / "mindspore" / name).read_bytes())))
     outcome(lambda: read_mindspore_checkpoint(path), path)
+
+
+@FUZZ
+@given(st.data())
+def test_mutated_tf_checkpoints(tmp_path, data):
+    """A mutated `.index` or `.data` shard: every tensor read, or an error naming the bundle."""
+    folder = FIXTURES / "tf_checkpoint" / data.draw(st.sampled_from(["dtypes", "sharded", "partitioned"]))
+    files = sorted(f for f in folder.iterdir() if ".ckpt." in f.name)
+    target = data.draw(st.sampled_from(files))
+    bundle = tmp_path / "mutants" / folder.name
+    shutil.rmtree(bundle, ignore_errors=True)
+    shutil.copytree(folder, bundle)
+    (bundle / target.name).write_bytes(data.draw(mutated(target.read_bytes())))
+    prefix = bundle / target.name[: target.name.index(".ckpt.") + len(".ckpt")]
+
+    def read() -> None:
+        ckpt = TfCheckpoint(prefix)
+        for name in ckpt:
+            ckpt[name]
+
+    outcome(read, prefix)
 
 
 @pytest.fixture(scope="module")

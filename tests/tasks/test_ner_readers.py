@@ -108,3 +108,22 @@ def test_real_files(sample, tmp_path):
     assert len(train) == 50289 and {t[0] for e in train[:500] for t in e.tags} <= {"B", "M", "E", "S", "O"}
     test, _ = read_ner(msra / "msra_test.txt")
     assert len(test) == 5000
+
+
+@pytest.mark.parametrize(
+    ("line", "tag"), [("王 B-", "B-"), ("王 b-per", "b-per"), ("王 PERSON", "PERSON"), ("王\t", ""), ("王 I", "I")]
+)
+def test_a_malformed_tag_names_its_file_and_line(tmp_path, line, tag):
+    path = tmp_path / "bad.txt"
+    path.write_text(f"在 O\n\n我 O\n{line}\n芳 O\n\n", encoding="utf-8")
+    with pytest.raises(BertforgeError, match=rf"bad\.txt line 4: bad tag '{tag}': expected O, or B-, I-, M-"):
+        read_ner(path)
+    examples, report = read_ner(path, skip_bad_lines=True)  # or skipped and counted
+    assert len(examples) == 1 and report.skipped
+
+
+def test_an_entity_without_a_type_names_its_line(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text('{"text": "王芳", "label": {"": {"王芳": [[0, 1]]}}}\n', encoding="utf-8")
+    with pytest.raises(BertforgeError, match=r"c\.json line 1: bad entity at 0:2: no type"):
+        read_ner(path)

@@ -277,6 +277,11 @@ def test_bad_input_is_one_line_and_writes_nothing(tiny_checkpoint, tmp_path, cap
     )
     fails(["--train", str(train), "--no-do-eval", "--task.doc_stride", "81"], "task.doc_stride", "window, 81", "got 81")
     fails(["--train", str(train), "--no-do-eval", "--task.max_query_length", "98"], "max_query_length 98", "no room")
+    half = synthetic(40, 4)  # a v1.1 file where 20 of 40 questions carry no answer: a count, not "no labels"
+    for paragraph in half["data"][0]["paragraphs"][::2]:
+        paragraph["qas"][0]["answers"] = []
+    fails(["--train", str(write_json(tmp_path / "half.json", half)), "--no-do-eval"], "half.json: question 4-0",
+          "20 of 40 unanswered")  # fmt: skip
     long_question = synthetic(1, 3)
     long_question["data"][0]["paragraphs"][0]["qas"][0]["question"] = "why " * 400
     fails(["--train", str(write_json(tmp_path / "q.json", long_question)), "--no-do-eval"], "q.json", "question 3-0",

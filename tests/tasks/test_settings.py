@@ -240,3 +240,9 @@ def test_every_task_declares_its_settings_completely():
             assert d.rule.check(f"task.{name}", d.default) == d.default or d.default is None
         defaults = task.config()
         assert dataclasses.replace(defaults) == defaults
+
+
+def test_a_blank_context_on_the_command_line_is_one_plain_line(qa_folder, capsys):
+    assert cli(["predict", "--model", str(qa_folder), "--question", "谁?", "--context", "   "]) == 2
+    error = one_error(capsys)
+    assert "arguments: empty or missing 'context' (fields: question, context)" in error, error

@@ -211,3 +211,38 @@ def test_an_interrupted_run_is_not_a_success_and_resume_ends_where_an_uninterrup
         assert all(torch.equal(wa[k], wb[k]) for k in wa), seed
     summary = json.loads((tmp_path / "cut" / "eval_results.json").read_text())
     assert summary == json.loads((full / "eval_results.json").read_text())
+
+
+def evaluation_only(tiny_checkpoint, root: Path, n: int) -> list:
+    """An evaluation-only job (no training) on `n` dev sentences: its arguments."""
+    dev = write_csv(root / "dev.csv", sentences(n, 3))
+    (root / "labels.txt").write_text("neg\npos\n")
+    return ["finetune", "classification", "--quiet", "--device", "cpu", "--dev", dev, "--labels",
+            root / "labels.txt", "--init", tiny_checkpoint, "--no-do-train", "--output", root / "out"]  # fmt: skip
+
+
+def test_sigterm_before_the_results_are_final_is_a_stop_with_nothing_final(tiny_checkpoint, tmp_path):
+    """Outside the training loop too (here: during evaluation) a stop is `interrupted`, exit 143, and no
+    eval_results.json; before, the default handler killed the process without a word."""
+    job = spawn(*evaluation_only(tiny_checkpoint, tmp_path, 4000), "--task.eval_batch_size", "1")
+    deadline = time.time() + 120
+    while not (tmp_path / "out" / "config.yaml").is_file():  # written once the checks passed: evaluating now
+        assert job.poll() is None and time.time() < deadline, job.communicate()
+        time.sleep(0.02)
+    job.send_signal(signal.SIGTERM)
+    _, err = job.communicate(timeout=120)
+    assert job.returncode == 143 and "interrupted (SIGTERM)" in err and "not written" in err, err
+    assert not (tmp_path / "out" / "eval_results.json").exists()
+
+
+def test_sigterm_after_the_results_are_written_ends_a_finished_job(tiny_checkpoint, tmp_path):
+    """eval_results.json is written last: once it is there the job has finished, and a stop arriving then
+    (while the process tidies up) must not turn exit 0 into 143."""
+    job = spawn(*evaluation_only(tiny_checkpoint, tmp_path, 200))
+    deadline = time.time() + 120
+    while not (tmp_path / "out" / "eval_results.json").is_file():
+        assert job.poll() is None and time.time() < deadline, job.communicate()
+        time.sleep(0.002)
+    job.send_signal(signal.SIGTERM)
+    _, err = job.communicate(timeout=120)
+    assert job.returncode == 0, err

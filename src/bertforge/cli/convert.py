@@ -1,4 +1,5 @@
-"""`bertforge convert`: a checkpoint from one layout to another (Hugging Face/bertforge folder, MindSpore .ckpt)."""
+"""`bertforge convert`: a checkpoint from one layout to another (Hugging Face/bertforge folder, MindSpore .ckpt,
+TensorFlow checkpoint in Google's layout)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,15 @@ from bertforge.modeling.auto import MODEL_CLASSES
 
 def register(sub, common) -> None:
     p = sub.add_parser(
-        "convert", parents=[common], help="convert a checkpoint (Hugging Face, bertforge, MindSpore .ckpt)"
+        "convert", parents=[common], help="convert a checkpoint (Hugging Face, bertforge, MindSpore .ckpt, TensorFlow)"
     )
-    p.add_argument("source", help="checkpoint directory or weights file (.safetensors, .bin, .ckpt)")
-    p.add_argument("output", help="output directory (--to hf) or .ckpt file (--to mindspore)")
-    p.add_argument("--to", choices=["hf", "mindspore"], default="hf", help="output format (default: hf)")
+    p.add_argument(
+        "source",
+        help="checkpoint directory or weights file (.safetensors, .bin, .ckpt), or a TensorFlow checkpoint: its "
+        "prefix (bert_model.ckpt), folder or `checkpoint` file",
+    )
+    p.add_argument("output", help="output directory (--to hf, --to tf) or .ckpt file (--to mindspore)")
+    p.add_argument("--to", choices=["hf", "mindspore", "tf"], default="hf", help="output format (default: hf)")
     p.add_argument("--config", help="config file or preset, needed when none lies beside the weights (.ckpt)")
     p.add_argument(
         "--head", default="auto", choices=["auto", *MODEL_CLASSES], help="model class to load (default: detected)"

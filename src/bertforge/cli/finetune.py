@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 
 from bertforge.cli.overrides import add_flags, flag_overrides
 from bertforge.tasks import registered
@@ -55,3 +56,5 @@ def run(args: argparse.Namespace) -> None:
     overrides += [f"seeds=[{args.seeds}]"] if args.seeds else []
     config = load_config(args.config, overrides + flag_overrides(args, FLAGS), config_class(args.kind))
     finetune(config, args.output, progress=not args.quiet, resume=args.resume)
+    for stop in (signal.SIGTERM, signal.SIGINT):  # the job has finished: a signal now must not turn 0 into 143
+        signal.signal(stop, signal.SIG_IGN)

@@ -64,7 +64,8 @@ def run(args: argparse.Namespace) -> None:
     report = InputReport(args.input or "arguments")
     with jsonl_output(args.output, overwrite=args.overwrite) as stream:
         if pair:
-            (_, result), *_ = predictor.predict_examples([predictor.example(vars(args), "0", "arguments")])
+            record = {"question": args.question, "context": args.context}
+            (_, result), *_ = predictor.predict_examples([predictor.example(record, "0", "arguments")])
             write_record(stream, predictor.task.record(result))
         elif args.text:
             examples = [predictor.example(text, str(i)) for i, text in enumerate(args.text)]

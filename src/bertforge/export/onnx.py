@@ -24,7 +24,7 @@ from torch import nn
 
 from bertforge.errors import BertforgeError
 from bertforge.export import OPSET
-from bertforge.export.verify import REPORT_FILE, verify
+from bertforge.export.verify import REPORT_FILE, read_dev, verify
 from bertforge.extras import need
 from bertforge.fileio import atomic_dir, check_output_dir, holds_files
 from bertforge.inference.backends import INPUT_NAMES, ONNX_FILE, OnnxBackend, TorchBackend, named_outputs
@@ -243,6 +243,7 @@ def export_folder(
     model = task.head.from_pretrained(model_dir).eval()
     settings = task.sync(model, settings)  # e.g. the CRF transitions, from the weights being exported
     tokenizer = FullTokenizer(vocab, do_lower_case=settings.do_lower_case)
+    dev_examples = read_dev(task, settings, tokenizer, dev) if dev is not None else None  # its problems first
 
     with atomic_dir(output) as tmp:
         raw, fp32 = tmp / "raw.onnx", tmp / "fp32.onnx"
@@ -270,7 +271,7 @@ def export_folder(
             }
             | ({quantize: (tmp / ONNX_FILE).stat().st_size} if quantize else {}),
         }
-        report |= verify(task, settings, tokenizer, TorchBackend(model), candidates, dev)
+        report |= verify(task, settings, tokenizer, TorchBackend(model), candidates, dev, dev_examples)
         del candidates  # the sessions hold the files open
         if quantize:
             fp32.unlink()

@@ -14,7 +14,7 @@ import numpy as np
 from bertforge.errors import BertforgeError
 from bertforge.inference.predictor import Predictor, run_features
 from bertforge.model_folder import ModelSettings
-from bertforge.tasks.task import Task
+from bertforge.tasks.task import MODEL_INPUTS, Task
 from bertforge.tokenization import FullTokenizer
 
 log = logging.getLogger("bertforge")
@@ -76,6 +76,18 @@ def dev_scores(task: Task, settings: ModelSettings, tokenizer: FullTokenizer, ba
     return {k: float(v) for k, v in task.score(results, examples, settings, task.default_method).items()}
 
 
+def read_dev(task: Task, settings: ModelSettings, tokenizer: FullTokenizer, dev: str | Path) -> list:
+    """The dev file's examples, read in the model's own format and input columns (its settings keep them),
+    and checked to carry labels — before anything is exported."""
+    examples = task.read(str(dev), settings.task)
+    if not examples:
+        raise BertforgeError(f"{dev}: no examples")
+    features = task.featurize(examples[:DEV_SAMPLE], tokenizer, settings, settings.max_seq_length)
+    if not set(features.inputs) - set(MODEL_INPUTS):  # no targets beside the model's inputs
+        raise BertforgeError(f"{dev}: no labels; --dev needs a labelled file to score both models on")
+    return examples
+
+
 def verify(
     task: Task,
     settings: ModelSettings,
@@ -83,15 +95,15 @@ def verify(
     reference,
     candidates: dict[str, Any],
     dev: str | Path | None = None,
+    dev_examples: list | None = None,
 ) -> dict[str, Any]:
-    """The report's comparison of each candidate backend ("fp32", "int8") with the PyTorch `reference`.
-    Raises when fp32 is off; logs each line of the comparison."""
+    """The report's comparison of each candidate backend ("fp32", "int8") with the PyTorch `reference`, and
+    with `dev` their task metric (on `dev_examples`, read by `read_dev` unless given). Raises when fp32 is
+    off; logs each line of the comparison."""
     examples = [task.example(raw, str(i)) for i, raw in enumerate(sample_inputs(task))]
-    dev_examples, metric = None, task.methods[task.default_method]
+    metric = task.methods[task.default_method]
     if dev is not None:
-        dev_examples = task.read(str(dev), settings.task)  # in the model's format (and columns)
-        if not dev_examples:
-            raise BertforgeError(f"{dev}: no examples")
+        dev_examples = dev_examples if dev_examples is not None else read_dev(task, settings, tokenizer, dev)
         examples = dev_examples[:DEV_SAMPLE]  # real inputs (labelled ones featurize apart from unlabelled)
         torch_scores = dev_scores(task, settings, tokenizer, reference, dev_examples)
     report: dict[str, Any] = {"metric": metric} if dev is not None else {}

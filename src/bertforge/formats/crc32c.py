@@ -42,6 +42,18 @@ def crc32c(data: bytes) -> int:
     return _crc32c_python(data)
 
 
+def crc32c_of(buf, start: int, stop: int, chunk: int = 1 << 20) -> int:
+    """CRC-32C of ``buf[start:stop]`` for a large buffer (an mmap): a MiB at a time with google-crc32c, so a
+    tensor of hundreds of MB is never copied whole."""
+    if _NATIVE is None:
+        span = np.frombuffer(buf, dtype=np.uint8, count=stop - start, offset=start)
+        return int(_crc32c_spans_numpy(span, np.zeros(1, np.int64), np.array([stop - start]))[0])
+    crc = 0
+    for begin in range(start, stop, chunk):
+        crc = google_crc32c.extend(crc, bytes(buf[begin : min(begin + chunk, stop)]))
+    return crc
+
+
 def _crc32c_python(data: bytes) -> int:
     crc, table = 0xFFFFFFFF, _TABLE_LIST
     for byte in data:

@@ -226,6 +226,8 @@ class BertForTokenClassification(_Head):
     usual NER setting of scoring only each word's first piece, never [CLS], [SEP] or padding.
     """
 
+    google_tf_head = False  # Google's TF code has no tagger; `output_weights` would read back as a classifier
+
     def __init__(self, config: BertConfig):
         super().__init__(config, add_pooling_layer=False)
         self.dropout = self._dropout()

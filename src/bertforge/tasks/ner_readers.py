@@ -90,6 +90,8 @@ def _tags_from_spans(words: list[tuple[int, int]], spans: list[tuple[str, int, i
     index = {start: i for i, (start, _) in enumerate(words)}
     ends = {end: i for i, (_, end) in enumerate(words)}
     for kind, start, end in sorted(spans, key=lambda s: (s[1], s[2])):
+        if not kind.strip():
+            return f"bad entity at {start}:{end}: no type"
         if start not in index or end not in ends:
             return f"bad entity: {kind} at {start}:{end} does not start and end on a character"
         first, last = index[start], ends[end]
@@ -121,10 +123,8 @@ def _cluener(path: Path, path_str: str) -> Iterator[tuple[int, NerExample | str]
             yield number, NerExample(text, words, None, "", "")
             continue
         spans = _cluener_spans(record["label"], text)
-        yield (
-            number,
-            spans if isinstance(spans, str) else NerExample(text, words, _tags_from_spans(words, spans), "", ""),
-        )
+        tags = spans if isinstance(spans, str) else _tags_from_spans(words, spans)
+        yield number, tags if isinstance(tags, str) else NerExample(text, words, tags, "", "")
 
 
 def _cluener_spans(label, text: str) -> list[tuple[str, int, int]] | str:
@@ -146,6 +146,9 @@ def _cluener_spans(label, text: str) -> list[tuple[str, int, int]] | str:
 
 
 # ------------------------------------------------------------------------------------------- columns
+_TAG = re.compile(r"O|[BIMES]-\S+")  # tags are case-sensitive, as in conlleval: b-per is no tag
+
+
 def _columns(path: Path, path_str: str, tag_column: int) -> Iterator[tuple[int, NerExample | str]]:
     tokens: list[str] = []
     tags: list[str] = []
@@ -167,9 +170,11 @@ def _columns(path: Path, path_str: str, tag_column: int) -> Iterator[tuple[int, 
             problem = (number, "bad line: no tag column (expected 'token TAG')")
         elif not -len(fields) <= tag_column < len(fields):
             problem = (number, f"bad line: {len(fields)} columns, no column {tag_column}")
+        elif not _TAG.fullmatch(tag := fields[tag_column].strip()):
+            problem = (number, f"bad tag {tag!r}: expected O, or B-, I-, M-, E- or S- and a type (e.g. B-PER)")
         else:
             tokens.append(fields[0].strip() or fields[0])  # a token may itself be a (full-width) space
-            tags.append(fields[tag_column].strip())
+            tags.append(tag)
     if problem:
         yield problem
     elif tokens:

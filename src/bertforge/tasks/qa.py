@@ -169,7 +169,14 @@ def featurize(
     cls, sep = tokenizer.vocab[CLS], tokenizer.vocab[SEP]
     questions = tokenizer.ids_batch([e.question for e in examples])
     contexts = tokenizer.ids_and_offsets_batch([e.context for e in examples])
-    labelled = bool(examples) and all(e.labelled for e in examples)
+    unlabelled = [e for e in examples if not e.labelled]
+    if unlabelled and len(unlabelled) < len(examples):  # a mix: neither a labelled file nor a test file
+        raise BertforgeError(
+            f"{unlabelled[0].source}: no answer (and not is_impossible), but other questions have one "
+            f"({len(unlabelled)} of {len(examples)} unanswered); answer or remove them, or mark them "
+            "is_impossible (SQuAD v2.0)"
+        )
+    labelled = bool(examples) and not unlabelled
     inputs: dict[str, list] = {"input_ids": [], "token_type_ids": []}
     if labelled:
         inputs |= {"start_positions": [], "end_positions": []}

@@ -17,7 +17,10 @@ import inspect
 import json
 import logging
 import os
+import signal
 import statistics
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +28,7 @@ from typing import Any
 import torch
 import yaml
 
-from bertforge.errors import BertforgeError
+from bertforge.errors import BertforgeError, Interrupted
 from bertforge.fileio import atomic_write_text, cache_dir, holds_files, run_lock
 from bertforge.inference.backends import TorchBackend
 from bertforge.inference.files import jsonl_output, write_record
@@ -162,9 +165,12 @@ def finetune(config: FinetuneConfig, output: str | Path, progress: bool = True, 
 
     The output directory is locked for the whole run. A SIGINT/SIGTERM during training saves a checkpoint
     and raises `Interrupted`, writing no final results; `resume=True` continues exactly where it stopped
-    (finished seeds are kept, the interrupted one continues from its checkpoint, the rest run)."""
+    (finished seeds are kept, the interrupted one continues from its checkpoint, the rest run). Before or after
+    training (checks, evaluation, predictions) a signal raises `Interrupted` too, unless the job's
+    `eval_results.json` — written last, atomically — is there: then the job has finished and returns."""
     output = Path(output)
-    with run_lock(output) if int(os.environ.get("RANK", "0")) == 0 else contextlib.nullcontext():
+    lock = run_lock(output) if int(os.environ.get("RANK", "0")) == 0 else contextlib.nullcontext()
+    with lock, _stopping(output / "eval_results.json"):
         if not resume and config.do_train and holds_files(output):
             raise BertforgeError(
                 f"{output} is not empty; choose a new --output (nothing is overwritten), or pass --resume to "
@@ -189,6 +195,30 @@ def finetune(config: FinetuneConfig, output: str | Path, progress: bool = True, 
         for k in keys:
             log.info(f"{k}: {summary[k]['mean']:.4f} ± {summary[k]['std']:.4f} over seeds {seeds}")
         return summary
+
+
+@contextlib.contextmanager
+def _stopping(final: Path) -> Iterator[None]:
+    """SIGTERM/SIGINT outside the training loop (which has its own handler) raise `Interrupted` while the job's
+    results are not final; once `final` exists, a signal only meets a finished job: logged, and the job returns
+    normally. Either way the exit status says what happened: final results and 0, or none and 128 + signal."""
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield
+        return
+
+    def handler(signum, frame):
+        name = signal.Signals(signum).name
+        if final.is_file():
+            log.info(f"{name} after {final} was written: the job has finished")
+            return
+        raise Interrupted(signum, f"stopped before the results were final ({final} not written); rerun the job")
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
 
 
 def _init_settings(init: Path) -> ModelSettings | None:
