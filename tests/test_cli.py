@@ -52,3 +52,59 @@ def test_an_unknown_command_lists_every_command(capsys):
         main(["no-such-command"])
     assert exit_info.value.code == 2
     assert "create-pretraining-data" in capsys.readouterr().err
+
+
+def test_version(capsys):
+    from bertforge import __version__
+    from bertforge.cli import main
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"bertforge {__version__}\n"
+
+
+@pytest.fixture
+def without(monkeypatch):
+    """`without(*modules)`: those optional packages look uninstalled (as after `pip install bertforge`)."""
+    import importlib.util
+
+    from bertforge import extras
+
+    def hide(*modules):
+        real = importlib.util.find_spec
+        monkeypatch.setattr(
+            extras.importlib.util, "find_spec", lambda name, *a: None if name in modules else real(name, *a)
+        )
+        for name in modules:
+            monkeypatch.setitem(sys.modules, name, None)  # an import of it fails as if absent
+
+    return hide
+
+
+@pytest.mark.parametrize(
+    ("args", "modules", "extra"),
+    [
+        (["extract-wiki", "dump.xml.bz2", "--output", "out"], ("wikiextractor",), "data"),
+        (["plot", "run"], ("matplotlib",), "plot"),
+        (["export", "--model", "m", "--output", "o"], ("onnxruntime",), "export"),
+    ],
+)
+def test_a_command_whose_extra_is_missing_names_it(without, capsys, args, modules, extra):
+    from bertforge.cli import main
+
+    without(*modules)
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    needs = f"{args[0]} needs {modules[0]}, not installed; pip install 'bertforge[{extra}]'"
+    assert err == f"bertforge {args[0]}: error: {needs}"
+    with pytest.raises(SystemExit):
+        main([args[0], "--help"])
+    assert f"pip install 'bertforge[{extra}]'" in capsys.readouterr().out  # said in --help too
+
+
+def test_chinese_whole_word_masking_names_the_data_extra(without):
+    from bertforge.data.documents import _jieba
+    from bertforge.errors import BertforgeError
+
+    without("jieba")
+    with pytest.raises(BertforgeError, match=r"jieba is not installed; pip install 'bertforge\[data\]'"):
+        _jieba()

@@ -8,6 +8,7 @@ import importlib
 import logging
 import sys
 
+from bertforge import __version__
 from bertforge.errors import BertforgeError, Interrupted
 
 # Subcommand -> its module. A command imports only its own module, so the light ones (tokenize, extract-wiki,
@@ -40,6 +41,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         parents=[common],
         description="Pretrain, fine-tune, evaluate, export and serve BERT and NEZHA models.",
     )
+    parser.add_argument("--version", action="version", version=f"bertforge {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, module in SUBCOMMANDS.items():
         if command in (None, name):
@@ -65,6 +67,9 @@ def _joined_dotted(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = _joined_dotted(sys.argv[1:] if argv is None else argv)
+    if argv == ["--version"]:  # without building every subcommand's parser
+        print(f"bertforge {__version__}")
+        return 0
     command = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(command if command in SUBCOMMANDS else None)
     args, extra = parser.parse_known_args(argv)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from bertforge.export import OPSET
+from bertforge.extras import note
 
 
 def register(sub, common) -> None:
@@ -16,6 +17,7 @@ def register(sub, common) -> None:
         "bertforge.json and export_report.json (max |Δ| of the outputs, agreement of the predictions, and with "
         "--dev the task metric of both). Fails, writing nothing, when the fp32 model differs from PyTorch. The task "
         "settings the folder keeps can be changed as --task.KEY VALUE (as for predict).",
+        epilog=note("export") or None,
     )
     p.add_argument("--model", required=True, help="fine-tuned model folder (finetune's OUTPUT/best)")
     p.add_argument("--output", required=True, help="output folder")
@@ -28,6 +30,9 @@ def register(sub, common) -> None:
 
 def run(args: argparse.Namespace) -> None:
     from bertforge.cli.overrides import task_options
+    from bertforge.extras import require
+
+    require("export", "export")
     from bertforge.export.onnx import export_folder
 
     report = export_folder(

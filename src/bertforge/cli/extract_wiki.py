@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 
+from bertforge.extras import note, require
+
 
 def register(sub, common) -> None:
     p = sub.add_parser(
         "extract-wiki",
         parents=[common],
         help="Wikipedia pages-articles dump -> one sentence per line, blank line between articles",
+        epilog=note("data") or None,
     )
     p.add_argument("dump", help="pages-articles .xml, .xml.bz2 or .xml.gz")
     p.add_argument("--output", required=True, help="output directory for wiki_NNNNN.txt shards")
@@ -32,6 +35,7 @@ def register(sub, common) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    require("data", "extract-wiki")
     from bertforge.data.wiki import extract_wiki
 
     report = extract_wiki(

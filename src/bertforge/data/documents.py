@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bertforge.extras import need
 from bertforge.tokenization import FullTokenizer
 
 _CJK = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ebef]")
@@ -82,7 +83,7 @@ def _segmenter_word_starts(line: str, offsets: list[tuple[int, int]]) -> np.ndar
 @functools.cache
 def _jieba():
     """jieba, imported and initialised on first use (its dictionary takes about a second to load)."""
-    import jieba
+    jieba = need("jieba", "data")
 
     jieba.setLogLevel(logging.WARNING)
     return jieba

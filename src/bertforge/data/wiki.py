@@ -1,7 +1,7 @@
 """Wikipedia `pages-articles` dump -> pretraining text: one sentence per line, a blank line between articles.
 
 That is the layout Google's `create_pretraining_data.py` and the MindSpore model zoo read. The wikitext is
-cleaned by `wikiextractor` (a pinned dependency), run as a child process with `--json`: it parallelises
+cleaned by `wikiextractor` (the `data` extra, pinned), run as a child process with `--json`: it parallelises
 with fork()ed workers and writes its own logs, neither of which we want inside a process that may have
 torch loaded, and JSON lines give us article boundaries and titles. We only validate the input, tidy what
 wikiextractor leaves behind, drop section headings, split sentences and write size-bounded shards atomically.

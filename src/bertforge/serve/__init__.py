@@ -7,7 +7,7 @@
     serve(app, "127.0.0.1", 8080, ready=print)
 
 Modules: `schema` (the /predict and /info contract per task), `batching` (the dynamic batcher), `app` (routes,
-limits, API key, errors), `metrics` (Prometheus), `server` (uvicorn, read deadlines, graceful stop), `drain` (the
+limits, API key, errors), `prometheus` (metrics), `server` (uvicorn, read deadlines, graceful stop), `drain` (the
 stop's deadline), `static/index.html` (the demo page). FastAPI and uvicorn are optional (`bertforge[serve]`):
 `create_app` and `serve` import them when first used, so the command line starts without them.
 """

@@ -12,14 +12,17 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib.figure import Figure
-from matplotlib.ticker import EngFormatter
 
 from bertforge.errors import BertforgeError
+from bertforge.extras import need
 from bertforge.fileio import atomic_path
 from bertforge.training.metrics_log import METRICS_FILE, read_metrics
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 FIGSIZE = (8.0, 4.5)  # inches: with DPI, 960x540 pixels, readable at 100%
 DPI = 120
@@ -118,7 +121,8 @@ def _smoothing_weight(n: int) -> float:
 
 
 def _draw(group: PlotGroup, series: dict[str, tuple[np.ndarray, np.ndarray]], run_name: str) -> Figure:
-    figure = Figure(figsize=FIGSIZE, dpi=DPI, layout="constrained")
+    ticker = need("matplotlib.ticker", "plot")  # matplotlib is optional (bertforge[plot]): imported when drawing
+    figure = need("matplotlib.figure", "plot").Figure(figsize=FIGSIZE, dpi=DPI, layout="constrained")
     ax = figure.subplots()
     for index, (key, (steps, values)) in enumerate(series.items()):
         color = f"C{index}"
@@ -134,10 +138,10 @@ def _draw(group: PlotGroup, series: dict[str, tuple[np.ndarray, np.ndarray]], ru
     if group.log_y:
         ax.set_yscale("log", base=2)
     elif group.eng_y:
-        ax.yaxis.set_major_formatter(EngFormatter(sep=""))
+        ax.yaxis.set_major_formatter(ticker.EngFormatter(sep=""))
     else:
         ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 4))  # a learning rate: 1e-4 above the axis
-    ax.xaxis.set_major_formatter(EngFormatter(sep=""))  # 250k, 1M: steps get long
+    ax.xaxis.set_major_formatter(ticker.EngFormatter(sep=""))  # 250k, 1M: steps get long
     ax.set_title(f"{group.title} — {run_name}")
     ax.set_xlabel("step")
     ax.set_ylabel(group.ylabel)
