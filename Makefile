@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip --disable-pip-version-check -q
 # Threads for benchmarks and the quickstart; tests use the default.
 THREADS ?= 2
 
-.PHONY: setup quickstart test bench clean browser
+.PHONY: setup quickstart test lint bench clean browser
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ browser:
 
 test: setup browser
 	BERTFORGE_REQUIRE_SAMPLES=$${BERTFORGE_REQUIRE_SAMPLES:-1} $(PY) -m pytest -q
+
+# Lint and format check (the rule set in pyproject.toml); CI runs it before the tests.
+lint: setup
+	$(VENV)/bin/ruff check src tests benchmarks scripts
+	$(VENV)/bin/ruff format --check src tests benchmarks scripts
 
 bench: setup
 	$(PIP) install -e '.[test,bench]'

@@ -115,6 +115,8 @@ SERVING = Serving(
     respond=respond,
     about=lambda settings: {"regression": settings.labels is None, "labels": settings.labels or [REGRESSION_LABEL]},
     long_inputs=lambda settings, n: f'inputs longer than {n} tokens are refused (422) unless "truncate": true',
-    form={"inputs": [{"name": "text", "label": "Text"}, {"name": "text_b", "label": "Second text (optional)"}],
-          "result": "labels"},  # fmt: skip
+    form={
+        "inputs": [{"name": "text", "label": "Text"}, {"name": "text_b", "label": "Second text (optional)"}],
+        "result": "labels",
+    },  # fmt: skip
 )

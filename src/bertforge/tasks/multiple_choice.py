@@ -171,8 +171,10 @@ SERVING = Serving(
     request_schema={
         "type": "object",
         "required": ["inputs"],
-        "properties": {"inputs": {"oneOf": [_RECORD, {"type": "array", "items": _RECORD}]},
-                       "truncate": {"type": "boolean", "default": False}},
+        "properties": {
+            "inputs": {"oneOf": [_RECORD, {"type": "array", "items": _RECORD}]},
+            "truncate": {"type": "boolean", "default": False},
+        },
         "example": EXAMPLE,
     },  # fmt: skip
     response_schema={"oneOf": [_RESULT, {"type": "array", "items": _RESULT}]},
@@ -180,10 +182,14 @@ SERVING = Serving(
     respond=lambda settings, request, results, outputs: results[0] if request.single else results,
     about=lambda settings: {},
     long_inputs=lambda settings, n: f'inputs longer than {n} tokens are refused (422) unless "truncate": true',
-    form={"inputs": [{"name": "context", "label": "Context", "multiline": True},
-                     {"name": "question", "label": "Question"},
-                     {"name": "choices", "label": "Choices (one per line)", "multiline": True, "lines": True}],
-          "result": "choices"},  # fmt: skip
+    form={
+        "inputs": [
+            {"name": "context", "label": "Context", "multiline": True},
+            {"name": "question", "label": "Question"},
+            {"name": "choices", "label": "Choices (one per line)", "multiline": True, "lines": True},
+        ],
+        "result": "choices",
+    },  # fmt: skip
 )
 
 TASK = Task(

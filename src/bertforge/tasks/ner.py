@@ -74,8 +74,7 @@ class NerConfig(TaskConfig):
                 value = getattr(self, name)
                 if value is not None and not _finite_array(value, shape):
                     raise BertforgeError(
-                        f"task.{name} must be a {' x '.join(map(str, shape))} array of finite numbers "
-                        f"({n} labels)"
+                        f"task.{name} must be a {' x '.join(map(str, shape))} array of finite numbers ({n} labels)"
                     )
 
 

@@ -65,6 +65,11 @@ SERVING = Serving(
     respond=respond,
     about=lambda settings: {"version_2_with_negative": bool(settings.task.version_2_with_negative)},
     long_inputs=long_inputs,
-    form={"inputs": [{"name": "question", "label": "Question"}, {"name": "context", "label": "Context",
-                                                                 "multiline": True}], "result": "answer"},  # fmt: skip
+    form={
+        "inputs": [
+            {"name": "question", "label": "Question"},
+            {"name": "context", "label": "Context", "multiline": True},
+        ],
+        "result": "answer",
+    },  # fmt: skip
 )

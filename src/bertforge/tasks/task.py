@@ -197,8 +197,9 @@ class Task:
     recipe: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Labels and settings of a model folder written by `transformers` (no bertforge.json), from its config
     # and the task's default settings.
-    from_transformers: Callable[[Any, TaskConfig], tuple[list[str] | None, TaskConfig]] = (
-        lambda config, defaults: (labels_of(config), defaults)
+    from_transformers: Callable[[Any, TaskConfig], tuple[list[str] | None, TaskConfig]] = lambda config, defaults: (
+        labels_of(config),
+        defaults,
     )
 
     def infer(self, config) -> tuple[list[str] | None, TaskConfig]:
