@@ -58,7 +58,7 @@ class Server:
         finally:
             connection.close()
         kind = response.getheader("content-type", "")
-        parsed = json.loads(payload) if kind.startswith("application/json") else payload.decode()
+        parsed = json.loads(payload) if kind.startswith("application/json") and payload else payload.decode()
         return Reply(response.status, parsed, {k.lower(): v for k, v in response.getheaders()})
 
     def predict(self, body: Any) -> Any:

@@ -43,6 +43,11 @@ class TorchBackend:
             raise BertforgeError("--device cuda, but PyTorch sees no CUDA device")
         return cls(head.from_pretrained(folder).to(device).eval(), device)
 
+    @property
+    def dtype(self) -> str:
+        """The weights' type, as TEI's /info names it ("float32", "float16")."""
+        return str(next(self.model.parameters()).dtype).removeprefix("torch.")
+
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         with torch.inference_mode():
             out = self.model(**{k: torch.from_numpy(batch[k]).to(self.device) for k in INPUT_NAMES})
