@@ -4,6 +4,7 @@ TEI's routes (`/`, `/invocations`, `/ping`, HEAD), CORS as a browser sends it, T
 timing headers and /info fields, and /metrics read by prometheus_client's own parser without a key."""
 
 import dataclasses
+import json
 import math
 
 import pytest
@@ -198,3 +199,42 @@ def test_flags_auto_truncate_cors_origins_and_a_locked_metrics_page(predictors):
         assert allowed.headers["access-control-allow-origin"] == "https://app.example"
         other = http.post("/", json={"inputs": "x"}, headers=key | {"Origin": "https://elsewhere.example"})
         assert "access-control-allow-origin" not in other.headers
+
+
+def conforms(value, schema: dict) -> bool:
+    """`value` against the JSON Schema subset the OpenAPI document uses (type, required, properties, items,
+    oneOf): a checker of our own, not the server's."""
+    if "oneOf" in schema:
+        return sum(conforms(value, option) for option in schema["oneOf"]) >= 1
+    kinds = {"object": dict, "array": list, "string": str, "integer": int, "number": (int, float), "boolean": bool}
+    if "type" in schema and not isinstance(value, kinds[schema["type"]]):
+        return False
+    if isinstance(value, dict):
+        return set(schema.get("required", ())) <= set(value) and all(
+            conforms(value[k], s) for k, s in schema.get("properties", {}).items() if k in value
+        )
+    if isinstance(value, list) and "items" in schema:
+        return all(conforms(item, schema["items"]) for item in value)
+    return True
+
+
+def test_openapi_documents_the_served_task_only(servers):
+    cases = {  # server -> a request, and words only the other tasks' shapes have
+        "classification": ({"inputs": [["a fine film"], ["a fine film", "a dull plot"]]}, ("entity_group", "context")),
+        "ner-crf": ({"inputs": ["Ada Lovelace was born in London.", "Paris."]}, ("raw_scores", "context")),
+        "qa": ([QUESTION, {"question": "When?", "context": "In 1815."}], ("entity_group", "raw_scores")),
+    }
+    for name, (request, foreign) in cases.items():
+        server = servers[name]
+        spec = server.call("GET", "/openapi.json", key=None).body
+        for path in ("/", "/predict", "/invocations"):
+            operation = spec["paths"][path]["post"]
+            ok = operation["responses"]["200"]["content"]["application/json"]["schema"]
+            assert ok != {} and conforms(server.predict(request), ok), (name, ok)
+            assert conforms(server.predict(request[0] if name == "qa" else {"inputs": "x"}), ok)
+            assert not conforms({"unexpected": 1}, ok)
+            assert ("401" in operation["responses"]) == (server.key is not None), (name, path)
+        text = json.dumps({k: v for k, v in spec.items() if k != "components"})
+        assert not [word for word in foreign if word in text], (name, foreign)
+        description = spec["info"]["description"] + spec["paths"]["/predict"]["post"]["description"]
+        assert not any(mark in description for mark in ("`", "**", "\n#", "](")), description  # no Markdown

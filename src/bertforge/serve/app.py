@@ -19,6 +19,7 @@ import hmac
 import json
 import logging
 import time
+import warnings
 from contextlib import aclosing, asynccontextmanager
 from importlib import resources
 
@@ -212,7 +213,7 @@ def create_app(predictor: Predictor, options: ServeOptions | None = None, *, mod
             },
             responses=responses,
         )(predict)
-    app.openapi = functools.partial(_openapi, app, contract.response_schema)
+    app.openapi = functools.partial(_openapi, app)
     return app
 
 
@@ -220,17 +221,14 @@ def _ms(seconds: float) -> str:
     return str(round(seconds * 1000))
 
 
-def _openapi(app: FastAPI, response_schema: dict) -> dict:
-    """FastAPI's document, with each predict route's 200 schema as the task's (FastAPI puts `{}` for a route
-    that returns a Response), cached as FastAPI does."""
+def _openapi(app: FastAPI) -> dict:
+    """FastAPI's document without HEAD operations (each is its GET's), cached as FastAPI does."""
     if app.openapi_schema is None:
-        spec = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        with warnings.catch_warnings():  # the GET and HEAD of a route share a function, hence an operation id
+            warnings.filterwarnings("ignore", "Duplicate Operation ID")
+            spec = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
         for operations in spec["paths"].values():
             operations.pop("head", None)
-        for path in PREDICT_ROUTES:
-            operation = spec["paths"].get(path, {}).get("post")
-            if operation:
-                operation["responses"]["200"]["content"] = {"application/json": {"schema": response_schema}}
         app.openapi_schema = spec
     return app.openapi_schema
 
