@@ -101,7 +101,9 @@ def test_onnx_equals_pytorch_on_dynamic_shapes(exported):
     assert json.loads((onnx / REPORT_FILE).read_text()) == report
     layers = json.loads((source / "config.json").read_text())["num_hidden_layers"]
     assert report["fusions"]["Attention"] == layers and report["fusions"]["SkipLayerNormalization"] > 0
-    assert {p.name for p in onnx.iterdir()} == {ONNX_FILE, "config.json", "vocab.txt", SETTINGS_FILE, REPORT_FILE}
+    tokenizer = {"tokenizer_config.json", "special_tokens_map.json"}
+    assert {p.name for p in onnx.iterdir()} == {ONNX_FILE, "config.json", "vocab.txt", SETTINGS_FILE, REPORT_FILE,
+                                                *tokenizer}  # fmt: skip
 
 
 def test_onnx_backend_predicts_what_torch_predicts(exported):

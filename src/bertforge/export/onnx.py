@@ -29,7 +29,14 @@ from bertforge.extras import need
 from bertforge.fileio import atomic_dir, check_output_dir, holds_files
 from bertforge.inference.backends import INPUT_NAMES, ONNX_FILE, OnnxBackend, TorchBackend, named_outputs
 from bertforge.inference.predictor import with_options
-from bertforge.model_folder import SETTINGS_FILE, VOCAB_FILE, check_vocab, find_vocab, load_settings
+from bertforge.model_folder import (
+    SETTINGS_FILE,
+    VOCAB_FILE,
+    check_vocab,
+    find_vocab,
+    load_settings,
+    tokenizer_files,
+)
 from bertforge.modeling.attention import BertSelfAttention
 from bertforge.modeling.config import BertConfig
 from bertforge.tasks import get_task, kinds_by_head
@@ -280,5 +287,7 @@ def export_folder(
         shutil.copyfile(model_dir / "config.json", tmp / "config.json")
         shutil.copyfile(vocab, tmp / VOCAB_FILE)
         (tmp / SETTINGS_FILE).write_text(settings.to_json(), encoding="utf-8")
+        for name, text in tokenizer_files(settings).items():
+            (tmp / name).write_text(text, encoding="utf-8")
         (tmp / REPORT_FILE).write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     return report
