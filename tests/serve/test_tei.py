@@ -142,6 +142,7 @@ def test_timing_headers_and_truncation_count(servers):
     assert reply.headers["x-compute-type"] == "cpu"
     assert int(reply.headers["x-compute-tokens"]) == 3 + 224  # [CLS] ok [SEP], and LONG cut to the 224 positions
     assert reply.headers["x-truncated-inputs"] == "1"
+    assert int(reply.headers["x-compute-characters"]) == len("ok") + len(LONG)
 
 
 def test_truncation_direction_left_keeps_the_end(servers, predictors):

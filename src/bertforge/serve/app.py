@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import hmac
-import json
 import logging
 import time
 import warnings
@@ -175,7 +174,7 @@ def create_app(predictor: Predictor, options: ServeOptions | None = None, *, mod
             in_flight -= 1
             metrics.in_flight.dec()
         total = time.monotonic() - began
-        characters = sum(len(json.dumps(raw, ensure_ascii=False)) for raw in parsed.inputs)
+        characters = sum(map(_characters, parsed.inputs))
         response.headers.update(
             {
                 "x-compute-type": compute_type,
@@ -215,6 +214,15 @@ def create_app(predictor: Predictor, options: ServeOptions | None = None, *, mod
         )(predict)
     app.openapi = functools.partial(_openapi, app)
     return app
+
+
+def _characters(raw) -> int:
+    """The characters of the texts in one raw input (a text, a pair, a record's string fields and lists)."""
+    if isinstance(raw, str):
+        return len(raw)
+    if isinstance(raw, dict):
+        return sum(map(_characters, raw.values()))
+    return sum(map(_characters, raw)) if isinstance(raw, (list, tuple)) else 0
 
 
 def _ms(seconds: float) -> str:
