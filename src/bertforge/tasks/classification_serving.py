@@ -69,12 +69,17 @@ def parse(data: Any) -> PredictRequest:
             given = json.dumps(params["function_to_apply"])[:40]
             raise RequestError("Validation", f"'parameters'.function_to_apply {given}: expected one of {_FUNCTIONS}")
     if truncation_left(body):
-        batch = [{"text": t, "keep_end": True} if isinstance(t, str) else {"text": t[0], "text_b": t[1],
-                 "keep_end": True} for t in batch]  # fmt: skip
+        batch = [_keeping_end(item) for item in batch]
     return PredictRequest(batch, single, optional_flag(body, "truncate"), flag(body, "raw_scores"), params)
 
 
 _FUNCTIONS = ("softmax", "sigmoid", "none")  # the text-classification pipeline's function_to_apply
+
+
+def _keeping_end(item: str | tuple[str, str]) -> dict[str, Any]:
+    """A text or pair as a record that, too long, loses its start (TEI's truncation_direction "Left")."""
+    text_a, text_b = (item, None) if isinstance(item, str) else item
+    return {"text": text_a, "text_b": text_b, "keep_end": True}
 
 
 def respond(settings, request: PredictRequest, results: list, outputs: list) -> Any:

@@ -34,7 +34,6 @@ class PredictRequest:
     # The body's "parameters": Hugging Face's Inference API shape (`InferenceClient`), answered in its pipeline's
     # shapes, with the options that mean something for this model honoured. None: TEI's shape.
     parameters: dict[str, Any] | None = None
-    truncate_left: bool = False  # truncation_direction "Left": cut from the start, keep the end
 
 
 @dataclass(frozen=True)
