@@ -31,7 +31,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from bertforge.export.onnx import export_folder, export_graph, optimize, quantize_int8  # noqa: E402
-from bertforge.inference.backends import ONNX_FILE, OnnxBackend, TorchBackend  # noqa: E402
+from bertforge.inference.backends import OPTIMIZED_FILE, OnnxBackend, TorchBackend  # noqa: E402
 from bertforge.model_folder import ModelSettings, save_model_folder  # noqa: E402
 from bertforge.modeling import BertConfig  # noqa: E402
 from bertforge.modeling.heads import BertForSequenceClassification  # noqa: E402
@@ -95,7 +95,7 @@ def main() -> None:
         start = time.perf_counter()
         report = export_folder(folder, tmp / "fp32")
         export_s = time.perf_counter() - start
-        fp32 = tmp / "fp32" / ONNX_FILE
+        fp32 = tmp / "fp32" / OPTIMIZED_FILE
         quantize_int8(fp32, tmp / "int8.onnx")
         export_graph(model, tmp / "sdpa_raw.onnx", fusable_attention=False)
         sdpa_fusions = optimize(tmp / "sdpa_raw.onnx", tmp / "sdpa.onnx", config)

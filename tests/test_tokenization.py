@@ -364,3 +364,23 @@ def test_vocab_is_cased_on_real_vocabs_and_a_cased_one(sample, tmp_path):
     extra = [t.capitalize() for t in tokens if t.isalpha() and t.islower()][:2000]
     (tmp_path / "cased.txt").write_text("\n".join(tokens + extra) + "\n", encoding="utf-8")
     assert tk.vocab_is_cased(tmp_path / "cased.txt")
+
+
+@pytest.mark.parametrize("max_length", [8, 32])
+def test_keep_end_cuts_each_text_from_its_start(pair, peoples_daily, lee, max_length):
+    """TEI's truncation_direction "Left": the same lengths as Google's pair truncation, each text keeping its
+    last word-pieces (Google's tokenizer and `_truncate_seq_pair` on the reversed pieces are the oracle)."""
+    ours, theirs = pair("vocab-zh")
+    truncate_seq_pair = load_google_function("run_classifier", "_truncate_seq_pair")
+    texts = peoples_daily[:40] + [s[:300] for s in lee[:10]]
+    a_texts, b_texts = texts[0::2], texts[1::2]
+    pairs = ours.encode_batch(a_texts, b_texts, max_length=max_length, keep_end=True)
+    singles = ours.encode_batch(a_texts, max_length=max_length, keep_end=True)
+    for a, b, enc, single in zip(a_texts, b_texts, pairs.encodings, singles.encodings):
+        tokens_a, tokens_b = theirs.tokenize(a)[::-1], theirs.tokenize(b)[::-1]
+        truncate_seq_pair(tokens_a, tokens_b, max_length - 3)  # pops from the end: of the reversed, the start
+        assert enc.tokens == ["[CLS]", *tokens_a[::-1], "[SEP]", *tokens_b[::-1], "[SEP]"]
+        assert all(a[start:end] for start, end in enc.offsets[1 : 1 + len(tokens_a)])  # offsets still point in
+        whole = theirs.tokenize(a)
+        assert single.tokens == ["[CLS]", *whole[len(whole) - min(len(whole), max_length - 2) :], "[SEP]"]
+    assert pairs.num_truncated > 0

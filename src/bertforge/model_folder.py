@@ -1,11 +1,13 @@
 """A self-describing model folder: weights and config, vocab, and `bertforge.json` saying how to use them.
 
 `config.json` + `model.safetensors` stay loadable by `transformers` (labels in `id2label`); `vocab.txt` is
-the vocab the model was trained with; `bertforge.json` holds what prediction needs and a transformers
-folder does not say reliably: the task kind, the labels, the tokenizer settings (`do_lower_case` — a cased
-model evaluated later must not be lower-cased — and the vocab's SHA-256), `max_seq_length`, task settings
-(e.g. regression) and the bertforge version. A folder without `bertforge.json` (made by `transformers`)
-still works: its settings are inferred from `config.json` and `tokenizer_config.json`, and said so.
+the vocab the model was trained with, and `tokenizer_config.json` + `special_tokens_map.json` make
+transformers' `AutoTokenizer` read it as bertforge does (casing, maximum length); `bertforge.json` holds what
+prediction needs and a transformers folder does not say reliably: the task kind, the labels, the tokenizer
+settings (`do_lower_case` — a cased model evaluated later must not be lower-cased — and the vocab's SHA-256),
+`max_seq_length`, task settings (e.g. regression) and the bertforge version. A folder without `bertforge.json`
+(made by `transformers`) still works: its settings are inferred from `config.json` and `tokenizer_config.json`,
+and said so.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ log = logging.getLogger("bertforge")
 
 SETTINGS_FILE = "bertforge.json"
 VOCAB_FILE = "vocab.txt"
+TOKENIZER_CONFIG_FILE, SPECIAL_TOKENS_FILE = "tokenizer_config.json", "special_tokens_map.json"
+SPECIAL_TOKENS = {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]",
+                  "mask_token": "[MASK]"}  # fmt: skip
 
 
 FORMAT_VERSION = 2  # of bertforge.json; 1 (no "format_version") kept the task settings as an untyped mapping
@@ -109,6 +114,26 @@ def settings_from_json(data: Any, where: str) -> ModelSettings:
     return dataclasses.replace(settings, task=task)
 
 
+def tokenizer_files(settings: ModelSettings) -> dict[str, str]:
+    """transformers' tokenizer files for the folder's vocab.txt, from the settings bertforge tokenizes with:
+    `AutoTokenizer` then keeps a cased model cased (without the file it lower-cases) and knows the length the
+    model takes (without it, 1e30: pipelines cut nothing and crash on a long text). Google's BasicTokenizer is
+    transformers' BertTokenizer with these options (accents are stripped exactly when lower-casing)."""
+    config = {
+        "tokenizer_class": "BertTokenizer",
+        "do_lower_case": settings.do_lower_case,
+        "do_basic_tokenize": True,
+        "tokenize_chinese_chars": True,
+        "strip_accents": None,
+        "model_max_length": settings.max_seq_length,
+        "clean_up_tokenization_spaces": True,
+    } | SPECIAL_TOKENS
+    return {
+        TOKENIZER_CONFIG_FILE: json.dumps(config, indent=1) + "\n",
+        SPECIAL_TOKENS_FILE: json.dumps(SPECIAL_TOKENS, indent=1) + "\n",
+    }
+
+
 def vocab_sha256(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
@@ -116,7 +141,8 @@ def vocab_sha256(path: str | Path) -> str:
 def save_model_folder(
     directory: str | Path, model, settings: ModelSettings, vocab: str | Path, extra: dict[str, str] | None = None
 ) -> Path:
-    """Write weights + config, the vocab, bertforge.json and `extra` text files; the folder is replaced as a
+    """Write weights + config, the vocab, bertforge.json, transformers' tokenizer files and `extra` text files;
+    the folder is replaced as a
     whole, so a kill while saving leaves the previous one. A model with a non-finite weight is refused: it
     must never replace a good one."""
     broken = [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
@@ -127,7 +153,7 @@ def save_model_folder(
         model.save_pretrained(tmp)
         shutil.copyfile(vocab, tmp / VOCAB_FILE)
         (tmp / SETTINGS_FILE).write_text(settings.to_json(), encoding="utf-8")
-        for name, text in (extra or {}).items():
+        for name, text in (tokenizer_files(settings) | (extra or {})).items():
             (tmp / name).write_text(text, encoding="utf-8")
     return Path(directory)
 
@@ -287,7 +313,8 @@ def convert_checkpoint(
     has_vocab = (folder / VOCAB_FILE).is_file() or (folder / "tokenizer.json").is_file()
     if to == "tf":
         return model, model.save_tf(output, overwrite=overwrite, vocab=find_vocab(folder) if has_vocab else None)
-    extras = [Path(output) / VOCAB_FILE, Path(output) / SETTINGS_FILE] if has_vocab else []
+    written = (VOCAB_FILE, SETTINGS_FILE, TOKENIZER_CONFIG_FILE, SPECIAL_TOKENS_FILE)
+    extras = [Path(output) / name for name in written] if has_vocab else []
     existing = [str(p) for p in extras if p.exists()]
     if existing and not overwrite:
         raise BertforgeError(f"{', '.join(existing)} already exist; pass overwrite=True (--overwrite) to replace")
@@ -313,4 +340,6 @@ def convert_checkpoint(
         with atomic_path(extras[0]) as tmp:  # a link named vocab.txt is replaced, never written through
             shutil.copyfile(vocab, tmp)
         write_settings(out, settings)
+        for name, text in tokenizer_files(settings).items():
+            atomic_write_text(Path(out) / name, text)
     return model, out

@@ -369,10 +369,15 @@ class FullTokenizer:
             raise BertforgeError(f"id out of range for {self.vocab_file} ({len(self)} ids)") from None
 
     def encode_batch(
-        self, texts: Sequence[str], text_pairs: Sequence[str] | None = None, max_length: int | None = 512
+        self,
+        texts: Sequence[str],
+        text_pairs: Sequence[str] | None = None,
+        max_length: int | None = 512,
+        keep_end: bool = False,
     ) -> BatchEncoding:
         """`[CLS] a [SEP] (b [SEP])` per example, cut to `max_length` tokens like Google's run_classifier:
-        a alone keeps its first max_length-2 tokens; a pair is cut by `_truncate_seq_pair` to max_length-3."""
+        a alone keeps its first max_length-2 tokens; a pair is cut by `_truncate_seq_pair` to max_length-3.
+        `keep_end`: each text keeps its last tokens instead (TEI's truncation_direction "Left")."""
         if text_pairs is not None and len(text_pairs) != len(texts):
             raise BertforgeError(f"encode_batch: {len(texts)} texts but {len(text_pairs)} text pairs")
         missing = [t for t in (CLS, SEP) if t not in self.vocab]
@@ -394,14 +399,16 @@ class FullTokenizer:
                 keep_a, keep_b = min(len_a, max_length - 2), 0
             else:
                 keep_a, keep_b = truncated_lengths(len_a, len_b, max_length - 3)
-            tokens = [CLS, *a.tokens[:keep_a], SEP]
-            ids = [cls, *a.ids[:keep_a], sep]
-            offsets = [(0, 0), *a.offsets[:keep_a], (0, 0)]
+            cut_a = slice(len_a - keep_a, None) if keep_end else slice(keep_a)
+            tokens = [CLS, *a.tokens[cut_a], SEP]
+            ids = [cls, *a.ids[cut_a], sep]
+            offsets = [(0, 0), *a.offsets[cut_a], (0, 0)]
             segments = [-1] + [0] * keep_a + [-1]
             if b is not None:
-                tokens += [*b.tokens[:keep_b], SEP]
-                ids += [*b.ids[:keep_b], sep]
-                offsets += [*b.offsets[:keep_b], (0, 0)]
+                cut_b = slice(len_b - keep_b, None) if keep_end else slice(keep_b)
+                tokens += [*b.tokens[cut_b], SEP]
+                ids += [*b.ids[cut_b], sep]
+                offsets += [*b.offsets[cut_b], (0, 0)]
                 segments += [1] * keep_b + [-1]
             truncated = (keep_a, keep_b) != (len_a, len_b)
             num_truncated += truncated

@@ -21,7 +21,7 @@ from bertforge.export.onnx import export_folder
 from bertforge.export.verify import REPORT_FILE, sample_inputs
 from bertforge.extras import need
 from bertforge.inference import Predictor
-from bertforge.inference.backends import ONNX_FILE, OnnxBackend, TorchBackend
+from bertforge.inference.backends import ONNX_FILE, OPTIMIZED_FILE, QUANTIZED_FILE, OnnxBackend, TorchBackend
 from bertforge.model_folder import SETTINGS_FILE, save_model_folder
 from bertforge.modeling import BertConfig
 from bertforge.tasks import get_task
@@ -81,10 +81,11 @@ def random_batch(batch, length, seed):
     return {"input_ids": ids.numpy(), "token_type_ids": types.numpy(), "attention_mask": mask.numpy()}
 
 
-def test_onnx_equals_pytorch_on_dynamic_shapes(exported):
+@pytest.mark.parametrize("graph", [OPTIMIZED_FILE, ONNX_FILE], ids=["optimized", "portable"])
+def test_onnx_equals_pytorch_on_dynamic_shapes(exported, graph):
     source, onnx, report = exported
     head = get_task(json.loads((source / SETTINGS_FILE).read_text())["kind"]).head
-    ours, theirs = TorchBackend(head.from_pretrained(source).eval()), OnnxBackend(onnx / ONNX_FILE)
+    ours, theirs = TorchBackend(head.from_pretrained(source).eval()), OnnxBackend(onnx / graph)
     for batch, length in ((1, 3), (7, 3), (1, 200), (7, 200)):
         data = random_batch(batch, length, seed=batch * length)
         expected, got = ours(data), theirs(data)
@@ -97,11 +98,42 @@ def test_onnx_equals_pytorch_on_dynamic_shapes(exported):
                 diff = diff[real]
             assert diff.max() <= 1e-4, (name, batch, length, diff.max())
 
-    assert max(report["fp32"]["max_abs_diff"].values()) <= 1e-4 and report["fp32"]["agreement"] == 1.0
+    for name in ("fp32", "portable"):
+        assert max(report[name]["max_abs_diff"].values()) <= 1e-4 and report[name]["agreement"] == 1.0
     assert json.loads((onnx / REPORT_FILE).read_text()) == report
     layers = json.loads((source / "config.json").read_text())["num_hidden_layers"]
     assert report["fusions"]["Attention"] == layers and report["fusions"]["SkipLayerNormalization"] > 0
-    assert {p.name for p in onnx.iterdir()} == {ONNX_FILE, "config.json", "vocab.txt", SETTINGS_FILE, REPORT_FILE}
+    tokenizer = {"tokenizer_config.json", "special_tokens_map.json"}
+    assert {p.name for p in onnx.iterdir()} == {ONNX_FILE, OPTIMIZED_FILE, "config.json", "vocab.txt", SETTINGS_FILE,
+                                                REPORT_FILE, *tokenizer}  # fmt: skip
+
+
+def test_portable_graph_runs_without_onnx_runtime(exported):
+    """model.onnx holds standard operators only: ONNX's own reference evaluator (NumPy, no ONNX Runtime) runs it
+    and matches PyTorch; the optimized graph beside it is ONNX Runtime's (fused com.microsoft operators)."""
+    onnx = need("onnx")
+    from onnx.reference import ReferenceEvaluator
+
+    source, folder, _ = exported
+    portable, optimized = onnx.load(str(folder / ONNX_FILE)), onnx.load(str(folder / OPTIMIZED_FILE))
+    onnx.checker.check_model(portable, full_check=True)
+    assert {node.domain for node in portable.graph.node} <= {"", "ai.onnx"}
+    assert "com.microsoft" in {node.domain for node in optimized.graph.node}
+    head = get_task(json.loads((source / SETTINGS_FILE).read_text())["kind"]).head
+    ours = TorchBackend(head.from_pretrained(source).eval())
+    evaluator = ReferenceEvaluator(portable)
+    names = [o.name for o in portable.graph.output]
+    for batch, length in ((1, 3), (3, 17)):
+        data = random_batch(batch, length, seed=batch + length)
+        expected = ours(data)
+        got = dict(zip(names, evaluator.run(None, data)))
+        assert got.keys() == expected.keys()
+        real = data["attention_mask"].astype(bool)
+        for name, value in expected.items():
+            diff = np.abs(got[name] - value)
+            if value.ndim > 1 and value.shape[1] == length:
+                diff = diff[real]
+            assert diff.max() <= 1e-4, (name, batch, length, diff.max())
 
 
 def test_onnx_backend_predicts_what_torch_predicts(exported):
@@ -142,7 +174,13 @@ def test_int8_is_smaller_predicts_and_logs_each_line_once(sample, tmp_path):
     assert len({line.removeprefix("INFO:bertforge:") for line in logged}) == len(logged), done.stderr
     report = json.loads((tmp_path / "q" / REPORT_FILE).read_text())
     assert report["sizes"]["int8"] < report["sizes"]["fp32"] / 2
-    assert (tmp_path / "q" / ONNX_FILE).stat().st_size == report["sizes"]["int8"]
+    assert (tmp_path / "q" / QUANTIZED_FILE).stat().st_size == report["sizes"]["int8"]
+    # --backend onnx takes the fastest graph there is: int8, else the optimized one, else the portable one
+    for name in (QUANTIZED_FILE, OPTIMIZED_FILE, ONNX_FILE):
+        backend = Predictor.from_pretrained(tmp_path / "q", backend="onnx", threads=1).backend
+        assert backend.path.name == name and backend.dtype == ("int8" if name == QUANTIZED_FILE else "float32")
+        if name != ONNX_FILE:
+            (tmp_path / "q" / name).unlink()
     assert report["fp32"]["agreement"] == 1.0 and "max_abs_diff" in report["int8"]
     out = tmp_path / "p.jsonl"
     assert cli(["predict", "--model", str(tmp_path / "q"), "--backend", "onnx", "--threads", "1", "a fine film",

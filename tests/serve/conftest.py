@@ -1,6 +1,7 @@
 """Servers for the serve tests: `python -m bertforge serve` in a subprocess on a free loopback port, one per
 tiny model (the export tests' random-weight heads) for the whole session, and a client over real HTTP."""
 
+import dataclasses
 import http.client
 import json
 import os
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 
 from bertforge.inference import Predictor
+from bertforge.model_folder import load_settings, write_settings
 from tests.export.test_onnx import model_folder
 
 API_KEY = "s3cret"
@@ -58,7 +60,7 @@ class Server:
         finally:
             connection.close()
         kind = response.getheader("content-type", "")
-        parsed = json.loads(payload) if kind.startswith("application/json") else payload.decode()
+        parsed = json.loads(payload) if kind.startswith("application/json") and payload else payload.decode()
         return Reply(response.status, parsed, {k.lower(): v for k, v in response.getheaders()})
 
     def predict(self, body: Any) -> Any:
@@ -129,10 +131,15 @@ def metric(text: str, name: str, **labels: str) -> float:
 
 @pytest.fixture(scope="session")
 def folders(sample, tmp_path_factory) -> dict[str, Path]:
-    """Tiny model folders: a 3-label classifier, a regressor, a CRF tagger (LOC, PER) and a v2.0 QA model."""
+    """Tiny model folders: a 3-label classifier (its folder says it was trained on pairs), a regressor (on single
+    texts), a CRF tagger (LOC, PER) and a v2.0 QA model."""
     root = tmp_path_factory.mktemp("serve-models")
-    return {name: model_folder(root, name, sample("vocab-en")) for name in ("classification", "regression",
+    made = {name: model_folder(root, name, sample("vocab-en")) for name in ("classification", "regression",
                                                                             "ner-crf", "qa")}  # fmt: skip
+    for name, pairs in (("classification", True), ("regression", False)):
+        settings = load_settings(made[name])
+        write_settings(made[name], dataclasses.replace(settings, task=dataclasses.replace(settings.task, pairs=pairs)))
+    return made
 
 
 QA_NAME = "squad-tiny"  # the QA server's --served-model-name

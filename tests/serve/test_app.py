@@ -47,7 +47,7 @@ def test_classifier_speaks_tei(servers, predictors):
     assert [math.exp(r["score"]) / total for r in raw] == pytest.approx([r["score"] for r in one], abs=1e-6)
 
     too_long = server.call("POST", "/predict", {"inputs": ["a fine film", LONG]})
-    assert too_long.status == 422 and too_long.body["error_type"] == "validation"
+    assert too_long.status == 422 and too_long.body["error_type"] == "Validation"
     assert "224 tokens" in too_long.body["error"] and '"truncate": true' in too_long.body["error"]
     same(server.predict({"inputs": [["ok"], [LONG]], "truncate": True}), predictor.predict(["ok", LONG]))
 
@@ -72,7 +72,7 @@ def test_ner_gives_entities_for_text_of_any_length(servers, predictors):
     info = server.call("GET", "/info").body
     assert info["entity_types"] == ["LOC", "PER"] and "any length" in info["long_inputs"]
     wrong = server.call("POST", "/predict", {"inputs": ["fine", 3]})
-    assert (wrong.status, wrong.body["error_type"]) == (422, "validation") and "'inputs'[1]" in wrong.body["error"]
+    assert (wrong.status, wrong.body["error_type"]) == (422, "Validation") and "'inputs'[1]" in wrong.body["error"]
 
 
 def test_qa_answers_from_the_passage(servers, predictors):
@@ -87,7 +87,8 @@ def test_qa_answers_from_the_passage(servers, predictors):
     for body, status, fragment in (
         ({"question": "Where?"}, 422, "missing field 'context'"),
         ({"question": " ", "context": "x"}, 400, "'question' is an empty text"),
-        ({"inputs": question}, 422, "unknown field 'inputs'"),
+        ({"inputs": question, "parameters": 3}, 422, "'parameters' must be a JSON object"),
+        ({"inputs": question, "parameters": {"top_k": 0}}, 422, "'parameters'.top_k must be a positive integer"),
         ("Where?", 422, "not a string"),
         ([question, 1], 422, "item 1 must be a JSON object"),
     ):
@@ -97,24 +98,24 @@ def test_qa_answers_from_the_passage(servers, predictors):
 
 
 BAD = [  # body -> status, error_type, a fragment of the message
-    (b"", 400, "empty", "the request body is empty"),
-    (b"{", 422, "validation", "not JSON"),
-    (b'{"inputs": "the \xff\xfe film"}', 422, "validation", "not UTF-8: byte 0xff at offset 16"),
-    (b'{"inputs": "\\ud800 half"}', 422, "validation", "lone surrogate"),
-    (b"[" * 100_000, 422, "validation", "nested too deeply"),
-    (b"[1]", 422, "validation", "must be a JSON object, not a list"),
-    (b'{"input": "x"}', 422, "validation", "unknown field 'input'"),
-    (b'{"truncate": true}', 422, "validation", "missing field 'inputs'"),
-    (b'{"inputs": 5}', 422, "validation", "not a number"),
-    (b'{"inputs": "a", "truncate": "yes"}', 422, "validation", "'truncate' must be true or false"),
-    (b'{"inputs": "a", "truncation_direction": "Left"}', 422, "validation", 'only "Right"'),
-    (b'{"inputs": ["a", "b", "c"]}', 422, "validation", "[text] or [text, text_b], not a list of 3"),
-    (b'{"inputs": [["a"], "b"]}', 422, "validation", "'inputs'[1] must be [text] or [text, text_b]"),
-    (b'{"inputs": ""}', 400, "empty", "'inputs' is an empty text"),
-    (b'{"inputs": [["ok"], [" \\n"]]}', 400, "empty", "'inputs'[1][0] is an empty text"),
-    (b'{"inputs": []}', 400, "empty", "the batch is empty"),
-    (json.dumps({"inputs": [["a"]] * 9}).encode(), 413, "validation", "batch size 9 > maximum allowed batch size 8"),
-    (json.dumps({"inputs": [["a"]] * 10_000}).encode(), 413, "validation", "batch size 10000 > maximum"),
+    (b"", 400, "Empty", "the request body is empty"),
+    (b"{", 400, "Validation", "not JSON"),  # TEI: 400 for a body that is not JSON, 422 for JSON it cannot use
+    (b'{"inputs": "the \xff\xfe film"}', 400, "Validation", "not UTF-8: byte 0xff at offset 16"),
+    (b'{"inputs": "\\ud800 half"}', 422, "Validation", "lone surrogate"),
+    (b"[" * 100_000, 400, "Validation", "nested too deeply"),
+    (b"[1]", 422, "Validation", "must be a JSON object, not a list"),
+    (b'{"input": "x"}', 422, "Validation", "missing field 'inputs'"),  # an unknown field is ignored, as in TEI
+    (b'{"truncate": true}', 422, "Validation", "missing field 'inputs'"),
+    (b'{"inputs": 5}', 422, "Validation", "not a number"),
+    (b'{"inputs": "a", "truncate": "yes"}', 422, "Validation", "'truncate' must be true or false"),
+    (b'{"inputs": "a", "truncation_direction": "Up"}', 422, "Validation", 'expected "Right" or "Left"'),
+    (b'{"inputs": ["a", "b", "c"]}', 422, "Validation", "[text] or [text, text_b], not a list of 3"),
+    (b'{"inputs": [["a"], "b"]}', 422, "Validation", "'inputs'[1] must be [text] or [text, text_b]"),
+    (b'{"inputs": ""}', 400, "Empty", "'inputs' is an empty text"),
+    (b'{"inputs": [["ok"], [" \\n"]]}', 400, "Empty", "'inputs'[1][0] is an empty text"),
+    (b'{"inputs": []}', 422, "Validation", "the batch is empty"),
+    (json.dumps({"inputs": [["a"]] * 9}).encode(), 413, "Validation", "batch size 9 > maximum allowed batch size 8"),
+    (json.dumps({"inputs": [["a"]] * 10_000}).encode(), 413, "Validation", "batch size 10000 > maximum"),
 ]
 
 
@@ -149,14 +150,14 @@ def test_a_large_body_is_refused_before_it_is_read_and_the_server_goes_on(server
     assert server.predict({"inputs": "still serving"})
 
 
-def test_api_key_guards_every_route_but_health_and_the_static_pages(servers):
+def test_api_key_guards_every_route_but_health_metrics_and_the_static_pages(servers):
     server = servers["classification"]
-    for method, path in (("POST", "/predict"), ("GET", "/info"), ("GET", "/metrics")):
+    for method, path in (("POST", "/predict"), ("POST", "/"), ("POST", "/invocations"), ("GET", "/info")):
         for key in (None, "wrong"):
             reply = server.call(method, path, {"inputs": "x"} if method == "POST" else None, key=key)
-            assert reply.status == 401 and reply.body["error_type"] == "unauthorized", (path, key, reply)
+            assert reply.status == 401 and reply.body["error_type"] == "Unauthorized", (path, key, reply)
             assert reply.headers["www-authenticate"] == "Bearer"
-    for path in ("/health", "/", "/docs", "/openapi.json"):
+    for path in ("/health", "/ping", "/metrics", "/", "/docs", "/openapi.json"):  # /metrics: TEI's, for scrapers
         assert server.call("GET", path, key=None).status == 200, path
     spec = server.call("GET", "/openapi.json", key=None).body
     predict = spec["paths"]["/predict"]["post"]
@@ -175,9 +176,9 @@ def test_health_info_and_unknown_routes(servers, folders):
     assert info["max_input_length"] == 224 and "refused (422)" in info["long_inputs"]
     assert info["backend"] == "torch" and info["version"] and info["batching"] is True
     assert (info["max_client_batch_size"], info["max_wait_ms"], info["max_body_bytes"]) == (8, 50, 2_000_000)
-    assert server.call("GET", "/nowhere").body == {"error": "Not Found", "error_type": "not_found"}
+    assert server.call("GET", "/nowhere").body == {"error": "Not Found", "error_type": "NotFound"}
     wrong_method = server.call("GET", "/predict")
-    assert (wrong_method.status, wrong_method.body["error_type"]) == (405, "method_not_allowed")
+    assert (wrong_method.status, wrong_method.body["error_type"]) == (405, "MethodNotAllowed")
 
 
 def test_the_pages_without_a_key_name_the_model_never_its_path(servers, folders):

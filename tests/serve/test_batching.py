@@ -102,7 +102,7 @@ def test_requests_over_the_limit_get_429_and_a_stalled_upload_holds_no_slot(pred
             wait_for(lambda: in_flight() == 2 or replies, "two requests in flight")
             assert not replies, replies  # the old code: the stalled upload held one of the two slots
             refused = server.call("POST", "/predict", {"inputs": "one too many"})
-            assert (refused.status, refused.body["error_type"]) == (429, "overloaded")
+            assert (refused.status, refused.body["error_type"]) == (429, "Overloaded")
             assert "2 requests in flight (--max-concurrent-requests 2)" in refused.body["error"]
             assert server.call("GET", "/health").status == 200  # overloaded is not unhealthy
             go_on.set()
@@ -250,7 +250,7 @@ def test_a_failing_or_nan_model_fails_its_requests_and_the_worker_goes_on(predic
     with running(predictor, batching=False) as submit:
         boom, nan, fine = submit([["boom"], ["nan"], ["a fine film"]])
     for error, message in ((boom, "inference failed: out of memory"), (nan, "NaN or infinite")):
-        assert isinstance(error, ApiError) and (error.status, error.error_type) == (424, "backend")
+        assert isinstance(error, ApiError) and (error.status, error.error_type) == (424, "Backend")
         assert message in str(error)
     assert fine[0][0][0]["label"] in ("neg", "pos", "neutral")
 
@@ -270,7 +270,7 @@ def test_a_bug_in_the_worker_fails_its_requests_not_the_server(predictors, monke
     with running(predictor, max_wait_ms=0) as submit:
         (error,) = submit([["a fine film"]])
         (fine,) = submit([["a fine film"]])
-    assert (error.status, error.error_type, str(error)) == (500, "internal", "internal error (KeyError): 'bug'")
+    assert (error.status, error.error_type, str(error)) == (500, "Internal", "internal error (KeyError): 'bug'")
     assert fine[0][0][0]["label"] in ("neg", "pos", "neutral")
 
 
@@ -280,7 +280,7 @@ def test_a_request_longer_than_the_model_is_refused_unless_truncated(predictors,
     with running(predictor, batching=batching, limit="at most 224 tokens") as submit:
         (refused,) = submit([["fine", " ".join(["good"] * 300)]], truncate=False)
         ((results, _),) = submit([["fine", " ".join(["good"] * 300)]], truncate=True)
-    assert isinstance(refused, ApiError) and (refused.status, refused.error_type) == (422, "validation")
+    assert isinstance(refused, ApiError) and (refused.status, refused.error_type) == (422, "Validation")
     assert str(refused).startswith("1 of 2 inputs is longer than the model takes (at most 224 tokens)")
     assert len(results) == 2
 

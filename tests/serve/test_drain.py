@@ -39,8 +39,8 @@ def test_expire_answers_every_wait_503_and_logs_one_line(caplog):
     assert outcomes[0] == ("waiting for the model", "answered")
     stopped = "the server is stopping and its drain deadline (2.5 s, --drain-timeout) passed while this request was"
     assert sorted(outcomes[1:]) == [
-        ("sending its body", 503, "unhealthy", f"{stopped} sending its body"),
-        ("waiting for the model", 503, "unhealthy", f"{stopped} waiting for the model"),
+        ("sending its body", 503, "Unhealthy", f"{stopped} sending its body"),
+        ("waiting for the model", 503, "Unhealthy", f"{stopped} waiting for the model"),
     ]
     assert model.cancelled()  # the batcher sees it and drops the request's rows
     assert [r.getMessage() for r in caplog.records] == [

@@ -5,6 +5,7 @@ API key is asked for when the server wants one; nothing is fetched from anywhere
 saves a screenshot and prints its path. Without Chromium these tests fail where samples are required
 (`make test`, CI) and skip, listed in the summary, elsewhere."""
 
+import json
 import shutil
 
 import pytest
@@ -77,14 +78,15 @@ def shots(tmp_path_factory):
 
 
 def test_classifier_page_asks_for_the_key_then_shows_labels_with_bars(browser, servers, shots):
-    server, text = servers["classification"], "a wonderful, moving film"
+    server, text, text_b = servers["classification"], "a wonderful, moving film", "a dull plot"
     browser.get(server.url + "/")
     fill(browser, "#api-key", API_KEY)
     wait_for(browser, "#connect")[0].click()
     fill(browser, "#text", text)
+    fill(browser, "#text_b", text_b)  # the folder says the model was trained on pairs: the second box is there
     wait_for(browser, "#predict")[0].click()
     rows = wait_for(browser, "#labels .row", count=3)
-    expected = server.predict({"inputs": text})
+    expected = server.predict({"inputs": [text, text_b]})
     assert [row.find_element("css selector", ".name").text for row in rows] == [r["label"] for r in expected]
     assert [row.find_element("css selector", ".score").text for row in rows] == [f"{r['score']:.3f}" for r in expected]
     widths = [row.find_element("css selector", ".bar > div").get_attribute("style") for row in rows]
@@ -96,11 +98,27 @@ def test_regression_page_shows_the_score(browser, servers, shots):
     server, text = servers["regression"], "a wonderful, moving film"
     browser.get(server.url + "/")
     fill(browser, "#text", text)
+    assert not browser.find_elements("css selector", "#text_b")  # trained on single texts: no second box
     wait_for(browser, "#predict")[0].click()
     (row,) = wait_for(browser, "#labels .row")
     assert row.find_element("css selector", ".name").text == "score"
     assert row.find_element("css selector", ".score").text == f"{server.predict({'inputs': text})[0]['score']:.4f}"
+    assert not browser.find_element("css selector", "#truncated").is_displayed()
     finish(browser, server, "regression", shots)
+
+
+def test_a_truncated_input_is_said_so(browser, servers, shots):
+    server = servers["regression"]
+    text = " ".join(["the film was good"] * 80)  # 320 word-pieces, over the model's 224
+    browser.get(server.url + "/")
+    fill(browser, "#text", text)
+    wait_for(browser, "#predict")[0].click()
+    (row,) = wait_for(browser, "#labels .row")
+    expected = server.predict({"inputs": text, "truncate": True})[0]["score"]
+    assert row.find_element("css selector", ".score").text == f"{expected:.4f}"
+    note = wait_for(browser, "#truncated")[0].text
+    assert "longer than the model takes (224 tokens)" in note, note
+    finish(browser, server, "truncated", shots)
 
 
 def test_ner_page_highlights_entities_with_their_types(browser, servers, shots):
@@ -108,11 +126,17 @@ def test_ner_page_highlights_entities_with_their_types(browser, servers, shots):
     text = next(t for t in ("Ada Lovelace was born in London.", "Paris and Berlin are cities.")
                 if server.predict({"inputs": t}))  # fmt: skip
     entities = server.predict({"inputs": text})
+    from selenium.webdriver.common.keys import Keys
+
     browser.get(server.url + "/")
     assert not wait_for(browser, "#text")[0].get_attribute("value")
-    assert not browser.find_element("css selector", "#pair").is_displayed()  # pairs are for classifiers
+    assert not browser.find_elements("css selector", "#text_b")  # pairs are for classifiers trained on them
+    fill(browser, "#text", "first line")
+    wait_for(browser, "#text")[0].send_keys(Keys.SHIFT, Keys.ENTER)  # a new line, not a request
+    assert wait_for(browser, "#text")[0].get_attribute("value") == "first line\n"
+    assert not browser.find_element("css selector", "#result").text
     fill(browser, "#text", text)
-    wait_for(browser, "#predict")[0].click()
+    wait_for(browser, "#text")[0].send_keys(Keys.ENTER)  # Enter predicts
     marks = wait_for(browser, "#result mark.entity", count=len(entities))
     assert [m.get_attribute("data-type") for m in marks] == [e["entity_group"] for e in entities]
     assert [m.find_element("css selector", ".type").text for m in marks] == [e["entity_group"] for e in entities]
@@ -129,7 +153,8 @@ def test_qa_page_highlights_the_answer_in_the_passage(browser, servers, shots):
     body = {"question": "Where was Ada born?", "context": "Ada Lovelace was born in London in 1815."}
     expected = server.predict(body)
     browser.get(server.url + "/")
-    assert not browser.find_element("css selector", "#text-inputs").is_displayed()
+    wait_for(browser, "#question")
+    assert not browser.find_elements("css selector", "#text")  # the form is the task's: question and context
     fill(browser, "#question", body["question"])
     fill(browser, "#context", body["context"])
     wait_for(browser, "#predict")[0].click()
@@ -137,6 +162,17 @@ def test_qa_page_highlights_the_answer_in_the_passage(browser, servers, shots):
     assert mark.text == expected["answer"] == body["context"][expected["start"] : expected["end"]]
     assert browser.find_element("css selector", "#answer").text == expected["answer"]
     finish(browser, server, "qa", shots)
+
+
+def test_a_renderer_the_page_does_not_know_shows_json(browser, servers, shots):
+    server = servers["ner-crf"]
+    browser.get(server.url + "/")
+    fill(browser, "#text", "Paris and Berlin are cities.")
+    browser.execute_script("info.form.result = 'a-new-task'")  # as /info of a task the page was not written for
+    wait_for(browser, "#predict")[0].click()
+    shown = wait_for(browser, "#result #json")[0].text
+    assert json.loads(shown) == server.predict({"inputs": "Paris and Berlin are cities.", "truncate": True})
+    finish(browser, server, "json", shots)
 
 
 def test_an_error_is_shown_not_thrown(browser, servers, shots):

@@ -115,7 +115,7 @@ def test_a_header_or_body_slower_than_read_timeout_is_cut_off(folders, tmp_path)
         response = http.client.HTTPResponse(body)
         response.begin()  # blocks until the server answers: at the deadline
         answer = json.loads(response.read())
-        assert (response.status, answer["error_type"]) == (408, "timeout"), answer
+        assert (response.status, answer["error_type"]) == (408, "Timeout"), answer
         assert "within 1 s (--read-timeout): got 4 of 100 bytes" in answer["error"]
         assert body.recv(1) == b""  # closed, not kept waiting for the rest
         body.close()
@@ -162,7 +162,7 @@ def test_sigterm_with_a_half_sent_body_ends_at_the_drain_deadline(folders, tmp_p
         server.stop()
         held.close()
     assert status == 0, server.log.read_text()[-3000:]
-    assert (response.status, answer["error_type"]) == (503, "unhealthy"), answer
+    assert (response.status, answer["error_type"]) == (503, "Unhealthy"), answer
     assert "drain deadline (1 s, --drain-timeout) passed while this request was sending its body" in answer["error"]
     log = server.log.read_text()
     assert "drain deadline of 1 s (--drain-timeout) passed: answered 1 request(s) still in flight with 503 " \

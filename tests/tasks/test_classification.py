@@ -490,3 +490,23 @@ def test_real_glue_files(sample, tmp_path):
     train, _ = read_examples(mrpc / "train", "mrpc", label="BOMQuality")
     assert train[0].label == "1" and train[0].text_a.startswith('Amrozi accused his brother , whom he called "')
     assert fixed_labels("mrpc").encode(train[1].label, train[1].source) == 0
+
+
+def test_the_folder_records_whether_the_model_takes_pairs_and_the_form_follows():
+    """prepare records whether the training data had a text_b (a learned setting, kept in bertforge.json); the
+    served form has a second box only for a model trained on pairs, or one whose folder does not say."""
+    from bertforge.model_folder import settings_from_json
+    from bertforge.tasks.classification_serving import SERVING
+
+    def kept(train):
+        prepared = TASK.prepare(ClassificationConfig(format="csv"), train, None)
+        return settings_from_json(json.loads(prepared.to_json()), "bertforge.json")
+
+    singles = [Example("good", None, "pos", "0", "t line 1"), Example("bad", None, "neg", "1", "t line 2")]
+    pairs = [*singles[:1], Example("good", "fine", "pos", "2", "t line 3")]
+    boxes = {name: [f["name"] for f in SERVING.form(kept(train))["inputs"]]
+             for name, train in (("singles", singles), ("pairs", pairs))}  # fmt: skip
+    assert (kept(singles).task.pairs, kept(pairs).task.pairs) == (False, True)
+    assert boxes == {"singles": ["text"], "pairs": ["text", "text_b"]}
+    unknown = ModelSettings("classification", ["neg", "pos"], task=ClassificationConfig(format="csv"))
+    assert [f["name"] for f in SERVING.form(unknown)["inputs"]] == ["text", "text_b"]  # an older folder

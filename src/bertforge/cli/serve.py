@@ -20,10 +20,11 @@ def register(sub, common) -> None:
         "serve",
         parents=[common],
         help="serve a fine-tuned model over HTTP (TEI's /predict, a demo page at /)",
-        description='Serves POST /predict (classifiers: TEI\'s shapes; NER: {"inputs": text | [texts]}; QA: '
-        '{"question", "context"} or a list), GET /health, /info, /metrics (Prometheus), /docs and a demo page '
-        "at /. Concurrent requests are batched (up to --max-batch-tokens, waiting at most --max-wait-ms). Prints "
-        "one line with the URL when ready. A model's task settings can be changed as --task.KEY VALUE.",
+        description='Serves POST /, /predict and /invocations (classifiers: TEI\'s shapes; NER: {"inputs": text | '
+        '[texts]}; QA: {"question", "context"} or a list; Hugging Face InferenceClient\'s shapes too), GET /health, '
+        "/ping, /info, /metrics (Prometheus), /docs and a demo page at /. Concurrent requests are batched (up to "
+        "--max-batch-tokens, waiting at most --max-wait-ms). Prints one line with the URL when ready. "
+        "A model's task settings can be changed as --task.KEY VALUE.",
     )
     p.add_argument("--model", required=True, help="model folder (finetune's OUTPUT/best, convert, export)")
     p.add_argument("--backend", choices=list(BACKENDS), default="torch", help="onnx: an exported folder")
@@ -92,8 +93,27 @@ def register(sub, common) -> None:
         help="seconds a stop (SIGTERM, Ctrl-C) waits for the requests in flight; those still unanswered then get 503 "
         f"and are logged (default: {DEFAULTS.drain_timeout:g}, under Kubernetes' 30 s before SIGKILL)",
     )
+    p.add_argument(
+        "--auto-truncate",
+        action="store_true",
+        help='cut inputs longer than the model takes when a request does not say "truncate" (default: '
+        "refuse them with 422, so that no answer is silently about part of a text; TEI >= 1.9 cuts)",
+    )
+    p.add_argument(
+        "--cors-allow-origin",
+        action="append",
+        metavar="ORIGIN",
+        help="an origin (https://app.example) whose pages may call this server from a browser; repeat "
+        "for more (default: any origin, as in TEI)",
+    )
+    p.add_argument(
+        "--metrics-need-key",
+        action="store_true",
+        help="/metrics wants the API key too (default: open to scrapers, as in TEI)",
+    )
     p.add_argument("--api-key", default=os.environ.get("BERTFORGE_API_KEY"),
-                   help="require 'Authorization: Bearer KEY' on every route but /health and the static pages "
+                   help="require 'Authorization: Bearer KEY' on every route but /health, /ping, /metrics and the "
+                   "static pages "
                    "(default: $BERTFORGE_API_KEY, which keeps the key out of the process list)")  # fmt: skip
     p.set_defaults(func=run, accepts_overrides=True)
 
@@ -120,6 +140,9 @@ def run(args: argparse.Namespace) -> None:
         api_key=args.api_key,
         read_timeout=args.read_timeout,
         drain_timeout=args.drain_timeout,
+        auto_truncate=args.auto_truncate,
+        cors_allow_origin=tuple(args.cors_allow_origin or ("*",)),
+        metrics_need_key=args.metrics_need_key,
     )
     predictor = Predictor.from_pretrained(
         args.model,

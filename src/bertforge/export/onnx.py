@@ -1,8 +1,9 @@
 """A fine-tuned model folder -> an ONNX model folder: encoder + head traced by PyTorch's dynamo exporter with
-dynamic batch and sequence dimensions, ONNX Runtime's BERT optimizer applied, optionally int8 weights, and
-everything prediction needs beside it (config.json, vocab.txt, bertforge.json with the task settings — CRF
-transitions, QA threshold: CRF decoding runs in NumPy on the exported emissions). Verified against the
-PyTorch model before the folder appears (`bertforge.export.verify`)."""
+dynamic batch and sequence dimensions, kept as it is (`model.onnx`: standard operators, for any runtime), with
+ONNX Runtime's BERT optimizer applied (`model_optimized.onnx`) and optionally int8 weights
+(`model_quantized.onnx`) — Optimum's names — and everything prediction needs beside it (config.json, vocab.txt,
+bertforge.json with the task settings — CRF transitions, QA threshold: CRF decoding runs in NumPy on the
+exported emissions). Verified against the PyTorch model before the folder appears (`bertforge.export.verify`)."""
 
 from __future__ import annotations
 
@@ -27,9 +28,24 @@ from bertforge.export import OPSET
 from bertforge.export.verify import REPORT_FILE, read_dev, verify
 from bertforge.extras import need
 from bertforge.fileio import atomic_dir, check_output_dir, holds_files
-from bertforge.inference.backends import INPUT_NAMES, ONNX_FILE, OnnxBackend, TorchBackend, named_outputs
+from bertforge.inference.backends import (
+    INPUT_NAMES,
+    ONNX_FILE,
+    OPTIMIZED_FILE,
+    QUANTIZED_FILE,
+    OnnxBackend,
+    TorchBackend,
+    named_outputs,
+)
 from bertforge.inference.predictor import with_options
-from bertforge.model_folder import SETTINGS_FILE, VOCAB_FILE, check_vocab, find_vocab, load_settings
+from bertforge.model_folder import (
+    SETTINGS_FILE,
+    VOCAB_FILE,
+    check_vocab,
+    find_vocab,
+    load_settings,
+    tokenizer_files,
+)
 from bertforge.modeling.attention import BertSelfAttention
 from bertforge.modeling.config import BertConfig
 from bertforge.tasks import get_task, kinds_by_head
@@ -217,9 +233,10 @@ def export_folder(
     overwrite: bool = False,
     task_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """`bertforge export`: write OUTPUT (model.onnx, config.json, vocab.txt, bertforge.json,
-    export_report.json) from a fine-tuned model folder, atomically; returns the report. Raises when the fp32
-    graph differs from PyTorch by more than the tolerance (nothing is written then). `task_options` change the
+    """`bertforge export`: write OUTPUT (model.onnx, model_optimized.onnx, with --quantize model_quantized.onnx,
+    config.json, vocab.txt, bertforge.json, transformers' tokenizer files, export_report.json) from a fine-tuned
+    model folder, atomically; returns the report. Raises when an fp32 graph differs from PyTorch by more than the
+    tolerance (nothing is written then). `task_options` change the
     task settings the exported folder keeps (as `predict --task.KEY`)."""
     model_dir, output = Path(model_dir), Path(output)
     if quantize not in (None, *QUANTIZATIONS):
@@ -246,16 +263,16 @@ def export_folder(
     dev_examples = read_dev(task, settings, tokenizer, dev) if dev is not None else None  # its problems first
 
     with atomic_dir(output) as tmp:
-        raw, fp32 = tmp / "raw.onnx", tmp / "fp32.onnx"
+        portable, fp32, int8 = tmp / ONNX_FILE, tmp / OPTIMIZED_FILE, tmp / QUANTIZED_FILE
         log.info(f"exporting {model_dir} ({type(model).__name__}) with torch.onnx (dynamo), opset {opset}")
-        export_graph(model, raw, opset, axes=task.input_axes)
-        fusions = optimize(raw, fp32, model.config)
+        export_graph(model, portable, opset, axes=task.input_axes)
+        fusions = optimize(portable, fp32, model.config)
         fused = ", ".join(f"{k} {v}" for k, v in fusions.items() if v) or "none"
         log.info(f"ONNX Runtime optimizer fused: {fused}")
-        candidates = {"fp32": OnnxBackend(fp32)}
+        candidates = {"fp32": OnnxBackend(fp32), "portable": OnnxBackend(portable)}
         if quantize:
-            quantize_int8(fp32, tmp / ONNX_FILE)
-            candidates[quantize] = OnnxBackend(tmp / ONNX_FILE)
+            quantize_int8(fp32, int8)
+            candidates[quantize] = OnnxBackend(int8)
         report = {
             "source": str(model_dir),
             "task": task.kind,
@@ -265,21 +282,20 @@ def export_folder(
             "opset": opset,
             "quantize": quantize,
             "fusions": fusions,
+            "files": {"portable": ONNX_FILE, "fp32": OPTIMIZED_FILE} | ({quantize: QUANTIZED_FILE} if quantize else {}),
             "sizes": {
                 "pytorch": sum(p.stat().st_size for p in model_dir.glob("*.safetensors")),
+                "portable": portable.stat().st_size,
                 "fp32": fp32.stat().st_size,
             }
-            | ({quantize: (tmp / ONNX_FILE).stat().st_size} if quantize else {}),
+            | ({quantize: int8.stat().st_size} if quantize else {}),
         }
         report |= verify(task, settings, tokenizer, TorchBackend(model), candidates, dev, dev_examples)
         del candidates  # the sessions hold the files open
-        if quantize:
-            fp32.unlink()
-        else:
-            fp32.rename(tmp / ONNX_FILE)
-        raw.unlink()
         shutil.copyfile(model_dir / "config.json", tmp / "config.json")
         shutil.copyfile(vocab, tmp / VOCAB_FILE)
         (tmp / SETTINGS_FILE).write_text(settings.to_json(), encoding="utf-8")
+        for name, text in tokenizer_files(settings).items():
+            (tmp / name).write_text(text, encoding="utf-8")
         (tmp / REPORT_FILE).write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     return report

@@ -23,6 +23,7 @@ REPORT_FILE = "export_report.json"
 FP32_TOLERANCE = 1e-4  # max |Δ| of any output
 FP32_METRIC_POINTS = 0.1
 QUANTIZED_METRIC_POINTS = 0.5
+FULL_PRECISION = ("fp32", "portable")  # the optimized and the portable graph: held to FP32_TOLERANCE
 BATCH_SIZE = 4  # several rows of different lengths per batch: padding and the dynamic batch are exercised
 DEV_SAMPLE = 64  # with a dev file, its first examples are the ones compared output by output
 
@@ -97,9 +98,9 @@ def verify(
     dev: str | Path | None = None,
     dev_examples: list | None = None,
 ) -> dict[str, Any]:
-    """The report's comparison of each candidate backend ("fp32", "int8") with the PyTorch `reference`, and
-    with `dev` their task metric (on `dev_examples`, read by `read_dev` unless given). Raises when fp32 is
-    off; logs each line of the comparison."""
+    """The report's comparison of each candidate backend ("fp32", "portable", "int8") with the PyTorch
+    `reference`, and with `dev` their task metric (on `dev_examples`, read by `read_dev` unless given). Raises
+    when a full-precision one is off; logs each line of the comparison."""
     examples = [task.example(raw, str(i)) for i, raw in enumerate(sample_inputs(task))]
     metric = task.methods[task.default_method]
     if dev is not None:
@@ -118,13 +119,13 @@ def verify(
             ref = torch_scores[metric]
             log.info(f"{name}: dev {metric} {scores[metric]:.4f} (PyTorch {ref:.4f}, {delta:+.2f} points)")
         report[name] = result
-        if name == "fp32":
+        if name in FULL_PRECISION:
             worst = max(result["max_abs_diff"].values())
             if worst > FP32_TOLERANCE:
-                raise BertforgeError(f"the fp32 ONNX model differs from PyTorch by {worst:.2e} (> {FP32_TOLERANCE})")
+                raise BertforgeError(f"the {name} ONNX model differs from PyTorch by {worst:.2e} (> {FP32_TOLERANCE})")
             if dev_examples is not None and abs(result["dev"]["delta_points"]) > FP32_METRIC_POINTS:
                 raise BertforgeError(
-                    f"the exported fp32 model's dev {metric} differs from PyTorch's by "
+                    f"the exported {name} model's dev {metric} differs from PyTorch's by "
                     f"{result['dev']['delta_points']:+.2f} points (> {FP32_METRIC_POINTS})"
                 )
         elif dev_examples is not None and abs(result["dev"]["delta_points"]) > QUANTIZED_METRIC_POINTS:

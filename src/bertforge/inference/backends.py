@@ -15,7 +15,10 @@ from bertforge.errors import BertforgeError
 from bertforge.extras import need
 
 INPUT_NAMES = ("input_ids", "token_type_ids", "attention_mask")
-ONNX_FILE = "model.onnx"
+# An exported folder's graphs, with Optimum's names: the portable one (standard ONNX operators: any runtime),
+# ONNX Runtime's optimized one (its fused com.microsoft operators), and its int8 quantization.
+ONNX_FILE, OPTIMIZED_FILE, QUANTIZED_FILE = "model.onnx", "model_optimized.onnx", "model_quantized.onnx"
+FASTEST_FIRST = (QUANTIZED_FILE, OPTIMIZED_FILE, ONNX_FILE)
 
 
 def named_outputs(out) -> dict[str, torch.Tensor]:
@@ -43,6 +46,11 @@ class TorchBackend:
             raise BertforgeError("--device cuda, but PyTorch sees no CUDA device")
         return cls(head.from_pretrained(folder).to(device).eval(), device)
 
+    @property
+    def dtype(self) -> str:
+        """The weights' type, as TEI's /info names it ("float32", "float16")."""
+        return str(next(self.model.parameters()).dtype).removeprefix("torch.")
+
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         with torch.inference_mode():
             out = self.model(**{k: torch.from_numpy(batch[k]).to(self.device) for k in INPUT_NAMES})
@@ -67,14 +75,19 @@ class OnnxBackend:
             raise BertforgeError(
                 f"{path}: not a readable ONNX model ({reason}); export the model again (bertforge export)"
             ) from None
+        self.path = path
+        self.dtype = "int8" if path.name == QUANTIZED_FILE else "float32"  # the weights', for /info
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.outputs = [o.name for o in self.session.get_outputs()]
 
     @classmethod
     def load(cls, folder: Path, head: type, device: str = "cpu", threads: int | None = None) -> OnnxBackend:
+        """The fastest graph the folder holds: int8, else ONNX Runtime's optimized one, else the portable one."""
         if device != "cpu":
             raise BertforgeError(f"--backend onnx runs on the CPU; --device {device} is for --backend torch")
-        return cls(Path(folder) / ONNX_FILE, threads)
+        folder = Path(folder)
+        path = next((folder / name for name in FASTEST_FIRST if (folder / name).is_file()), folder / ONNX_FILE)
+        return cls(path, threads)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         values = self.session.run(self.outputs, {name: batch[name] for name in self.inputs})

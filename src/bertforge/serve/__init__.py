@@ -6,10 +6,11 @@
     app = create_app(Predictor.from_pretrained("model"), ServeOptions(max_batch_tokens=8192))
     serve(app, "127.0.0.1", 8080, ready=print)
 
-Modules: `schema` (the /predict and /info contract per task), `batching` (the dynamic batcher), `app` (routes,
-limits, API key, errors), `prometheus` (metrics), `server` (uvicorn, read deadlines, graceful stop), `drain` (the
-stop's deadline), `static/index.html` (the demo page). FastAPI and uvicorn are optional (`bertforge[serve]`):
-`create_app` and `serve` import them when first used, so the command line starts without them.
+Modules: `schema` (decoding /predict bodies, /info), `batching` (the dynamic batcher), `app` (TEI's routes,
+limits, API key, CORS, timing headers), `errors` (TEI's error types and statuses), `prometheus` (metrics),
+`server` (uvicorn, read deadlines, graceful stop), `drain` (the stop's deadline), `static/index.html` (the demo
+page). FastAPI and uvicorn are optional (`bertforge[serve]`): `create_app` and `serve` import them when first used,
+so the command line starts without them.
 """
 
 from __future__ import annotations

@@ -39,6 +39,17 @@ log = logging.getLogger("bertforge")
 _STOP = object()  # tells the worker to finish what it holds and end
 
 
+@dataclass
+class Timing:
+    """What answering one request took, for TEI's response headers; the worker fills it before the answer."""
+
+    tokenization: float = 0.0  # seconds turning its inputs into features
+    queue: float = 0.0  # seconds from submission to its first forward pass
+    inference: float = 0.0  # seconds of the forward passes its rows ran in (shared with other requests)
+    tokens: int = 0  # model inputs (word-pieces and special tokens) of its features
+    truncated: int = 0  # of its inputs, those cut to fit the model
+
+
 @dataclass(eq=False)
 class _Job:
     """One request: its examples, and the features and outputs gathered for them."""
@@ -51,6 +62,7 @@ class _Job:
     features: Features | None = None
     outputs: list[Outputs | None] = field(default_factory=list)
     left: int = 0  # rows without outputs yet
+    timing: Timing = field(default_factory=Timing)
 
     def settle(self, result: Any = None, error: BaseException | None = None) -> None:
         """Hand the result (or error) to the request's event loop; a request gone meanwhile is skipped."""
@@ -123,13 +135,13 @@ class Batcher:
         finally:
             self._arriving -= 1
 
-    def submit(self, examples: Sequence, truncate: bool) -> asyncio.Future:
+    def submit(self, examples: Sequence, truncate: bool, timing: Timing | None = None) -> asyncio.Future:
         """Queue one request's examples; the future gets (the task's results, the features' outputs) or an
-        `ApiError`."""
+        `ApiError`. `timing` is filled in on the way."""
         if self._stopped:
-            raise ApiError("unhealthy", "the server is shutting down")
+            raise ApiError("Unhealthy", "the server is shutting down")
         loop = asyncio.get_running_loop()
-        job = _Job(examples, truncate, loop, loop.create_future())
+        job = _Job(examples, truncate, loop, loop.create_future(), timing=timing or Timing())
         self._jobs.put(job)
         return job.future
 
@@ -151,7 +163,7 @@ class Batcher:
             except Exception as exc:  # a bug of ours: its requests fail (500), the others are still served
                 log.exception("the batching worker failed")
                 jobs = list({id(row.job): row.job for row in rows + pending}.values())
-                self._fail(jobs, pending, ApiError("internal", f"internal error ({type(exc).__name__}): {exc}"))
+                self._fail(jobs, pending, ApiError("Internal", f"internal error ({type(exc).__name__}): {exc}"))
             self._round += 1
         while True:  # anything queued after the stop signal (uvicorn sends none: it drains requests first)
             try:
@@ -159,7 +171,7 @@ class Batcher:
             except queue.Empty:
                 break
             if job is not _STOP:
-                job.settle(error=ApiError("unhealthy", "the server is shutting down"))
+                job.settle(error=ApiError("Unhealthy", "the server is shutting down"))
 
     def _take(self, pending: list[_Row], block: bool, timeout: float | None = None) -> bool:
         """Queue the rows of the next request (waiting up to `timeout` for one when `block`); True on the stop
@@ -191,15 +203,18 @@ class Batcher:
         """Featurize a request's examples and queue its rows; a request that cannot be featurized fails alone."""
         if job.future.done():  # cancelled: the client went away
             return
+        begun = time.monotonic()
         try:
             job.features = features = self.predictor.featurize(job.examples)
         except BertforgeError as exc:
-            return job.settle(error=ApiError("validation", str(exc)))
+            return job.settle(error=ApiError("Validation", str(exc)))
         except Exception as exc:  # the task's tokenization itself failed on this input
             log.exception("featurizing a request failed")
-            return job.settle(error=ApiError("tokenizer", f"could not tokenize the input: {exc}"))
+            return job.settle(error=ApiError("Tokenizer", f"could not tokenize the input: {exc}"))
+        job.timing.tokenization = time.monotonic() - begun
+        job.timing.tokens, job.timing.truncated = int(features.lengths.sum()), features.num_truncated
         if features.num_truncated and not job.truncate:
-            return job.settle(error=ApiError("validation", self._too_long(features.num_truncated, len(job.examples))))
+            return job.settle(error=ApiError("Validation", self._too_long(features.num_truncated, len(job.examples))))
         job.outputs, job.left = [None] * len(features), len(features)
         pending.extend(_Row(job, i, int(n), self._round) for i, n in enumerate(features.lengths))
         self.metrics.queue_size.inc(len(features))
@@ -242,13 +257,19 @@ class Batcher:
             },
             list(range(len(rows))),
         )
-        start = time.perf_counter()
+        start = time.monotonic()
+        for job in jobs:
+            if not job.timing.queue:
+                job.timing.queue = start - job.arrived
         try:
             outputs = self.predictor.run(merged, batch_size=len(rows))
         except Exception as exc:
             log.exception("a forward pass failed")
-            return self._fail(jobs, pending, ApiError("backend", f"inference failed: {exc}"))
-        self.metrics.inference.observe(time.perf_counter() - start)
+            return self._fail(jobs, pending, ApiError("Backend", f"inference failed: {exc}"))
+        took = time.monotonic() - start
+        self.metrics.inference.observe(took)
+        for job in jobs:
+            job.timing.inference += took
         self.metrics.batch_size.observe(len(rows))
         self.metrics.batch_requests.observe(len(jobs))
         self.metrics.tokens.inc(int(merged.lengths.sum()))
@@ -258,7 +279,7 @@ class Batcher:
             row.job.left -= 1
             if not all(np.isfinite(v).all() for v in out.values()):
                 broken[id(row.job)] = row.job
-        self._fail(list(broken.values()), pending, ApiError("backend", "the model returned NaN or infinite scores"))
+        self._fail(list(broken.values()), pending, ApiError("Backend", "the model returned NaN or infinite scores"))
         for job in jobs:
             if job.left == 0 and id(job) not in broken:
                 self._finish(job)
@@ -268,7 +289,7 @@ class Batcher:
             results = self.predictor.postprocess(job.examples, job.features, job.outputs)
         except Exception as exc:
             log.exception("post-processing a request failed")
-            return job.settle(error=ApiError("backend", f"post-processing failed: {exc}"))
+            return job.settle(error=ApiError("Backend", f"post-processing failed: {exc}"))
         job.settle((results, job.outputs))
 
     def _drop_gone(self, pending: list[_Row]) -> None:

@@ -39,7 +39,7 @@ class Drain:
                 del self._waits[scope]
         if scope.cancelled_caught:
             raise ApiError(
-                "unhealthy",
+                "Unhealthy",
                 f"the server is stopping and its drain deadline ({self.timeout:g} s, --drain-timeout) passed "
                 f"while this request was {what}",
             )

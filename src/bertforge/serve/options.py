@@ -19,6 +19,9 @@ class ServeOptions:
     api_key: str | None = None  # Bearer token required on every route but /health and the static pages
     read_timeout: float = 30.0  # seconds for a request's headers, then as many for its body (more: 408 / closed)
     drain_timeout: float = 25.0  # seconds a stop waits for requests in flight, then answers the rest 503
+    auto_truncate: bool = False  # a request without "truncate" is cut to fit (TEI >= 1.9's default is True)
+    cors_allow_origin: tuple[str, ...] = ("*",)  # origins a browser may call from ("*": any, TEI's default)
+    metrics_need_key: bool = False  # /metrics wants the API key too (by default scrapers need none, as in TEI)
 
     def __post_init__(self) -> None:
         limits = ("max_batch_tokens", "max_batch_size", "max_client_batch_size", "max_concurrent_requests")
@@ -30,5 +33,7 @@ class ServeOptions:
                 raise BertforgeError(f"{name} must be more than 0 seconds, not {getattr(self, name)}")
         if self.max_wait_ms < 0:
             raise BertforgeError(f"max_wait_ms must not be negative, not {self.max_wait_ms}")
+        if not all(origin.strip() for origin in self.cors_allow_origin):
+            raise BertforgeError("--cors-allow-origin: an origin is empty")
         if self.api_key is not None and not self.api_key.strip():
             raise BertforgeError("the API key is empty")

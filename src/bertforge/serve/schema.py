@@ -22,29 +22,34 @@ def serving(predictor: Predictor) -> Serving:
 
 
 def parse_request(body: bytes, contract: Serving, max_client_batch_size: int) -> PredictRequest:
-    """A /predict body -> the request, or an `ApiError` that names what is wrong."""
+    """A /predict body -> the request, or an `ApiError` that names what is wrong: 400 for a body that is not JSON,
+    422 for JSON that is not a request (as TEI, whose JSON reader answers so)."""
     if not body.strip():
-        raise ApiError("empty", f"the request body is empty; send JSON like {json.dumps(contract.example)}")
+        raise ApiError("Empty", f"the request body is empty; send JSON like {json.dumps(contract.example)}")
     try:
         data = json.loads(body.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise ApiError(
-            "validation", f"the request body is not UTF-8: byte {body[exc.start]:#04x} at offset {exc.start}"
+            "Validation",
+            f"the request body is not UTF-8: byte {body[exc.start]:#04x} at offset {exc.start}",
+            status=400,
         ) from None
     except json.JSONDecodeError as exc:
         where = f"line {exc.lineno} column {exc.colno}"
-        raise ApiError("validation", f"the request body is not JSON: {exc.msg} ({where})") from None
+        raise ApiError("Validation", f"the request body is not JSON: {exc.msg} ({where})", status=400) from None
     except RecursionError:
-        raise ApiError("validation", "the request body is not JSON this server reads: nested too deeply") from None
+        raise ApiError(
+            "Validation", "the request body is not JSON this server reads: nested too deeply", status=400
+        ) from None
     try:
         request = contract.parse(data)
     except RequestError as exc:
         raise ApiError(exc.error_type, str(exc)) from None
     if not request.inputs:
-        raise ApiError("empty", "no inputs: the batch is empty")
+        raise ApiError("Validation", "no inputs: the batch is empty")  # TEI: 422, as for any body it cannot read
     if len(request.inputs) > max_client_batch_size:
         raise ApiError(
-            "validation",
+            "Validation",
             f"batch size {len(request.inputs)} > maximum allowed batch size {max_client_batch_size}",
             status=413,
         )
@@ -52,21 +57,28 @@ def parse_request(body: bytes, contract: Serving, max_client_batch_size: int) ->
 
 
 def info(predictor: Predictor, options: ServeOptions, model_id: str) -> dict[str, Any]:
-    """`GET /info`: what is served and under which limits (TEI's names where TEI has the setting)."""
+    """`GET /info`: what is served and under which limits: TEI's fields (`model_id`, `model_dtype`, `model_type`,
+    `max_input_length`, `max_batch_tokens`, `max_batch_requests`, ...) and ours."""
     contract, settings = serving(predictor), predictor.settings
     about: dict[str, Any] = {"model_id": model_id, "task": predictor.task.kind} | contract.about(settings)
     return about | {
+        "served_model_name": model_id,
+        "model_sha": None,
+        "model_dtype": getattr(predictor.backend, "dtype", "float32"),
         "max_input_length": predictor.max_seq_length,
         "long_inputs": contract.long_inputs(settings, predictor.max_seq_length),
         "request_example": contract.example,
-        "form": contract.form,
+        "form": contract.form(settings),
         "backend": type(predictor.backend).__name__.removesuffix("Backend").lower(),
         "version": __version__,
         "batching": options.batching,
+        "auto_truncate": options.auto_truncate,
         "max_batch_tokens": options.max_batch_tokens,
         "max_batch_size": options.max_batch_size,
+        "max_batch_requests": options.max_batch_size,  # TEI counts requests; ours counts their inputs, a bound
         "max_wait_ms": options.max_wait_ms,
         "max_client_batch_size": options.max_client_batch_size,
         "max_concurrent_requests": options.max_concurrent_requests,
         "max_body_bytes": options.max_body_bytes,
+        "tokenization_workers": 1,
     }

@@ -9,6 +9,7 @@ or `{"score"}` for regression.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import logging
 from collections.abc import Sequence
@@ -64,6 +65,7 @@ class ClassificationConfig(TaskConfig):
     label: str | None = setting(None, scope=MODEL)
     regression: bool = setting(False, scope=MODEL)
     descriptions: dict | None = setting(None, scope=LEARNED)  # label -> readable name (CLUE's labels.json)
+    pairs: bool | None = setting(None, scope=LEARNED)  # the training data had text_b (None: not recorded)
 
     def check(self, max_seq_length: int, labels: list[str] | None = None) -> None:
         if self.descriptions is not None and not all(isinstance(v, str) for v in self.descriptions.values()):
@@ -119,11 +121,15 @@ def prepare(tc: ClassificationConfig, train: list[Example], init: ModelSettings 
         else:
             labels = fixed_labels(name) or LabelMap.from_examples(train, origin=str(tc.train))
     descriptions = labels.descriptions if labels is not None and labels.descriptions else None
+    if train:
+        pairs = any(e.text_b is not None for e in train)
+    else:
+        pairs = getattr(init.task, "pairs", None) if init is not None else None
     return ModelSettings(
         kind="classification",
         labels=None if labels is None else labels.labels,
         max_seq_length=tc.max_seq_length,
-        task=dataclasses.replace(tc, regression=regression, format=name, descriptions=descriptions),
+        task=dataclasses.replace(tc, regression=regression, format=name, descriptions=descriptions, pairs=pairs),
     )
 
 
@@ -141,16 +147,17 @@ def model_overrides(settings: ModelSettings) -> dict[str, Any]:
 
 
 def example(raw: Any, index: str) -> Example:
-    """A text, a (text, text_b) pair, or a record with "text" (or "text_a") and optionally "text_b"."""
+    """A text, a (text, text_b) pair, or a record with "text" (or "text_a"), optionally "text_b", and
+    "keep_end": true to cut a text too long from its start."""
     if isinstance(raw, str):
         return Example(raw, None, None, index, f"input {index}")
     if isinstance(raw, (list, tuple)) and len(raw) == 2 and all(isinstance(t, str) for t in raw):
         return Example(raw[0], raw[1], None, index, f"input {index}")
     if isinstance(raw, dict):
         text = raw.get("text", raw.get("text_a"))
-        text_b = raw.get("text_b")
-        if isinstance(text, str) and (text_b is None or isinstance(text_b, str)):
-            return Example(text, text_b, None, str(raw.get("id", index)), f"input {index}")
+        text_b, keep_end = raw.get("text_b"), raw.get("keep_end", False)
+        if isinstance(text, str) and (text_b is None or isinstance(text_b, str)) and isinstance(keep_end, bool):
+            return Example(text, text_b, None, str(raw.get("id", index)), f"input {index}", keep_end)
     raise BertforgeError(
         f'expected a text, a [text, text_b] pair or an object with "text" (and "text_b"), got {str(raw)[:60]!r}'
     )
@@ -164,13 +171,16 @@ def featurize(
     labels = _labels(examples, label_map(settings))
     encodings: list = [None] * len(examples)
     num_truncated = 0
-    # encode_batch takes all singles or all pairs; hand-built lists may mix the two.
-    for pair in (False, True):
-        idx = [i for i, e in enumerate(examples) if (e.text_b is not None) == pair]
+    # encode_batch takes all singles or all pairs, cut at one end; hand-built lists may mix them.
+    for pair, keep_end in itertools.product((False, True), (False, True)):
+        idx = [i for i, e in enumerate(examples) if (e.text_b is not None) == pair and e.keep_end == keep_end]
         if not idx:
             continue
         batch = tokenizer.encode_batch(
-            [examples[i].text_a for i in idx], [examples[i].text_b for i in idx] if pair else None, max_seq_length
+            [examples[i].text_a for i in idx],
+            [examples[i].text_b for i in idx] if pair else None,
+            max_seq_length,
+            keep_end,
         )
         num_truncated += batch.num_truncated
         for i, enc in zip(idx, batch.encodings):

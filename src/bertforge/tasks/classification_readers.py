@@ -29,6 +29,7 @@ class Example:
     label: str | float | None  # a class name, a regression score, or None in unlabelled (test) files
     guid: str  # the record's id field where the format has one, else its 0-based index in the file
     source: str  # "train.json line 17", for messages
+    keep_end: bool = False  # a text too long keeps its end, not its start (TEI's truncation_direction "Left")
 
 
 @dataclass

@@ -22,7 +22,7 @@ from bertforge.errors import BertforgeError
 from bertforge.model_folder import ModelSettings
 from bertforge.modeling.heads import BertForMultipleChoice
 from bertforge.tasks.multiple_choice_readers import FORMATS, ChoiceExample, read_multiple_choice
-from bertforge.tasks.requests import PredictRequest, RequestError, Serving, fields, type_name
+from bertforge.tasks.requests import PredictRequest, RequestError, Serving, fields, optional_flag, type_name
 from bertforge.tasks.settings import MODEL, setting
 from bertforge.tasks.task import Features, Task, TaskConfig
 from bertforge.tokenization import FullTokenizer
@@ -157,13 +157,13 @@ def parse(data: Any) -> PredictRequest:
     inputs, single = body["inputs"], isinstance(body["inputs"], dict)
     records = [inputs] if single else inputs
     if not isinstance(records, list):
-        raise RequestError("validation", f"'inputs' must be a question or a list of them, not {type_name(inputs)}")
+        raise RequestError("Validation", f"'inputs' must be a question or a list of them, not {type_name(inputs)}")
     for i, record in enumerate(records):
         try:
             example(record, str(i))
         except BertforgeError as exc:
-            raise RequestError("validation", f"'inputs'{'' if single else f'[{i}]'}: {exc}") from None
-    return PredictRequest(records, single, truncate=bool(body.get("truncate")))
+            raise RequestError("Validation", f"'inputs'{'' if single else f'[{i}]'}: {exc}") from None
+    return PredictRequest(records, single, truncate=optional_flag(body, "truncate"))
 
 
 SERVING = Serving(
@@ -180,16 +180,19 @@ SERVING = Serving(
     response_schema={"oneOf": [_RESULT, {"type": "array", "items": _RESULT}]},
     parse=parse,
     respond=lambda settings, request, results, outputs: results[0] if request.single else results,
-    about=lambda settings: {},
+    about=lambda settings: {"model_type": {"multiple_choice": {}}},
     long_inputs=lambda settings, n: f'inputs longer than {n} tokens are refused (422) unless "truncate": true',
-    form={
+    form=lambda settings: {
         "inputs": [
             {"name": "context", "label": "Context", "multiline": True},
             {"name": "question", "label": "Question"},
             {"name": "choices", "label": "Choices (one per line)", "multiline": True, "lines": True},
         ],
         "result": "choices",
+        "request": "fields",
     },  # fmt: skip
+    summary='{"inputs": {"context", "question", "choices": [...]}} or {"inputs": [...]} for a batch; answered '
+    "with the chosen choice, its index and every choice's probability",
 )
 
 TASK = Task(
