@@ -240,6 +240,18 @@ def test_resume_across_an_epoch_end_with_accumulation_and_dynamic_masking(epochs
     assert _losses(cut) == _losses(full)
 
 
+def test_the_data_seed_reaches_the_dynamic_masks(small_dynamic_data, tmp_path):
+    """`data.seed` chooses the dynamic masks: the first step of two runs that differ only in it sees other
+    masked positions (other losses). (No other test set data.seed: dropping it on its way to the dataset
+    passed.)"""
+    common = ["train.train_steps=1", "train.batch_size=8", "train.log_steps=1", "optimizer.warmup_steps=0"]
+    runs = {seed: tmp_path / f"seed-{seed}" for seed in (0, 7)}
+    for seed, run in runs.items():
+        pretrain(tiny(small_dynamic_data, *common, f"data.seed={seed}"), run, progress=False)
+    assert _losses(runs[0]) != _losses(runs[7])
+    assert load_config(runs[7] / "config.yaml").data.seed == 7
+
+
 def _grad_norms(run: Path) -> list[float]:
     return [__import__("json").loads(line)["grad_norm"] for line in (run / "metrics.jsonl").read_text().splitlines()]
 
