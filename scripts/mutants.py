@@ -5,7 +5,7 @@ in the file) by a plausible mistake (`mutated`) and names the tests that guard t
 copied to a temporary folder once (sources, tests, configs: subprocesses the tests start import the copy
 too); each mutant is written there, its tests run with `-x` and a timeout, and the file is put back. A mutant
 is *killed* when its tests fail (or time out), *survives* when they pass. Results are kept in
-.cache/mutants.json by the mutant's text and the module's contents, so a second run only redoes what changed.
+.cache/mutants.json by the mutant's text and the contents of its module and test files, so a second run only redoes what changed.
 
     python scripts/mutants.py [--only ID ...] [--fresh] [--timeout S]
 """
@@ -45,9 +45,15 @@ def load(path: Path = LIST) -> list[dict]:
 
 
 def key(m: dict) -> str:
-    """Changes when the mutant, its module or its tests' selection change: the result is then stale."""
-    text = json.dumps(m, sort_keys=True) + (ROOT / m["file"]).read_text(encoding="utf-8")
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    """Changes when the mutant, its module or its test files change: the kept result is then stale."""
+    digest = hashlib.sha256(json.dumps(m, sort_keys=True).encode())
+    paths = [ROOT / m["file"]]
+    for selection in m["tests"]:  # paths and node ids; options such as "-k" name no file
+        path = ROOT / selection.split("::")[0]
+        paths += sorted(path.rglob("*.py")) if path.is_dir() else [path] if path.is_file() else []
+    for path in paths:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def run(m: dict, copy: Path, timeout: float) -> tuple[str, float, str]:
