@@ -131,6 +131,28 @@ def zh_checkpoint(sample, tmp_path_factory):
     return root
 
 
+def transformers_entity_scores(folder, text: str, entities: list[dict]) -> list[float]:
+    """Each entity's score recomputed with transformers' BertForTokenClassification on the same folder (its
+    logits are the CRF's emissions too): the mean softmax probability of the entity's tags (S-X alone, else B-X,
+    I-X/M-X…, E-X), one character per token."""
+    import transformers
+
+    model = transformers.BertForTokenClassification.from_pretrained(folder).eval()
+    tokenizer = transformers.BertTokenizer(str(folder / "vocab.txt"))
+    ids = tokenizer(list(text), is_split_into_words=True, return_tensors="pt")
+    assert ids["input_ids"].shape[1] == len(text) + 2  # [CLS], one token per character, [SEP]
+    with torch.no_grad():
+        probs = torch.softmax(model(**ids).logits[0, 1:-1].double(), -1)  # (characters, labels)
+    label2id = {label: int(i) for label, i in model.config.label2id.items()}
+    inside = "M" if any(label.startswith("M-") for label in label2id) else "I"
+    scores = []
+    for e in entities:
+        n, kind = e["end"] - e["start"], e["entity_group"]
+        tags = [f"S-{kind}"] if n == 1 else [f"B-{kind}", *[f"{inside}-{kind}"] * (n - 2), f"E-{kind}"]
+        scores.append(float(np.mean([probs[e["start"] + i, label2id[t]] for i, t in enumerate(tags)])))
+    return scores
+
+
 @pytest.mark.parametrize("head", ["softmax", "crf"])
 def test_fine_tuned_ner_predicts_entities_with_offsets(zh_checkpoint, tmp_path, head):
     train = write_columns(tmp_path / "train.txt", synthetic(300, 1))
@@ -156,7 +178,8 @@ def test_fine_tuned_ner_predicts_entities_with_offsets(zh_checkpoint, tmp_path, 
     assert [(e["entity_group"], e["word"], e["start"], e["end"]) for e in entities] == [
         ("PER", "王芳", 3, 5), ("LOC", "深圳", 8, 10)
     ]  # fmt: skip
-    assert all(text[e["start"] : e["end"]] == e["word"] and 0 < e["score"] <= 1 for e in entities)
+    assert all(text[e["start"] : e["end"]] == e["word"] for e in entities)
+    assert [e["score"] for e in entities] == pytest.approx(transformers_entity_scores(out / "best", text, entities))
     long = "王芳在深圳学习。" * 200  # 1,600 characters: windows, one tag per character
     assert len(predictor.predict(long)) == 400
     # predict through the CLI gives the same entities as finetune's own predictions of the dev file
