@@ -156,7 +156,7 @@ def test_a_damaged_feature_cache_entry_is_named_and_rebuilt(tiny_checkpoint, tmp
         ), name
 
 
-def wait_for_lines(path: Path, n: int, proc: subprocess.Popen, seconds: float = 120) -> None:
+def wait_for_lines(path: Path, n: int, proc: subprocess.Popen, seconds: float = 600) -> None:
     deadline = time.time() + seconds
     while not (path.is_file() and len(path.read_text().splitlines()) >= n):
         assert proc.poll() is None, proc.communicate()

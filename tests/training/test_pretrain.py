@@ -164,7 +164,7 @@ def _pretrain_args(data, out, steps=40):
     ]
 
 
-def _wait_for(path: Path, proc: subprocess.Popen, seconds: float = 120) -> None:
+def _wait_for(path: Path, proc: subprocess.Popen, seconds: float = 600) -> None:
     deadline = time.time() + seconds
     while not path.exists():
         assert proc.poll() is None, proc.communicate()
