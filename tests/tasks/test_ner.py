@@ -229,3 +229,45 @@ def test_label_all_trains_every_piece_of_a_word_with_its_continuing_tag(sample):
         rest = [ids["E-PER"] if label_all else -100, ids["E-LOC"] if label_all else -100]
         expected = [-100, ids["S-PER"], *[rest[0]] * (pieces[0] - 1), ids["O"], ids["S-LOC"]]
         assert row == [*expected, *[rest[1]] * (pieces[2] - 1), -100]
+
+
+def test_ner_settings_reach_training_and_prediction_from_the_command_line(zh_checkpoint, tmp_path, monkeypatch,
+                                                                          caplog, capsys):  # fmt: skip
+    """finetune's --task.crf_lr_multiplier gives the CRF's parameters their own learning rate (the optimizer's
+    groups, as logged), --task.pad_to_max_length pads every training batch to --max-seq-length, --task.truncate
+    and --task.constrained are kept in the model folder; predict's --task.truncate overrides the kept one (a
+    sentence longer than the model is cut, and said so, or split into windows)."""
+    from bertforge.training import finetune
+
+    widths = []
+
+    def recording(items, pad_to=None):
+        batch = collate(items, pad_to)
+        widths.append(batch["input_ids"].shape[1])
+        return batch
+
+    collate = finetune.collate
+    monkeypatch.setattr(finetune, "collate", recording)
+    train = write_columns(tmp_path / "train.txt", synthetic(40, 1))
+    out = tmp_path / "out"
+    args = ["finetune", "ner", "--quiet", "--device", "cpu", "--train", str(train), "--init", str(zh_checkpoint),
+            "--output", str(out), "--epochs", "1", "--batch-size", "8", "--max-seq-length", "24", "--task.crf", "true",
+            "--task.crf_lr_multiplier", "50", "--task.pad_to_max_length", "true", "--task.truncate", "true",
+            "--task.constrained", "true"]  # fmt: skip
+    with caplog.at_level("INFO", logger="bertforge"):
+        assert cli(args) == 0
+    assert widths and set(widths) == {24}, widths  # (the sentences are 10-12 characters: dynamic padding is less)
+    groups = [line for line in caplog.text.splitlines() if "lr ×50" in line]
+    assert groups and sum(int(line.split(": ")[-1].split(" tensors")[0]) for line in groups) == 3, caplog.text
+    saved = json.loads((out / "best" / "bertforge.json").read_text())["task"]
+    assert saved["truncate"] is True and saved["constrained"] is True
+    capsys.readouterr()
+    long = "王芳在深圳学习。" * 10  # 80 characters: 3+ windows of 22
+    predict = ["predict", "--model", str(out / "best"), "--quiet", long]
+    with caplog.at_level("WARNING", logger="bertforge"):
+        caplog.clear()
+        assert cli(predict) == 0
+        assert "1 of 1 inputs truncated to 24 tokens" in caplog.text
+        caplog.clear()
+        assert cli([*predict, "--task.truncate", "false"]) == 0
+        assert "truncated" not in caplog.text
