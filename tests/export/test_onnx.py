@@ -216,3 +216,13 @@ def test_a_damaged_model_onnx_is_one_line(sample, tmp_path, capsys):
     assert cli(["predict", "--model", str(source), "--backend", "onnx", "a fine film"]) == 2
     expect = f"bertforge predict: error: {source / ONNX_FILE}: not a readable ONNX model (Protobuf parsing failed.)"
     assert capsys.readouterr().err.splitlines()[-1].startswith(expect)
+
+
+def test_the_opset_flag_reaches_the_graph(sample, tmp_path):
+    """`export --opset 17` writes a graph of opset 17 (the default is 18), and the report says so."""
+    onnx = need("onnx")
+    source = model_folder(tmp_path, "classification", sample("vocab-en"))
+    assert cli(["export", "--model", str(source), "--output", str(tmp_path / "o"), "--opset", "17"]) == 0
+    graph = onnx.load(str(tmp_path / "o" / ONNX_FILE))
+    assert {o.domain: o.version for o in graph.opset_import}[""] == 17
+    assert json.loads((tmp_path / "o" / REPORT_FILE).read_text())["opset"] == 17
