@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip --disable-pip-version-check -q
 # Threads for benchmarks and the quickstart; tests use the default.
 THREADS ?= 2
 
-.PHONY: setup quickstart test bench clean browser
+.PHONY: setup quickstart test bench mutants clean browser
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ browser:
 
 test: setup browser
 	BERTFORGE_REQUIRE_SAMPLES=$${BERTFORGE_REQUIRE_SAMPLES:-1} $(PY) -m pytest -q
+
+# One-line bugs against the tests that must catch them (tests/mutants.toml; results in tests/MUTANTS.md).
+# Kept results are reused until a mutant, its module or its tests change; FRESH=1 reruns all.
+mutants: setup
+	$(PY) scripts/mutants.py $(if $(FRESH),--fresh)
 
 bench: setup
 	$(PIP) install -e '.[test,bench]'

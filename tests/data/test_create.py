@@ -441,3 +441,18 @@ def test_every_flag_of_the_command_reaches_the_dataset(english_text, sample, tmp
     assert schema["dynamic_masking"] is True and schema["max_predictions_per_seq"] == 7
     masking = schema["masking"]
     assert (masking["whole_word_mask"], masking["masked_lm_prob"], masking["max_predictions_per_seq"]) == (True, 0.2, 7)
+
+
+@pytest.mark.parametrize("prob", [0.02, 0.15, 0.5])
+def test_each_instance_gets_googles_number_of_masks(prob):
+    """num_to_predict = min(max_predictions_per_seq, max(1, round(len(tokens) * masked_lm_prob))) as in Google's
+    create_pretraining_data.py, computed here by hand for instances of 5 to 40 tokens: a small probability still
+    masks one token of a short instance, a large one stops at max_predictions_per_seq."""
+    lengths = np.arange(5, 41)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    a_lengths = (lengths - 3) // 2  # [CLS] A [SEP] B [SEP]
+    ids = np.full(offsets[-1], 1000, dtype=np.int64)
+    config = MaskingConfig(max_predictions_per_seq=12, masked_lm_prob=prob, mask_id=103, vocab_size=30522)
+    masked = mask_instances(ids, offsets, a_lengths, config, np.random.default_rng(0))
+    expected = [min(12, max(1, round(n * prob))) for n in lengths.tolist()]
+    assert masked.counts.tolist() == expected
