@@ -5,7 +5,8 @@ in the file) by a plausible mistake (`mutated`) and names the tests that guard t
 copied to a temporary folder once (sources, tests, configs: subprocesses the tests start import the copy
 too); each mutant is written there, its tests run with `-x` and a timeout, and the file is put back. A mutant
 is *killed* when its tests fail (or time out), *survives* when they pass. Results are kept in
-.cache/mutants.json by the mutant's text and the contents of its module and test files, so a second run only redoes what changed.
+.cache/mutants.json by the mutant's text and the contents of its module and test files, so a second run only
+redoes what changed.
 
     python scripts/mutants.py [--only ID ...] [--fresh] [--timeout S]
 """

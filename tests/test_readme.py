@@ -7,10 +7,10 @@ that value."""
 import ast
 import io
 import re
-import tokenize
-from typing import Any
 import shutil
+import tokenize
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -79,8 +79,10 @@ def matches(actual: Any, shown: Any) -> bool:
     if isinstance(shown, list | tuple):
         return isinstance(actual, list | tuple) and len(actual) == len(shown) and all(map(matches, actual, shown))
     if isinstance(shown, dict):
-        return isinstance(actual, dict) and actual.keys() == shown.keys() and all(
-            matches(actual[k], v) for k, v in shown.items()
+        return (
+            isinstance(actual, dict)
+            and actual.keys() == shown.keys()
+            and all(matches(actual[k], v) for k, v in shown.items())
         )
     return actual == shown
 

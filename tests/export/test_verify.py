@@ -49,8 +49,8 @@ def classifier(sample, tmp_path_factory):
     root = tmp_path_factory.mktemp("classification")
     predictor = Predictor.from_pretrained(model_folder(root, "classification", sample("vocab-en")))
     words = ["good", "bad", "average", "great", "dull", "fine"]
-    rows = [(f"a {w} film about {v}", label) for w, v, label in zip(words * 2, ["cats"] * 6 + ["dogs"] * 6,
-                                                                         ["pos"] * 8 + ["neg", "neutral"] * 2)]  # fmt: skip
+    animals, labels = ["cats"] * 6 + ["dogs"] * 6, ["pos"] * 8 + ["neg", "neutral"] * 2
+    rows = [(f"a {w} film about {v}", label) for w, v, label in zip(words * 2, animals, labels)]
     (root / "dev.csv").write_text("text,label\n" + "".join(f"{t},{label}\n" for t, label in rows))
     return predictor, root / "dev.csv"
 
@@ -97,7 +97,8 @@ def test_fp32_fails_on_a_dev_metric_off_by_more_than_a_tenth_of_a_point(classifi
     assert report["fp32"]["dev"]["torch"]["accuracy"] == pytest.approx(torch_acc)
     monkeypatch.setattr("bertforge.export.verify.FP32_TOLERANCE", float("inf"))  # the metric gate alone
     points = (wrong_acc - torch_acc) * 100
-    with pytest.raises(BertforgeError, match=re.escape(f"dev accuracy differs from PyTorch's by {points:+.2f} points (> 0.1)")):
+    expected = f"dev accuracy differs from PyTorch's by {points:+.2f} points (> 0.1)"
+    with pytest.raises(BertforgeError, match=re.escape(expected)):
         _verify(predictor, {"fp32": wrong}, dev)
 
 

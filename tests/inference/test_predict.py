@@ -190,8 +190,13 @@ def transformers_folder(sample, root, do_lower_case):
     return model, tokenizer
 
 
-TEXTS = ["Hello World, this is GREAT!", "the plot was dull", "Paris and Berlin", "An ÉCOLE in Zürich?",
-         "A long one: " + "the plot was dull and " * 16 + "slow and long."]  # 90 tokens: padded above 64, to 96
+TEXTS = [
+    "Hello World, this is GREAT!",
+    "the plot was dull",
+    "Paris and Berlin",
+    "An ÉCOLE in Zürich?",
+    "A long one: " + "the plot was dull and " * 16 + "slow and long.",  # 90 tokens: padded above 64, to 96
+]
 
 
 @pytest.mark.parametrize("do_lower_case", [True, False])

@@ -1,13 +1,12 @@
 """CRF against pytorch-crf (the reference implementation) with identical parameter values, and the NumPy
 Viterbi against every path scored by a plain loop."""
 
-import pytest
-import torch
-import torchcrf
-
 import itertools
 
 import numpy as np
+import pytest
+import torch
+import torchcrf
 
 from bertforge.modeling.crf import CRF, compact_mask, viterbi
 
@@ -114,6 +113,7 @@ def test_viterbi_matches_pytorch_crf(seed):
 
 def brute_force_best(em, start, end, trans) -> list[int]:
     """The highest-scoring tag path of one row (L, T), by scoring all T**L paths."""
+
     def score(path):
         moved = sum(trans[a, b] for a, b in zip(path, path[1:]))
         return start[path[0]] + sum(em[t, tag] for t, tag in enumerate(path)) + moved + end[path[-1]]
