@@ -8,7 +8,7 @@ is *killed* when its tests fail (or time out), *survives* when they pass. Result
 .cache/mutants.json by the mutant's text and the contents of its module and test files, so a second run only
 redoes what changed.
 
-    python scripts/mutants.py [--only ID ...] [--fresh] [--timeout S]
+    python scripts/mutants.py [--only ID ...] [--fresh] [--baseline] [--timeout S]
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ import tempfile
 import time
 import tomllib
 from pathlib import Path
+
+from bertforge.fileio import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 LIST = ROOT / "tests" / "mutants.toml"
@@ -67,9 +69,9 @@ def run(m: dict, copy: Path, timeout: float) -> tuple[str, float, str]:
     started = time.monotonic()
     try:
         done = subprocess.run(cmd, cwd=copy, env=env, capture_output=True, text=True, timeout=timeout)
-        outcome = "survived" if done.returncode == 0 else "killed"
+        outcome = "survived" if done.returncode == 0 else "killed"  # 1: tests failed; 2: the mutant broke collection
         last = (done.stdout.strip().splitlines() or [""])[-1]
-        if done.returncode not in (0, 1):  # 2-5: pytest could not run the selection; not a kill
+        if done.returncode > 2:  # 3-5: pytest's own error, a bad selection, no tests collected: not a kill
             outcome, last = "error", (done.stdout + done.stderr).strip()[-300:]
     except subprocess.TimeoutExpired:
         outcome, last = "killed", f"timed out after {timeout:.0f} s"
@@ -78,13 +80,31 @@ def run(m: dict, copy: Path, timeout: float) -> tuple[str, float, str]:
     return outcome, time.monotonic() - started, last
 
 
+def baseline(mutants: list[dict], timeout: float) -> bool:
+    """Whether every selection of tests passes on the tree as it is (else its mutants' kills mean nothing)."""
+    selections = {tuple(m["tests"]): m for m in mutants}
+    with tempfile.TemporaryDirectory(prefix="bertforge-mutants-") as tmp:
+        copy = Path(tmp) / "repo"
+        shutil.copytree(ROOT, copy, ignore=IGNORE)
+        failing = []
+        for tests, m in selections.items():
+            outcome, seconds, last = run(m | {"mutated": m["original"]}, copy, timeout)
+            print(f"baseline {'ok' if outcome == 'survived' else 'FAILS'}: {' '.join(tests)} ({seconds:.1f} s) {last}")
+            if outcome != "survived":
+                failing.append(tests)
+    return not failing
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", help="mutant ids to run (default: all)")
     parser.add_argument("--fresh", action="store_true", help="ignore kept results")
     parser.add_argument("--timeout", type=float, default=600, help="seconds per mutant (default 600)")
+    parser.add_argument("--baseline", action="store_true", help="first run each selection of tests unmutated")
     args = parser.parse_args()
     mutants = [m for m in load() if not args.only or m["id"] in args.only]
+    if args.baseline and not baseline(mutants, args.timeout):
+        return 1
     kept = {} if args.fresh or not RESULTS.exists() else json.loads(RESULTS.read_text())
     with tempfile.TemporaryDirectory(prefix="bertforge-mutants-") as tmp:
         copy = Path(tmp) / "repo"
@@ -95,7 +115,7 @@ def main() -> int:
                 outcome, seconds, last = run(m, copy, args.timeout)
                 kept[m["id"]] = {"key": k, "outcome": outcome, "seconds": round(seconds, 1), "last": last}
                 RESULTS.parent.mkdir(exist_ok=True)
-                RESULTS.write_text(json.dumps(kept, indent=1))
+                atomic_write_text(RESULTS, json.dumps(kept, indent=1))
             r = kept[m["id"]]
             print(f"[{i}/{len(mutants)}] {r['outcome']:8} {m['id']} ({r['seconds']} s) {r['last']}", flush=True)
     outcomes = [kept[m["id"]]["outcome"] for m in mutants]
