@@ -271,3 +271,17 @@ def test_ner_settings_reach_training_and_prediction_from_the_command_line(zh_che
         caplog.clear()
         assert cli([*predict, "--task.truncate", "false"]) == 0
         assert "truncated" not in caplog.text
+    # Evaluation only (no training): the command line's --task.truncate over the model's, as in predict.
+    tags = ["B-PER", "E-PER", "O", "B-LOC", "E-LOC", "O", "O", "O"] * 10  # BMES, as the model was trained
+    dev = write_columns(tmp_path / "dev.txt", [list(zip(long, tags, strict=True))])
+    capsys.readouterr()
+    assert cli([*predict, "--task.truncate", "false"]) == 0
+    windowed = json.loads(capsys.readouterr().out)["entities"]
+    assert cli(predict) == 0
+    assert json.loads(capsys.readouterr().out)["entities"] != windowed  # the model tags the sentence's tail
+    evaluated = tmp_path / "evaluated"
+    assert cli(["finetune", "ner", "--quiet", "--device", "cpu", "--no-do-train", "--init", str(out / "best"), "--dev",
+                str(dev), "--do-predict", "--output", str(evaluated), "--max-seq-length", "24",
+                "--task.truncate", "false"]) == 0  # fmt: skip
+    (row,) = [json.loads(line) for line in (evaluated / "predictions.jsonl").read_text().splitlines()]
+    assert row["entities"] == windowed
