@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip --disable-pip-version-check -q
 # Threads for benchmarks and the quickstart; tests use the default.
 THREADS ?= 2
 
-.PHONY: setup quickstart test lint bench clean browser
+.PHONY: setup quickstart test lint bench mutants clean browser
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,11 @@ test: setup browser
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks scripts
 	$(VENV)/bin/ruff format --check src tests benchmarks scripts
+
+# One-line bugs against the tests that must catch them (tests/mutants.toml; results in tests/MUTANTS.md).
+# Kept results are reused until a mutant, its module or its tests change; FRESH=1 reruns all.
+mutants: setup
+	$(PY) scripts/mutants.py $(if $(FRESH),--fresh)
 
 bench: setup
 	$(PIP) install -e '.[test,bench]'

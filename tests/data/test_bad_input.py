@@ -159,12 +159,12 @@ def test_interrupted_run_resumes_and_ctrl_c_is_one_line_with_exit_130(tmp_path, 
     proc = subprocess.Popen([*args, "--output", str(tmp_path / "cut")], stderr=subprocess.PIPE, text=True,
                             start_new_session=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 600  # a ceiling for a loaded machine, not a timing
     while not (tmp_path / "cut" / "shard-00001").exists() and time.monotonic() < deadline:
         time.sleep(0.01)
     os.killpg(proc.pid, signal.SIGINT)
     try:
-        err = proc.communicate(timeout=60)[1]
+        err = proc.communicate(timeout=300)[1]
     finally:  # (it used to hang)
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

@@ -1,5 +1,6 @@
 """create-pretraining-data against Google's create_pretraining_data.py on real text, and its guarantees."""
 
+import dataclasses
 import functools
 import json
 import random
@@ -414,3 +415,44 @@ def test_limits_the_format_cannot_hold_are_refused(sample, tmp_path):
     ):
         with pytest.raises(BertforgeError, match=message):
             create_pretraining_data([tmp_path / "in.txt"], sample("vocab-en"), tmp_path / "out", options)
+
+
+def test_every_flag_of_the_command_reaches_the_dataset(english_text, sample, tmp_path):
+    """Each masking and instance flag, set away from its default, is what the dataset was made with (its
+    schema.json records the options, the masking and the dynamic-masking flag)."""
+    from bertforge.cli import main as cli
+
+    flags = {"--max-seq-length": 64, "--max-predictions-per-seq": 7, "--masked-lm-prob": 0.2, "--dupe-factor": 1,
+             "--short-seq-prob": 0.3, "--random-seed": 99}  # fmt: skip
+    args = [arg for flag, value in flags.items() for arg in (flag, str(value))]
+    out = tmp_path / "data"
+    code = cli(["create-pretraining-data", "--input", str(english_text), "--vocab", str(sample("vocab-en")),
+                "--output", str(out), "--quiet", "--workers", "1", "--whole-word-mask", "--dynamic-masking",
+                "--no-do-lower-case", *args])  # fmt: skip
+    assert code == 0
+    schema = json.loads((out / "schema.json").read_text())
+    expected = {flag.removeprefix("--").replace("-", "_"): value for flag, value in flags.items()}
+    expected |= {"whole_word_mask": True, "dynamic_masking": True, "do_lower_case": False}
+    options = schema["parameters"]["options"]
+    assert {k: options[k] for k in expected} == expected
+    assert {k: v for k, v in options.items() if k not in expected} == {
+        k: v for k, v in dataclasses.asdict(CreateOptions()).items() if k not in expected
+    }
+    assert schema["dynamic_masking"] is True and schema["max_predictions_per_seq"] == 7
+    masking = schema["masking"]
+    assert (masking["whole_word_mask"], masking["masked_lm_prob"], masking["max_predictions_per_seq"]) == (True, 0.2, 7)
+
+
+@pytest.mark.parametrize("prob", [0.02, 0.15, 0.5])
+def test_each_instance_gets_googles_number_of_masks(prob):
+    """num_to_predict = min(max_predictions_per_seq, max(1, round(len(tokens) * masked_lm_prob))) as in Google's
+    create_pretraining_data.py, computed here by hand for instances of 5 to 40 tokens: a small probability still
+    masks one token of a short instance, a large one stops at max_predictions_per_seq."""
+    lengths = np.arange(5, 41)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    a_lengths = (lengths - 3) // 2  # [CLS] A [SEP] B [SEP]
+    ids = np.full(offsets[-1], 1000, dtype=np.int64)
+    config = MaskingConfig(max_predictions_per_seq=12, masked_lm_prob=prob, mask_id=103, vocab_size=30522)
+    masked = mask_instances(ids, offsets, a_lengths, config, np.random.default_rng(0))
+    expected = [min(12, max(1, round(n * prob))) for n in lengths.tolist()]
+    assert masked.counts.tolist() == expected

@@ -113,6 +113,24 @@ def test_dynamic_masks_follow_the_dataset_seed(sample, tmp_path):
     assert sum(a != b for a, b in zip(first, masks(2))) > len(first) // 2
 
 
+def test_dynamic_masks_are_drawn_apart_for_each_instance_and_epoch(sample, tmp_path):
+    """Instances of one epoch get independent masks: among instances of the same length (this corpus has many),
+    the masked positions differ for most pairs, as they would if each drew its own; and set_epoch redraws them.
+    One stream shared by every instance of an epoch would mask the same positions in all of them."""
+    data = create_small(sample, tmp_path, dynamic=True)
+    dataset = PretrainingDataset(data, seed=1)
+    items = [dataset[i] for i in range(len(dataset))]
+    by_length: dict[int, list[tuple]] = {}
+    for item in items:
+        by_length.setdefault(int(item["input_mask"].sum()), []).append(tuple(item["masked_lm_positions"]))
+    pairs = [(a, b) for group in by_length.values() for i, a in enumerate(group) for b in group[i + 1 :]]
+    assert len(pairs) >= 10, by_length.keys()
+    assert sum(a != b for a, b in pairs) > 0.8 * len(pairs)
+    dataset.set_epoch(1)
+    assert sum(tuple(dataset[i]["masked_lm_positions"]) != tuple(item["masked_lm_positions"])
+               for i, item in enumerate(items)) > len(items) // 2  # fmt: skip
+
+
 def edited(schema: dict, edit: str) -> dict:
     exec(edit, {}, {"s": schema})
     return schema

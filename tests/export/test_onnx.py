@@ -275,3 +275,13 @@ def test_dev_is_read_in_the_models_own_columns_and_checked_before_exporting(samp
     err = capsys.readouterr().err
     assert "new.csv: no labels" in err and "exporting" not in err, err  # refused before the export began
     assert not (tmp_path / "o2").exists()
+
+
+def test_the_opset_flag_reaches_the_graph(sample, tmp_path):
+    """`export --opset 17` writes a graph of opset 17 (the default is 18), and the report says so."""
+    onnx = need("onnx")
+    source = model_folder(tmp_path, "classification", sample("vocab-en"))
+    assert cli(["export", "--model", str(source), "--output", str(tmp_path / "o"), "--opset", "17"]) == 0
+    graph = onnx.load(str(tmp_path / "o" / ONNX_FILE))
+    assert {o.domain: o.version for o in graph.opset_import}[""] == 17
+    assert json.loads((tmp_path / "o" / REPORT_FILE).read_text())["opset"] == 17

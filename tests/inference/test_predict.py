@@ -99,6 +99,30 @@ def test_input_formats_arguments_and_stdin(trained, tmp_path, capsys, monkeypatc
     assert [json.loads(x)["label"] for x in capsys.readouterr().out.splitlines()] == base
 
 
+def test_format_and_text_b_column_flags(trained, tmp_path):
+    """--format tsv reads a file whose name says nothing (by its name it is text: one input per line, the header
+    too), and --text-b-column makes each row a pair: each record's scores are those of the pair, not of the
+    first text alone."""
+    best = trained / "out" / "best"
+    rows = [(a, b) for (a, _), (b, _) in zip(sentences(3, 8), sentences(3, 9))]
+    data = tmp_path / "pairs.dat"
+    data.write_text("first\tsecond\n" + "".join(f"{a}\t{b}\n" for a, b in rows), encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    assert cli(["predict", "--model", str(best), "--input", str(data), "--format", "tsv", "--text-column", "first",
+                "--text-b-column", "second", "--output", str(out), "--quiet"]) == 0  # fmt: skip
+    got = read_jsonl(out)
+    assert [r["line"] for r in got] == [2, 3, 4]  # the header is no input
+    import transformers  # the oracle: transformers' own model and pair encoding on the same folder
+
+    model = transformers.BertForSequenceClassification.from_pretrained(best).eval()
+    tokenizer = transformers.BertTokenizer(str(best / "vocab.txt"), do_lower_case=True)
+    for record, (a, b) in zip(got, rows, strict=True):
+        with torch.no_grad():
+            probs = torch.softmax(model(**tokenizer(a, b, return_tensors="pt")).logits[0].double(), -1)
+        expected = {model.config.id2label[i]: float(p) for i, p in enumerate(probs)}
+        assert record["probabilities"] == pytest.approx(expected, abs=1e-5), (a, b)
+
+
 def test_truncation_is_reported_not_silent(trained, tmp_path, capsys):
     long = " ".join(["the film was good"] * 40)
     assert cli(["predict", "--model", str(trained / "out" / "best"), long, "short and good",
@@ -166,7 +190,13 @@ def transformers_folder(sample, root, do_lower_case):
     return model, tokenizer
 
 
-TEXTS = ["Hello World, this is GREAT!", "the plot was dull", "Paris and Berlin", "An ÉCOLE in Zürich?"]
+TEXTS = [
+    "Hello World, this is GREAT!",
+    "the plot was dull",
+    "Paris and Berlin",
+    "An ÉCOLE in Zürich?",
+    "A long one: " + "the plot was dull and " * 16 + "slow and long.",  # 90 tokens: padded above 64, to 96
+]
 
 
 @pytest.mark.parametrize("do_lower_case", [True, False])

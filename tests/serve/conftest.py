@@ -102,8 +102,9 @@ def launch(
         return subprocess.Popen([*command, *flags], stdout=subprocess.PIPE, stderr=err, text=True, env=env)
 
 
-def ready(process: subprocess.Popen, log: Path, key: str | None = None, timeout: float = 60) -> Server:
-    """The server, once it has printed its ready line."""
+def ready(process: subprocess.Popen, log: Path, key: str | None = None, timeout: float = 600) -> Server:
+    """The server, once it has printed its ready line (the ceiling only turns a hang into a failure: start-up
+    took over 60 s on a machine at load 10)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and process.poll() is None:
         if select.select([process.stdout], [], [], 0.2)[0]:

@@ -131,6 +131,28 @@ def zh_checkpoint(sample, tmp_path_factory):
     return root
 
 
+def transformers_entity_scores(folder, text: str, entities: list[dict]) -> list[float]:
+    """Each entity's score recomputed with transformers' BertForTokenClassification on the same folder (its
+    logits are the CRF's emissions too): the mean softmax probability of the entity's tags (S-X alone, else B-X,
+    I-X/M-X…, E-X), one character per token."""
+    import transformers
+
+    model = transformers.BertForTokenClassification.from_pretrained(folder).eval()
+    tokenizer = transformers.BertTokenizer(str(folder / "vocab.txt"))
+    ids = tokenizer(list(text), is_split_into_words=True, return_tensors="pt")
+    assert ids["input_ids"].shape[1] == len(text) + 2  # [CLS], one token per character, [SEP]
+    with torch.no_grad():
+        probs = torch.softmax(model(**ids).logits[0, 1:-1].double(), -1)  # (characters, labels)
+    label2id = {label: int(i) for label, i in model.config.label2id.items()}
+    inside = "M" if any(label.startswith("M-") for label in label2id) else "I"
+    scores = []
+    for e in entities:
+        n, kind = e["end"] - e["start"], e["entity_group"]
+        tags = [f"S-{kind}"] if n == 1 else [f"B-{kind}", *[f"{inside}-{kind}"] * (n - 2), f"E-{kind}"]
+        scores.append(float(np.mean([probs[e["start"] + i, label2id[t]] for i, t in enumerate(tags)])))
+    return scores
+
+
 @pytest.mark.parametrize("head", ["softmax", "crf"])
 def test_fine_tuned_ner_predicts_entities_with_offsets(zh_checkpoint, tmp_path, head):
     train = write_columns(tmp_path / "train.txt", synthetic(300, 1))
@@ -156,7 +178,8 @@ def test_fine_tuned_ner_predicts_entities_with_offsets(zh_checkpoint, tmp_path, 
     assert [(e["entity_group"], e["word"], e["start"], e["end"]) for e in entities] == [
         ("PER", "王芳", 3, 5), ("LOC", "深圳", 8, 10)
     ]  # fmt: skip
-    assert all(text[e["start"] : e["end"]] == e["word"] and 0 < e["score"] <= 1 for e in entities)
+    assert all(text[e["start"] : e["end"]] == e["word"] for e in entities)
+    assert [e["score"] for e in entities] == pytest.approx(transformers_entity_scores(out / "best", text, entities))
     long = "王芳在深圳学习。" * 200  # 1,600 characters: windows, one tag per character
     assert len(predictor.predict(long)) == 400
     # predict through the CLI gives the same entities as finetune's own predictions of the dev file
@@ -206,3 +229,59 @@ def test_label_all_trains_every_piece_of_a_word_with_its_continuing_tag(sample):
         rest = [ids["E-PER"] if label_all else -100, ids["E-LOC"] if label_all else -100]
         expected = [-100, ids["S-PER"], *[rest[0]] * (pieces[0] - 1), ids["O"], ids["S-LOC"]]
         assert row == [*expected, *[rest[1]] * (pieces[2] - 1), -100]
+
+
+def test_ner_settings_reach_training_and_prediction_from_the_command_line(zh_checkpoint, tmp_path, monkeypatch,
+                                                                          caplog, capsys):  # fmt: skip
+    """finetune's --task.crf_lr_multiplier gives the CRF's parameters their own learning rate (the optimizer's
+    groups, as logged), --task.pad_to_max_length pads every training batch to --max-seq-length, --task.truncate
+    and --task.constrained are kept in the model folder; predict's --task.truncate overrides the kept one (a
+    sentence longer than the model is cut, and said so, or split into windows)."""
+    from bertforge.training import finetune
+
+    widths = []
+
+    def recording(items, pad_to=None):
+        batch = collate(items, pad_to)
+        widths.append(batch["input_ids"].shape[1])
+        return batch
+
+    collate = finetune.collate
+    monkeypatch.setattr(finetune, "collate", recording)
+    train = write_columns(tmp_path / "train.txt", synthetic(40, 1))
+    out = tmp_path / "out"
+    args = ["finetune", "ner", "--quiet", "--device", "cpu", "--train", str(train), "--init", str(zh_checkpoint),
+            "--output", str(out), "--epochs", "1", "--batch-size", "8", "--max-seq-length", "24", "--task.crf", "true",
+            "--task.crf_lr_multiplier", "50", "--task.pad_to_max_length", "true", "--task.truncate", "true",
+            "--task.constrained", "true"]  # fmt: skip
+    with caplog.at_level("INFO", logger="bertforge"):
+        assert cli(args) == 0
+    assert widths and set(widths) == {24}, widths  # (the sentences are 10-12 characters: dynamic padding is less)
+    groups = [line for line in caplog.text.splitlines() if "lr ×50" in line]
+    assert groups and sum(int(line.split(": ")[-1].split(" tensors")[0]) for line in groups) == 3, caplog.text
+    saved = json.loads((out / "best" / "bertforge.json").read_text())["task"]
+    assert saved["truncate"] is True and saved["constrained"] is True
+    capsys.readouterr()
+    long = "王芳在深圳学习。" * 10  # 80 characters: 3+ windows of 22
+    predict = ["predict", "--model", str(out / "best"), "--quiet", long]
+    with caplog.at_level("WARNING", logger="bertforge"):
+        caplog.clear()
+        assert cli(predict) == 0
+        assert "1 of 1 inputs truncated to 24 tokens" in caplog.text
+        caplog.clear()
+        assert cli([*predict, "--task.truncate", "false"]) == 0
+        assert "truncated" not in caplog.text
+    # Evaluation only (no training): the command line's --task.truncate over the model's, as in predict.
+    tags = ["B-PER", "E-PER", "O", "B-LOC", "E-LOC", "O", "O", "O"] * 10  # BMES, as the model was trained
+    dev = write_columns(tmp_path / "dev.txt", [list(zip(long, tags, strict=True))])
+    capsys.readouterr()
+    assert cli([*predict, "--task.truncate", "false"]) == 0
+    windowed = json.loads(capsys.readouterr().out)["entities"]
+    assert cli(predict) == 0
+    assert json.loads(capsys.readouterr().out)["entities"] != windowed  # the model tags the sentence's tail
+    evaluated = tmp_path / "evaluated"
+    assert cli(["finetune", "ner", "--quiet", "--device", "cpu", "--no-do-train", "--init", str(out / "best"), "--dev",
+                str(dev), "--do-predict", "--output", str(evaluated), "--max-seq-length", "24",
+                "--task.truncate", "false"]) == 0  # fmt: skip
+    (row,) = [json.loads(line) for line in (evaluated / "predictions.jsonl").read_text().splitlines()]
+    assert row["entities"] == windowed

@@ -9,6 +9,7 @@ import zipfile
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -204,6 +205,27 @@ def write_json(path, document):
     return path
 
 
+def brute_force_answer_probability(folder, question: str, context: str) -> float:
+    """The best answer's probability from transformers' BertForQuestionAnswering on the same folder, one window:
+    every span of the context (start <= end, at most max_answer_length pieces) scored start + end logit, the
+    n_best_size best softmaxed together (with the [CLS] null score for v2.0 models), the best one's share."""
+    import transformers
+
+    task = json.loads((folder / "bertforge.json").read_text())["task"]
+    model = transformers.BertForQuestionAnswering.from_pretrained(folder).eval()
+    tokenizer = transformers.BertTokenizer(str(folder / "vocab.txt"), do_lower_case=True)
+    inputs = tokenizer(question, context, return_tensors="pt")
+    with torch.no_grad():
+        out = model(**inputs)
+    start, end = out.start_logits[0].double().tolist(), out.end_logits[0].double().tolist()
+    types = inputs["token_type_ids"][0].tolist()
+    first, last = types.index(1), len(types) - 2  # the context's pieces: after the first [SEP], before the last
+    spans = sorted((start[i] + end[j] for i in range(first, last + 1) for j in range(i, last + 1)
+                    if j - i < task["max_answer_length"]), reverse=True)[: task["n_best_size"]]  # fmt: skip
+    scores = spans + ([start[0] + end[0]] if task["version_2_with_negative"] else [])
+    return float(np.exp(spans[0]) / np.sum(np.exp(scores)))
+
+
 @pytest.mark.parametrize("v2", [False, True])
 def test_fine_tuned_qa_answers_with_offsets_and_keeps_its_threshold(tiny_checkpoint, tmp_path, v2, capsys):
     train = write_json(tmp_path / "train.json", synthetic(400, 1, v2))
@@ -235,7 +257,7 @@ def test_fine_tuned_qa_answers_with_offsets_and_keeps_its_threshold(tiny_checkpo
     context = "after work bob walked to see his friend in los angeles and then walked home"
     answer = predictor.predict({"question": "where did bob go?", "context": context})
     assert answer | {"score": 0} == {"answer": "los angeles", "score": 0, "start": 43, "end": 54}
-    assert 0 < answer["score"] <= 1
+    assert answer["score"] == pytest.approx(brute_force_answer_probability(out / "best", "where did bob go?", context))
     long = " ".join(["the man went to see his friend"] * 60) + " in tokyo"  # many windows
     assert predictor.predict(("where?", long))["answer"] == "tokyo"
     if v2:

@@ -1,5 +1,7 @@
 """Run configs: every setting's range checked when read, errors naming where the value came from."""
 
+import copy
+import dataclasses
 import re
 from pathlib import Path
 
@@ -7,7 +9,7 @@ import pytest
 
 from bertforge.cli import main as cli
 from bertforge.errors import BertforgeError
-from bertforge.training.config import load_config
+from bertforge.training.config import load_config, resume_changes
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / "configs" / "pretrain" / "tiny.yaml"
@@ -98,3 +100,55 @@ def test_a_dotted_key_takes_the_next_token_as_its_value_unless_that_is_a_flag():
         dotted_overrides(["--task.crf"])
     with pytest.raises(BertforgeError, match="unrecognized argument 'text'"):
         dotted_overrides(["text"])
+
+
+# What the README ("Failure modes", `--resume`) says a resumed run may change: checkpoint and log frequency,
+# evaluation frequency, device and loader workers. Written out here, not imported: the test is the README's.
+MAY_CHANGE_ON_RESUME = {
+    "train.save_checkpoint_steps",
+    "train.save_checkpoint_num",
+    "train.log_steps",
+    "train.eval_steps",
+    "train.device",
+    "data.num_workers",
+}
+OTHER_CHOICES = {"hidden_act": ["gelu_tanh"], "relative_position_type": ["learned"], "precision": ["bf16"],
+                 "device": ["auto", "cpu"], "name": ["lamb", "adamw"], "clip_mode": ["per_tensor"],
+                 "id2label": [{0: "A", 1: "B"}], "classifier_dropout": [0.2], "init_checkpoint": ["elsewhere"],
+                 "path": ["other-data"]}  # fmt: skip
+
+
+def _other(name: str, value):
+    """A valid value other than `value` for the setting `name`."""
+    if name in OTHER_CHOICES:
+        return next(choice for choice in OTHER_CHOICES[name] if choice != value)
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return value * 2 if value > 0 else value + 2
+    if isinstance(value, float):
+        return value / 2 if value else 0.5
+    raise AssertionError(f"no other value for {name}={value!r}")
+
+
+def test_resume_refuses_every_setting_but_the_documented_ones():
+    """Each setting of the run changed alone: exactly the documented ones pass, every other is named."""
+    base = load_config(TINY)
+    flat = {f"model.{k}": v for k, v in base.bert_config().to_dict().items()}
+    flat |= {f"{s}.{f.name}": getattr(getattr(base, s), f.name) for s in ("train", "optimizer", "loss_scale", "data")
+             for f in dataclasses.fields(getattr(base, s))}  # fmt: skip
+    assert MAY_CHANGE_ON_RESUME < flat.keys() and len(flat) > 50
+    allowed = []
+    for key, value in flat.items():
+        section, name = key.split(".")
+        new = copy.deepcopy(base)
+        if section == "model":
+            new.model[name] = _other(name, value)
+        else:
+            setattr(getattr(new, section), name, _other(name, value))
+        changes = resume_changes(base, new)
+        if not changes:
+            allowed.append(key)
+        else:
+            assert changes == [f"{key}: {value!r} -> {_other(name, value)!r}"], key
+    assert sorted(allowed) == sorted(MAY_CHANGE_ON_RESUME)

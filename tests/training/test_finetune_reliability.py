@@ -63,10 +63,11 @@ def test_a_diverging_run_stops_before_the_weights_are_spoilt(tiny_checkpoint, tm
 
 def test_a_second_run_on_the_same_output_is_refused_naming_the_holder(tiny_checkpoint, tmp_path, capsys):
     out = tmp_path / "out"
+    # The holder keeps the lock until it is killed: no sleep that a loaded machine could outlast.
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom bertforge.fileio import run_lock\n"
-         "with run_lock(sys.argv[1]):\n    print('locked', flush=True)\n    time.sleep(120)", str(out)],
-        env=ENV, stdout=subprocess.PIPE, text=True,
+        [sys.executable, "-c", "import sys\nfrom bertforge.fileio import run_lock\n"
+         "with run_lock(sys.argv[1]):\n    print('locked', flush=True)\n    sys.stdin.read()", str(out)],
+        env=ENV, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
         assert holder.stdout.readline().strip() == "locked"
@@ -156,7 +157,7 @@ def test_a_damaged_feature_cache_entry_is_named_and_rebuilt(tiny_checkpoint, tmp
         ), name
 
 
-def wait_for_lines(path: Path, n: int, proc: subprocess.Popen, seconds: float = 120) -> None:
+def wait_for_lines(path: Path, n: int, proc: subprocess.Popen, seconds: float = 600) -> None:
     deadline = time.time() + seconds
     while not (path.is_file() and len(path.read_text().splitlines()) >= n):
         assert proc.poll() is None, proc.communicate()
