@@ -106,5 +106,9 @@ def test_chinese_whole_word_masking_names_the_data_extra(without):
     from bertforge.errors import BertforgeError
 
     without("jieba")
-    with pytest.raises(BertforgeError, match=r"jieba is not installed; pip install 'bertforge\[data\]'"):
-        _jieba()
+    _jieba.cache_clear()  # an earlier test may have loaded it
+    try:
+        with pytest.raises(BertforgeError, match=r"jieba is not installed; pip install 'bertforge\[data\]'"):
+            _jieba()
+    finally:
+        _jieba.cache_clear()

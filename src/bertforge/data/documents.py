@@ -84,6 +84,5 @@ def _segmenter_word_starts(line: str, offsets: list[tuple[int, int]]) -> np.ndar
 def _jieba():
     """jieba, imported and initialised on first use (its dictionary takes about a second to load)."""
     jieba = need("jieba", "data")
-
     jieba.setLogLevel(logging.WARNING)
     return jieba
