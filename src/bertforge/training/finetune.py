@@ -213,12 +213,8 @@ def _stopping(final: Path) -> Iterator[None]:
             return
         raise Interrupted(signum, f"stopped before the results were final ({final} not written); rerun the job")
 
-    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
+    with loop.stop_signals(handler):
         yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
 
 
 def _init_settings(init: Path) -> ModelSettings | None:

@@ -21,7 +21,7 @@ import logging
 import math
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,6 +98,17 @@ class Run:
         return self.train_config.batch_size * self.train_config.accumulation_steps
 
 
+@contextlib.contextmanager
+def stop_signals(handler) -> Iterator[None]:
+    """`handler(signum, frame)` for SIGTERM and SIGINT while inside; the previous handlers after."""
+    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
 def _stop_requested() -> tuple[list[int], contextlib.AbstractContextManager]:
     """The number of a SIGTERM/SIGINT received (0: none), so the loop can save a checkpoint and stop
     between steps."""
@@ -106,16 +117,7 @@ def _stop_requested() -> tuple[list[int], contextlib.AbstractContextManager]:
     def handler(signum, frame):
         flag[0] = signum
 
-    @contextlib.contextmanager
-    def installed():
-        old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
-        try:
-            yield
-        finally:
-            for s, h in old.items():
-                signal.signal(s, h)
-
-    return flag, installed()
+    return flag, stop_signals(handler)
 
 
 def setup(
