@@ -9,7 +9,7 @@ order and shuffled. Distractors are distinct under SQuAD's answer normalisation 
 inside, the gold answer (so exactly one choice is right); a question with fewer than three such answers in its
 passage is left out. The questions are written as CLUE C3 JSON (`[[passage], [{"question", "choice", "answer"}],
 id]`) so that bertforge reads them through its public C3 reader; the first `--train-questions` (whole paragraphs)
-of the training side are used to train.
+of the training side are used to train (cut to whole batches).
 
 Recipe, the same for both: all-MiniLM-L6-v2, each choice as the pair (passage, question + " " + choice) cut
 longest-first to `MAX_LEN`, dynamic padding (`run_swag.py`'s default, `DataCollatorForMultipleChoice`), AdamW
@@ -107,12 +107,18 @@ def build(out: Path, train_questions: int) -> dict:
     rng = random.Random(0)
     train_records, train_qs, train_out = questions(train_doc, rng)
     dev_records, dev_qs, dev_out = questions(dev_doc, rng)
-    kept, count = [], 0  # whole passages, until `train_questions`
+    # whole passages until `train_questions`, the last one cut so that the count is a multiple of the batch (bertforge
+    # drops a last partial batch, Trainer does not: with whole batches both see every question once an epoch)
+    kept, count = [], 0
     for record in train_records:
         if count >= train_questions:
             break
         kept.append(record)
         count += len(record[1])
+    excess = count % BATCH
+    if excess:
+        passage, entries, ident = kept[-1]
+        kept[-1], count = [passage, entries[:-excess], ident], count - excess
     train_qs = train_qs[:count]
     if SMOKE:
         dev_records = dev_records[:SMOKE]
