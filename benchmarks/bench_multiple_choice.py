@@ -27,7 +27,7 @@ Training examples/s: epochs × training questions / seconds of everything traini
 `finetune` call — reading, tokenizing with a fresh feature cache, training, saving; `transformers`: tokenizing,
 loading the model, `trainer.train()`); the ratio of the medians.
 
-    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_multiple_choice.py [--seeds 1,2,3] [--train-questions 160]
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_multiple_choice.py [--seeds 1,2,3] [--train-questions 120]
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ from bertforge.training.config import load_config  # noqa: E402
 from bertforge.training.finetune import config_class, finetune  # noqa: E402
 
 SQUAD_V1 = "dummy_data/xglue_full_dataset.tar.gz/xglue_full_dataset/MLQA/squad1.1/train-v1.1.json"
-LR, EPOCHS, BATCH, MAX_LEN, WARMUP, WEIGHT_DECAY, EPS, CHOICES = 1e-4, 3, 8, 128, 0.1, 0.01, 1e-8, 4
+LR, EPOCHS, BATCH, MAX_LEN, WARMUP, WEIGHT_DECAY, EPS, CHOICES = 2e-4, 3, 4, 128, 0.1, 0.01, 1e-8, 4
 SMOKE = 0  # --smoke: a few questions and one epoch, to check the script itself
 
 
@@ -226,7 +226,7 @@ def summary(values: list[float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", default="1,2,3")
-    parser.add_argument("--train-questions", type=int, default=160, help="questions to train on (whole passages)")
+    parser.add_argument("--train-questions", type=int, default=120, help="questions to train on (whole passages)")
     parser.add_argument("--smoke", action="store_true", help="a few questions, one epoch: check the script runs")
     parser.add_argument("--work", type=Path, help="keep the data and models here (default: a temporary folder)")
     args = parser.parse_args()
