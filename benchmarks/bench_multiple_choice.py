@@ -216,6 +216,34 @@ def hf(data: dict, out: Path, seed: int) -> dict:
     return {"train_s": trained, "accuracy": accuracy, "padded_tokens": train_padded, "real_tokens": real}
 
 
+def same_inputs(work: Path, data: dict) -> None:
+    """Check that bertforge (C3 reader + featurize) and `BertTokenizerFast` give both sides the same token ids, token
+    types and labels, so that the comparison is of training, not of inputs."""
+    import transformers
+
+    from bertforge.tasks import multiple_choice
+    from bertforge.tasks.multiple_choice_readers import read_multiple_choice
+    from bertforge.tokenization import FullTokenizer
+
+    vocab = fetch("minilm") / "vocab.txt"
+    tok = transformers.BertTokenizerFast(str(vocab), do_lower_case=True)
+    for side in ("train", "dev"):
+        examples = read_multiple_choice(work / f"{side}.json")[0]
+        tc = multiple_choice.MultipleChoiceConfig(max_seq_length=MAX_LEN)
+        settings = multiple_choice.prepare(tc, examples, None)
+        ours = multiple_choice.featurize(examples, FullTokenizer(vocab), settings, MAX_LEN).inputs
+        qs = data[side]
+        enc = tok([q.passage for q in qs for _ in q.choices], [f"{q.question} {c}" for q in qs for c in q.choices],
+                  truncation="longest_first", max_length=MAX_LEN)  # fmt: skip
+        assert ours["labels"] == [q.label for q in qs], side
+        for i, (ids, types, mask) in enumerate(zip(ours["input_ids"], ours["token_type_ids"], ours["attention_mask"])):
+            for k in range(CHOICES):
+                n = sum(mask[k])
+                assert ids[k][:n] == enc["input_ids"][CHOICES * i + k], (side, i, k)
+                assert types[k][:n] == enc["token_type_ids"][CHOICES * i + k], (side, i, k)
+        print(f"{side}: the same token ids, token types and labels on both sides ({CHOICES * len(qs)} pairs)")
+
+
 # ------------------------------------------------------------------------------------------------ report
 def summary(values: list[float]) -> str:
     if len(values) == 1:
@@ -241,6 +269,7 @@ def main() -> None:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         data = build(work, args.train_questions)
+        same_inputs(work, data)
         gold = [q.label for q in data["dev"]]
         runs: dict[str, list[dict]] = {"bertforge": [], "transformers": []}
         for seed in seeds:  # alternating, so that drifts in machine speed hit both
