@@ -109,7 +109,8 @@ def postprocess(examples: Sequence[ChoiceExample], features: Features, outputs, 
 
 def score(results: list, examples: Sequence[ChoiceExample], settings: ModelSettings, method: str) -> dict[str, float]:
     if any(e.label is None for e in examples):
-        raise BertforgeError(f"{examples[0].source.rsplit(' ', 2)[0]}: questions without answers cannot be scored")
+        where = examples[0].source.split(" record ")[0].split(" line ")[0]  # the file
+        raise BertforgeError(f"{where}: questions without answers cannot be scored")
     return {"accuracy": float(np.mean([r["label"] == e.label for r, e in zip(results, examples)]))}
 
 
