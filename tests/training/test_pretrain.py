@@ -342,7 +342,7 @@ def test_resume_with_another_number_of_processes_is_a_one_line_error(news_data, 
     env = dict(os.environ, PYTHONPATH=f"{ROOT / 'src'}:{ROOT}", OMP_NUM_THREADS="1")
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     ddp = subprocess.run([*torchrun, "-m", "bertforge", *args], env=env, capture_output=True, text=True, timeout=600)
-    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    assert ddp.returncode == 0, [line for line in ddp.stderr.splitlines() if "error:" in line] or ddp.stderr[-3000:]
     assert cli([*args, "--resume"]) == 2
     err = capsys.readouterr().err
     checkpoint = out / "checkpoints" / "step-00000002"
@@ -468,3 +468,32 @@ def test_resume_before_the_first_checkpoint_starts_from_step_zero(news_data, tmp
     assert cli([*args, "--train-steps", "2", "--batch-size", "4", "--resume"]) == 0
     assert "no complete checkpoint yet; starting from step 0" in capsys.readouterr().err
     assert (out / "checkpoints" / "step-00000002" / "trainer.pt").is_file()
+
+
+SLOW_RANK = """
+import sys, time
+from bertforge.training import distributed
+setup = distributed.setup
+def slow(*args, **kwargs):  # rank 1 lags behind after joining, as on a loaded machine
+    run = setup(*args, **kwargs)
+    if run.rank == 1:
+        time.sleep(3)
+    return run
+distributed.setup = slow
+from bertforge.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_lagging_rank_does_not_take_the_new_run_for_an_old_one(news_data, tmp_path):
+    """Every rank checks that the output holds no run before rank 0 writes its config.yaml there; a rank that
+    checked after that write refused its own run ("already holds a run", exit 2) and the job died."""
+    (tmp_path / "slow_rank.py").write_text(SLOW_RANK)
+    out = tmp_path / "run"
+    args = ["pretrain", "--config", str(TINY), "--data", str(news_data), "--output", str(out), "--quiet"]
+    args += ["--train-steps", "1", "--batch-size", "4", "--optimizer.warmup_steps", "0"]
+    env = dict(os.environ, PYTHONPATH=f"{ROOT / 'src'}:{ROOT}", OMP_NUM_THREADS="1")
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    ddp = subprocess.run([*torchrun, str(tmp_path / "slow_rank.py"), *args], env=env, capture_output=True, text=True,
+                         timeout=600)  # fmt: skip
+    assert ddp.returncode == 0, [line for line in ddp.stderr.splitlines() if "error:" in line] or ddp.stderr[-3000:]

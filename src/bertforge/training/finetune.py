@@ -285,6 +285,7 @@ def _run_seed(config, task: Task, tc: TaskConfig, method: str, output: Path, see
     if train is not None and len(train.inputs) == 2:
         raise BertforgeError(f"{tc.train}: no labels; training needs a labelled file")
     model.to(dist.device)
+    dist.barrier()  # every process has checked OUTPUT (finetune's "not empty") before the main one writes there
     output.mkdir(parents=True, exist_ok=True)
     seeded = dataclasses.replace(config.train, seed=seed)
     if dist.is_main:  # the configuration as resolved (defaults, YAML, overrides), for the record

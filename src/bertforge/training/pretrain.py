@@ -117,6 +117,9 @@ def _pretrain(config: PretrainConfig, run_dir: Path, resume: bool, progress: boo
         torch.manual_seed(train_config.seed)
         model = BertForPreTraining(bert_config)
     model.to(dist.device)
+    # Every process has checked that run_dir holds no run before the main one writes into it: a slower rank
+    # would otherwise find the config.yaml just written and refuse ("already holds a run").
+    dist.barrier()
     if dist.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(config, saved)
