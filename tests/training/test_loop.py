@@ -2,6 +2,7 @@
 non-finite gradient alone, stops the run before the weights change (fine-tuning's test makes both non-finite
 at once, which a guard checking only one of them also passes)."""
 
+import dataclasses
 import math
 
 import pytest
@@ -60,3 +61,20 @@ def test_a_non_finite_loss_or_gradient_alone_stops_the_step(tmp_path, which, sum
     norm = norm.split(";")[0]
     assert math.isfinite(float(loss)) == (which != "loss") and math.isfinite(float(norm)) == (which != "gradient")
     assert torch.equal(job.model.weight, before)
+
+
+def test_only_the_main_process_writes_a_checkpoint(tmp_path):
+    """Every rank holds the same state; two ranks renaming their copies into the same step directory raced
+    (ENOTEMPTY, a failed DDP run). A rank other than 0 writes nothing and names where rank 0 wrote."""
+    job = _job(lambda model, mb: {"value": model(mb["x"]).pow(2).sum()})
+    job.model.save_pretrained = lambda folder: torch.save(job.model.state_dict(), folder / "weights.pt")
+    train_config = TrainConfig(train_steps=1, batch_size=4, device="cpu", save_checkpoint_steps=1)
+    oc = OptimizerConfig(name="momentum", learning_rate=0.1, warmup_steps=0)
+    main = distributed.setup("cpu")
+    run = loop.setup(job, train_config, oc, LossScaleConfig(), tmp_path, main)
+    run.step = 1
+    run.dist = dataclasses.replace(main, rank=1)
+    path = loop.save(run)
+    assert not path.exists() and not any(tmp_path.glob("checkpoints/*"))
+    run.dist = main
+    assert loop.save(run) == path and (path / "trainer.pt").is_file()

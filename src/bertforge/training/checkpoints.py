@@ -29,6 +29,10 @@ def checkpoint_dir(run_dir: Path) -> Path:
     return Path(run_dir) / "checkpoints"
 
 
+def step_name(step: int) -> str:
+    return f"{PREFIX}{step:08d}"
+
+
 def rng_state() -> dict[str, Any]:
     state = {"torch": torch.get_rng_state(), "python": random.getstate()}
     if torch.cuda.is_available():
@@ -47,7 +51,7 @@ def save_checkpoint(run_dir: Path, step: int, model, trainer_state: dict[str, An
     """Write checkpoint `step` (model + trainer state) atomically; keep the newest `keep` checkpoints."""
     root = checkpoint_dir(run_dir)
     root.mkdir(parents=True, exist_ok=True)
-    name = f"{PREFIX}{step:08d}"
+    name = step_name(step)
     with atomic_dir(root / name) as tmp:  # the same step saved again (at the end) replaces its twin
         model.save_pretrained(tmp)
         torch.save(trainer_state, tmp / "trainer.pt")

@@ -206,7 +206,9 @@ def save(r: Run) -> Path:
         "sampler": r.sampler.state_dict(),
         "rng": checkpoints.rng_state(),
     }
-    path = checkpoints.save_checkpoint(r.run_dir, r.step, r.job.model, state, keep=r.train_config.save_checkpoint_num)
+    path = checkpoints.checkpoint_dir(r.run_dir) / checkpoints.step_name(r.step)
+    if r.dist.is_main:  # every rank holds the same weights and state; two writers would race on the rename
+        checkpoints.save_checkpoint(r.run_dir, r.step, r.job.model, state, keep=r.train_config.save_checkpoint_num)
     r.dist.barrier()
     return path
 
