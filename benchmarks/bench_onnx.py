@@ -4,10 +4,10 @@ length 128, on `--threads` threads.
 Exported with `bertforge export` (dynamo, ONNX Runtime's BERT optimizer, verified against PyTorch); also the
 same graph with attention traced as SDPA (which the optimizer does not fuse), and the int8 model
 (`quantize_dynamic`). Each runner is timed alone (`--repeats` means of `--calls` calls after a warm-up; the
-table gives medians): a first version alternating them with all sessions alive measured PyTorch eager at
-1.85 s (16% of the floor), likely ONNX Runtime's spinning worker threads starving PyTorch's OpenMP threads on
-2 cores. The fp32 matmul rate of this CPU (torch, the same threads, BERT's (128 x 768) x (768 x 3072)
-product) measured in the same run gives the floor: the forward's multiply-adds at that rate.
+table gives medians): alternated with every ONNX Runtime session alive, PyTorch eager measures 1.85 s (16% of
+the floor), likely ONNX Runtime's spinning worker threads starving PyTorch's OpenMP threads on 2 cores. The
+fp32 matmul rate of this CPU (torch, the same threads, BERT's (128 x 768) x (768 x 3072) product) measured in
+the same run gives the floor: the forward's multiply-adds at that rate.
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_onnx.py [--repeats 15] [--calls 10] [--threads 2]
         [--preset bert-base]
