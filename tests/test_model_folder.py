@@ -79,7 +79,7 @@ def test_pipeline_truncates_a_long_text(classifier, sample):
 
 def test_convert_and_export_write_the_tokenizer_files(classifier, tmp_path):
     kinds = kinds_by_head()
-    _, converted = convert_checkpoint(classifier, tmp_path / "converted", kinds=kinds)
+    converted = convert_checkpoint(classifier, tmp_path / "converted", kinds=kinds).path
     for folder in (classifier, converted):
         config = json.loads((folder / "tokenizer_config.json").read_text())
         assert (config["do_lower_case"], config["model_max_length"]) == (True, 224), folder

@@ -291,6 +291,22 @@ def check_fits(config: BertConfig, model: str | Path, vocab: Path, num_ids: int,
         )
 
 
+@dataclass(frozen=True)
+class Conversion:
+    """What `convert_checkpoint` wrote."""
+
+    path: Path
+    head: str  # the model class the checkpoint loads as (a key of `modeling.auto.MODEL_CLASSES`)
+    parameters: int
+
+
+def _conversion(model, path: Path) -> Conversion:
+    from bertforge.modeling.auto import MODEL_CLASSES
+
+    head = next(name for name, cls in MODEL_CLASSES.items() if type(model) is cls)
+    return Conversion(Path(path), head, sum(p.numel() for p in model.parameters()))
+
+
 def convert_checkpoint(
     source: str | Path,
     output: str | Path,
@@ -300,25 +316,32 @@ def convert_checkpoint(
     head: str = "auto",
     overwrite: bool = False,
     kinds: dict[str, str] | None = None,
-):
+) -> Conversion:
     """`bertforge convert`: load any checkpoint and write it as a model folder (weights, config, and — when
     the source has a vocab — vocab.txt and bertforge.json), a MindSpore `.ckpt`, or a TensorFlow checkpoint folder
-    in Google's layout. Returns (model, path)."""
+    in Google's layout. A TensorFlow checkpoint becomes a model folder without building the model: its
+    tensors are streamed into the weights file (`modeling.tf_to_safetensors`)."""
     from bertforge.modeling.auto import load_model
+    from bertforge.modeling.tf_to_safetensors import save_tf_as_pretrained
 
-    model = load_model(source, config=config, head=head)
-    if to == "mindspore":
-        return model, model.save_mindspore(output, overwrite=overwrite)
     folder = Path(source) if Path(source).is_dir() else Path(source).parent
     has_vocab = (folder / VOCAB_FILE).is_file() or (folder / "tokenizer.json").is_file()
-    if to == "tf":
-        return model, model.save_tf(output, overwrite=overwrite, vocab=find_vocab(folder) if has_vocab else None)
+    if to in ("mindspore", "tf"):
+        model = load_model(source, config=config, head=head)
+        if to == "mindspore":
+            return _conversion(model, model.save_mindspore(output, overwrite=overwrite))
+        vocab = find_vocab(folder) if has_vocab else None
+        return _conversion(model, model.save_tf(output, overwrite=overwrite, vocab=vocab))
     written = (VOCAB_FILE, SETTINGS_FILE, TOKENIZER_CONFIG_FILE, SPECIAL_TOKENS_FILE)
     extras = [Path(output) / name for name in written] if has_vocab else []
     existing = [str(p) for p in extras if p.exists()]
     if existing and not overwrite:
         raise BertforgeError(f"{', '.join(existing)} already exist; pass overwrite=True (--overwrite) to replace")
-    out = model.save_pretrained(output, overwrite=overwrite)
+    model = save_tf_as_pretrained(source, output, config=config, head=head, overwrite=overwrite)
+    if model is None:
+        model = load_model(source, config=config, head=head)
+        model.save_pretrained(output, overwrite=overwrite)
+    out = Path(output)
     if has_vocab:
         vocab = find_vocab(folder)
         if (folder / SETTINGS_FILE).is_file():
@@ -342,4 +365,4 @@ def convert_checkpoint(
         write_settings(out, settings)
         for name, text in tokenizer_files(settings).items():
             atomic_write_text(Path(out) / name, text)
-    return model, out
+    return _conversion(model, out)

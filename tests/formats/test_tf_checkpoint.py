@@ -39,6 +39,23 @@ def test_every_tensor_equals_tensorflows_bit_for_bit(prefix):
             assert got.dtype == value.dtype and got.tobytes() == value.tobytes(), name
 
 
+@pytest.mark.parametrize("prefix", BUNDLES, ids=lambda p: p.parent.name)
+def test_view_reads_the_mapped_bytes_in_place_and_after_release(prefix):
+    """`view` is TensorFlow's value without a copy (read-only, over the mapping) until its pages are
+    released, and again after; `ckpt[name]` stays a fresh array the caller may change."""
+    ckpt = TfCheckpoint(prefix)
+    for key, value in tf_values(prefix).items():
+        name, _, kind = key.partition("@")
+        if kind in ("bfloat16", "string") or not value.size:
+            continue  # converted or empty: fresh arrays, compared above
+        view = ckpt.view(name)
+        assert not view.flags.writeable and not view.flags.owndata, name
+        assert view.tobytes() == value.tobytes(), name
+        ckpt.release(name)
+        assert ckpt.view(name).tobytes() == value.tobytes(), name
+        assert ckpt[name].flags.writeable, name
+
+
 def test_dtypes_fixture_covers_what_the_issue_asks():
     ckpt = TfCheckpoint(FIXTURES / "dtypes" / "model.ckpt")
     kinds = {entry.dtype_name for entry in ckpt.entries.values()}

@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> None:
     from bertforge.model_folder import convert_checkpoint
     from bertforge.tasks import kinds_by_head
 
-    model, out = convert_checkpoint(
+    done = convert_checkpoint(
         args.source,
         args.output,
         to=args.to,
@@ -40,6 +40,4 @@ def run(args: argparse.Namespace) -> None:
         overwrite=args.overwrite,
         kinds=kinds_by_head(),
     )
-    head = next(name for name, cls in MODEL_CLASSES.items() if type(model) is cls)
-    params = sum(p.numel() for p in model.parameters())
-    print(f"converted {args.source} ({head}, {params / 1e6:.1f}M parameters) -> {out} [{args.to}]")
+    print(f"converted {args.source} ({done.head}, {done.parameters / 1e6:.1f}M parameters) -> {done.path} [{args.to}]")

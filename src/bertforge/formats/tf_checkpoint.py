@@ -255,18 +255,14 @@ class TfCheckpoint(Mapping[str, np.ndarray]):
             )
 
     def __getitem__(self, name: str) -> np.ndarray:
+        array = self.view(name)
+        return array if array.flags.writeable else array.copy()  # a read-only view is over the mapped shard
+
+    def view(self, name: str) -> np.ndarray:
+        """The tensor without a copy: a read-only array over the mapped shard, its CRC32C checked, valid while
+        the checkpoint is open. bfloat16, string and empty tensors come as fresh arrays, as `ckpt[name]`."""
         entry = self.entries[name]
-        if entry.slices:
-            raise BertforgeError(
-                f"{self.prefix}: tensor {name!r} is a partitioned variable (saved in {entry.slices} slices), which "
-                "bertforge does not read; save it unpartitioned"
-            )
-        if entry.dtype not in _DTYPES:
-            known = ", ".join(n for n, _ in _DTYPES.values())
-            raise BertforgeError(
-                f"{self.prefix}: tensor {name!r} has dtype {entry.dtype_name}, which bertforge does not read "
-                f"(expected {known})"
-            )
+        self.check_readable(name)
         if entry.dtype == _DT_STRING:
             return self._strings(name, entry)
         buf = self._maps[entry.shard]
@@ -279,7 +275,33 @@ class TfCheckpoint(Mapping[str, np.ndarray]):
         dtype = np.dtype(_DTYPES[entry.dtype][1])
         if not count:
             return np.zeros(entry.shape, dtype)
-        return np.frombuffer(buf, dtype=dtype, count=count, offset=entry.offset).reshape(entry.shape).copy()
+        return np.frombuffer(buf, dtype=dtype, count=count, offset=entry.offset).reshape(entry.shape)
+
+    def check_readable(self, name: str) -> None:
+        """Raise what reading `name` would for a reason the index alone shows (a partitioned variable, a dtype
+        bertforge does not read), so a caller can refuse before it writes anything."""
+        entry = self.entries[name]
+        if entry.slices:
+            raise BertforgeError(
+                f"{self.prefix}: tensor {name!r} is a partitioned variable (saved in {entry.slices} slices), which "
+                "bertforge does not read; save it unpartitioned"
+            )
+        if entry.dtype not in _DTYPES:
+            known = ", ".join(n for n, _ in _DTYPES.values())
+            raise BertforgeError(
+                f"{self.prefix}: tensor {name!r} has dtype {entry.dtype_name}, which bertforge does not read "
+                f"(expected {known})"
+            )
+
+    def release(self, name: str) -> None:
+        """Unmap the pages holding `name` from this process (the OS keeps them cached; a later read maps them
+        again), so reading a whole checkpoint once does not grow resident memory by its size."""
+        entry = self.entries[name]
+        buf = self._maps[entry.shard] if not entry.slices and entry.shard < len(self._maps) else None
+        if buf is None or not entry.size or not hasattr(mmap, "MADV_DONTNEED"):
+            return
+        start = entry.offset - entry.offset % mmap.PAGESIZE
+        buf.madvise(mmap.MADV_DONTNEED, start, entry.offset + entry.size - start)
 
     def _strings(self, name: str, entry: TensorEntry) -> np.ndarray:
         """A string tensor: varint64 lengths, the masked CRC32C of the lengths, the bytes. The entry's CRC

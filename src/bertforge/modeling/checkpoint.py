@@ -14,7 +14,7 @@ import json
 import logging
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -34,6 +34,7 @@ log = logging.getLogger("bertforge")
 # Weights of task heads: absent ones are initialised fresh, present-but-unused ones are reported, not errors.
 HEAD_PREFIXES = ("cls.", "classifier.", "qa_outputs.", "crf.", "lstm.")
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+SAFETENSORS_METADATA = {"format": "pt"}  # what transformers writes and expects
 _CONFIG_FILES = (
     "config.json",
     "bert_config.json",
@@ -142,12 +143,10 @@ def _readable_safetensors(path: Path) -> Iterator[None]:
         raise BertforgeError(f"{path}: not a readable safetensors file, truncated or damaged ({exc})") from None
 
 
-def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """Copy `state` (full-model names) into `model`, naming every missing, unknown or mis-shaped tensor. A
-    model built on the meta device (from `from_pretrained`, when `state` covers it) takes the tensors
-    themselves."""
-    own_prefix = "" if hasattr(model, "bert") else "bert."  # a bare BertModel owns the `bert.` names
-    target = {own_prefix + k: v for k, v in model.state_dict().items()}
+def check_fits(model: torch.nn.Module, state: Mapping[str, Any], source: str) -> list[str]:
+    """Refuse `state` (full-model names -> anything with a `.shape`) unless it fits `model`, naming every
+    missing, unknown or mis-shaped tensor; return the head tensors it lacks, which the model initialises."""
+    target = {own_prefix(model) + k: v for k, v in model.state_dict().items()}
     # Source tensors a model may legitimately not have: other heads, the pooler (token-level heads have
     # none), and absolute positions (the model zoo's NEZHA saves a table it never uses).
     optional = HEAD_PREFIXES + ("bert.pooler.", "bert.embeddings.position_embeddings.")
@@ -158,7 +157,7 @@ def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], source:
     misshaped = [
         f"{k} {tuple(state[k].shape)} (model expects {tuple(v.shape)})"
         for k, v in target.items()
-        if k in state and state[k].shape != v.shape
+        if k in state and tuple(state[k].shape) != tuple(v.shape)
     ]
     problems = []
     if missing:
@@ -169,8 +168,25 @@ def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], source:
         problems.append(f"wrong shape: {'; '.join(misshaped)}")
     if problems:
         raise BertforgeError(f"{source} does not fit {type(model).__name__}: " + " | ".join(problems))
+    if unused:
+        log.debug("%s: not used by %s: %s", source, type(model).__name__, ", ".join(unused))
+    return fresh
+
+
+def own_prefix(model: torch.nn.Module) -> str:
+    """What the model's own tensor names lack of the full-model names: `bert.` for a bare encoder."""
+    return "" if hasattr(model, "bert") else "bert."
+
+
+def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Copy `state` (full-model names) into `model`, naming every missing, unknown or mis-shaped tensor. A
+    model built on the meta device (from `from_pretrained`, when `state` covers it) takes the tensors
+    themselves."""
+    fresh = check_fits(model, state, source)
+    prefix = own_prefix(model)
+    target = {prefix + k: v for k, v in model.state_dict().items()}
     if any(v.is_meta for v in target.values()):
-        _assign(model, {k[len(own_prefix) :]: state[k] for k in target if k in state})
+        _assign(model, {k[len(prefix) :]: state[k] for k in target if k in state})
     else:
         with torch.no_grad():
             for k, v in target.items():
@@ -178,8 +194,6 @@ def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], source:
                     v.copy_(state[k])
     if fresh:
         log.warning("%s: newly initialised (not in the checkpoint): %s", source, ", ".join(fresh))
-    if unused:
-        log.debug("%s: not used by %s: %s", source, type(model).__name__, ", ".join(unused))
 
 
 def _assign(model: torch.nn.Module, values: dict[str, torch.Tensor]) -> None:
@@ -192,10 +206,30 @@ def _assign(model: torch.nn.Module, values: dict[str, torch.Tensor]) -> None:
         raise RuntimeError(f"{type(model).__name__}: {', '.join(left)} still without storage after loading")
 
 
-def _covers(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> bool:
+def covers(model: torch.nn.Module, state: Mapping[str, Any]) -> bool:
     """Whether `state` holds every tensor of `model` (full-model names)."""
-    own_prefix = "" if hasattr(model, "bert") else "bert."
-    return all(own_prefix + k in state for k in model.state_dict())
+    prefix = own_prefix(model)
+    return all(prefix + k in state for k in model.state_dict())
+
+
+def resolve_config(weights: Path, found: Path | None, config: BertConfig | str | Path | None) -> BertConfig:
+    """The config a checkpoint is loaded with: `config` when given, else the file `locate` found beside it."""
+    if config is not None:
+        return BertConfig.resolve(config)
+    if found is not None:
+        return BertConfig.from_file(found)
+    raise BertforgeError(
+        f"{weights}: no config file beside the weights ({', '.join(_CONFIG_FILES)}); pass config= "
+        "(a preset name, a config file, or the model zoo's pretrain_config.yaml)"
+    )
+
+
+def with_tf_label_count(config: BertConfig, state: Mapping[str, Any]) -> BertConfig:
+    """Google's bert_config.json has no label count (run_classifier.py takes it from the task's processor):
+    it is the classifier's rows."""
+    if "classifier.weight" not in state:
+        return config
+    return dataclasses.replace(config, num_labels=state["classifier.weight"].shape[0])
 
 
 def full_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -229,15 +263,7 @@ class PretrainedMixin:
         `read_weights` of the weights file, from a caller that read it already, so it is not read twice.
         """
         weights, found = locate(path)
-        if config is not None:
-            cfg = BertConfig.resolve(config)
-        elif found is not None:
-            cfg = BertConfig.from_file(found)
-        else:
-            raise BertforgeError(
-                f"{weights}: no config file beside the weights ({', '.join(_CONFIG_FILES)}); pass config= "
-                "(a preset name, a config file, or the model zoo's pretrain_config.yaml)"
-            )
+        cfg = resolve_config(weights, found, config)
         if overrides:
             cfg = dataclasses.replace(cfg, **overrides)
         if (
@@ -253,18 +279,24 @@ class PretrainedMixin:
                 cfg.hidden_act,
             )
         state = read_weights(weights) if state is None else state
-        if is_tf_checkpoint(weights) and "num_labels" not in overrides and "classifier.weight" in state:
-            # Google's bert_config.json has no label count (run_classifier.py takes it from the task's processor)
-            cfg = dataclasses.replace(cfg, num_labels=state["classifier.weight"].shape[0])
+        if is_tf_checkpoint(weights) and "num_labels" not in overrides:
+            cfg = with_tf_label_count(cfg, state)
         with torch.device("meta"):  # no storage, no initialisation: the checkpoint's tensors become the weights
             model = cls(cfg)
-        if not _covers(model, state):  # heads to initialise, or a mismatch load_weights will name
+        if not covers(model, state):  # heads to initialise, or a mismatch load_weights will name
             model = cls(cfg)
         load_weights(model, state, str(weights))
         return model
 
     def save_pretrained(self, directory: str | Path, overwrite: bool = False) -> Path:
         """Write `config.json` + `model.safetensors` (Hugging Face's layout), each file atomically."""
+        return self.write_pretrained(
+            directory, overwrite, lambda tmp: save_file(full_state_dict(self), str(tmp), metadata=SAFETENSORS_METADATA)
+        )
+
+    def write_pretrained(self, directory: str | Path, overwrite: bool, write_weights: Callable[[Path], None]) -> Path:
+        """`save_pretrained` with the weights file written by `write_weights(path)`: a model on the meta device
+        can write the config of a folder whose weights come from elsewhere (a checkpoint, streamed)."""
         directory = Path(directory)
         files = [directory / "config.json", directory / "model.safetensors"]
         existing = [str(f) for f in files if f.exists()]
@@ -273,7 +305,7 @@ class PretrainedMixin:
         check_output_dir(directory, overwrite=bool(existing))
         config = self.config.to_hf_dict() | {"architectures": [type(self).__name__]}
         with atomic_path(files[1]) as tmp:
-            save_file(full_state_dict(self), str(tmp), metadata={"format": "pt"})
+            write_weights(tmp)
         atomic_write_text(files[0], json.dumps(config, indent=2, ensure_ascii=False) + "\n")
         return directory
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 import torch
@@ -86,23 +86,25 @@ def _rename(name: str, table: list[tuple[re.Pattern[str], str]]) -> str | None:
     return None
 
 
-def _transposed(tf_name: str) -> bool:
+def transposed(tf_name: str) -> bool:
+    """Whether a tensor is stored (in, out), torch's (out, in) transposed."""
     return tf_name.endswith("/kernel")
 
 
-def from_google_names(tensors: Mapping[str, np.ndarray], source: str) -> dict[str, torch.Tensor]:
-    """Google TF names -> Hugging Face full-model names, reading only the tensors that map (`tensors` may
-    read lazily). Optimizer slots and step counters are skipped and reported; an unmappable `bert/` name
-    is an error (another architecture, e.g. ALBERT), other unknown names are reported and left out."""
-    if "bert/embeddings/word_embeddings" not in tensors:
-        scopes = sorted({name.split("/")[0] for name in tensors})
+def google_renames(names: Iterable[str], source: str) -> dict[str, str]:
+    """Google TF name -> Hugging Face full-model name, for every variable that maps, decided from the names
+    alone. Optimizer slots and step counters are skipped and reported; an unmappable `bert/` name is an error
+    (another architecture, e.g. ALBERT), other unknown names are reported and left out."""
+    names = list(names)
+    if "bert/embeddings/word_embeddings" not in names:
+        scopes = sorted({name.split("/")[0] for name in names})
         raise BertforgeError(
             f"{source}: not a Google BERT/NEZHA checkpoint (no 'bert/embeddings/word_embeddings'; its variables "
             f"are under {', '.join(scopes[:8]) or 'nothing'}{' …' if len(scopes) > 8 else ''})"
         )
-    renamed: dict[str, str] = {}  # TF name -> Hugging Face name, decided from the names before any tensor is read
+    renamed: dict[str, str] = {}
     unknown, unused, state = [], [], []
-    for name in tensors:
+    for name in names:
         if _TRAINING_STATE.search(name):
             state.append(name)
         elif (hf := _rename(name, _FROM_TF)) is not None:
@@ -112,15 +114,21 @@ def from_google_names(tensors: Mapping[str, np.ndarray], source: str) -> dict[st
     if unknown:
         shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
         raise BertforgeError(f"{source}: encoder variables with no known BERT/NEZHA mapping: {shown}")
-    out: dict[str, torch.Tensor] = {}
-    for name, hf in renamed.items():
-        value = torch.from_numpy(np.ascontiguousarray(tensors[name]))
-        out[hf] = value.t().contiguous() if _transposed(name) else value
     if state:
         kinds = sorted({name.rsplit("/", 1)[-1] for name in state})
         log.info("%s: skipped %d optimizer/training-state variables (%s)", source, len(state), ", ".join(kinds))
     if unused:
         log.info("%s: not used (unknown heads): %s", source, ", ".join(unused))
+    return renamed
+
+
+def from_google_names(tensors: Mapping[str, np.ndarray], source: str) -> dict[str, torch.Tensor]:
+    """Google TF names -> Hugging Face full-model names (`google_renames`), reading only the tensors that map
+    (`tensors` may read lazily); kernels transposed to torch's layout."""
+    out: dict[str, torch.Tensor] = {}
+    for name, hf in google_renames(tensors, source).items():
+        value = torch.from_numpy(np.ascontiguousarray(tensors[name]))
+        out[hf] = value.t().contiguous() if transposed(name) else value
     return out
 
 
@@ -132,7 +140,7 @@ def to_google_names(state: Mapping[str, torch.Tensor]) -> dict[str, np.ndarray]:
         if tf is None:
             raise BertforgeError(f"{name} has no equivalent in Google's TensorFlow BERT")
         array = value.detach().cpu().float()
-        out[tf] = (array.t() if _transposed(tf) else array).contiguous().numpy()
+        out[tf] = (array.t() if transposed(tf) else array).contiguous().numpy()
     return out
 
 
