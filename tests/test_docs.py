@@ -296,6 +296,27 @@ def test_every_page_is_prepared_or_needs_nothing():
         assert not runnable or page in PREPARE or page == "docs/pretraining.md", page
 
 
+def anchors(markdown: str) -> set[str]:
+    """GitHub's anchors of a page's headings: lower case, punctuation dropped, each space a hyphen."""
+    headings = re.findall(r"^#+ (.*)$", re.sub(r"^```.*?^```", "", markdown, flags=re.DOTALL | re.MULTILINE), re.M)
+    return {re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-") for h in headings}
+
+
+def test_every_link_between_pages_leads_somewhere():
+    expected = {"several-nodes--torchrun", "compatibility-tei"}
+    assert anchors("## Several nodes — `torchrun`\n## Compatibility (TEI)") == expected
+    for page in PAGES:
+        text = (ROOT / page).read_text(encoding="utf-8")
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", target):
+                continue  # a URL
+            path, _, anchor = target.partition("#")
+            file = ((ROOT / page).parent / path).resolve() if path else ROOT / page
+            assert file.exists(), f"{page}: link to {target}: no such file"
+            if anchor:
+                assert anchor in anchors(file.read_text(encoding="utf-8")), f"{page}: link to {target}: no such heading"
+
+
 def test_the_docs_have_snippets_of_both_kinds():
     found = [s for page in PAGES for s in page_snippets(page)]
     assert sum(lang == "python" for lang, *_ in found) >= 4 and sum(lang == "bash" for lang, *_ in found) >= 10
