@@ -57,11 +57,16 @@ def snippets_of(text: str) -> list[tuple[str, str, int, str | None]]:
 
 
 def snippets() -> list:
-    return [
-        pytest.param(page, lang, code, reason, id=f"{page}:{line}")
-        for page in PAGES
-        for lang, code, line, reason in page_snippets(page)
-    ]
+    """One param per snippet, named by page and line. Bash snippets start processes, and a snippet after one may
+    use what it wrote: from a page's first bash snippet on, they are slow (not in the quick loop)."""
+    params = []
+    for page in PAGES:
+        slow = False
+        for lang, code, line, reason in page_snippets(page):
+            slow = slow or (lang == "bash" and reason is None)
+            marks = [pytest.mark.slow] if slow else []
+            params.append(pytest.param(page, lang, code, reason, id=f"{page}:{line}", marks=marks))
+    return params
 
 
 # ---- the files each page's snippets name ----
