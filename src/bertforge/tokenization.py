@@ -5,7 +5,7 @@ Google's `tokenization.FullTokenizer` decides every character class with the *ru
 newer) Unicode tables and slightly different rules (they drop private-use and unassigned characters, strip
 Mc/Me marks as well as Mn, ignore the final-sigma rule of `str.lower()`, have a typo in one CJK range).
 So the pipeline below is composed from generic pieces whose character classes are computed from Python's
-`unicodedata` at start-up (~0.6 s, once per process). Each text takes one of three pipelines: ASCII-only
+`unicodedata` at start-up (once, then cached). Each text takes one of three pipelines: ASCII-only
 texts skip NFD and accent stripping; texts with a capital sigma, or with one of the few characters where
 Rust's `Lowercase`/`NFD` tables disagree with Python's (found by probing), take a patched, slower one.
 Tests compare all of this against Google's own file.
@@ -218,8 +218,8 @@ _TABLES_VERSION = 1
 @functools.lru_cache(maxsize=None)
 def _tables() -> tuple[_CharClasses, _Deviations]:
     """The character classes and deviations, which depend only on this Python's Unicode tables and the
-    `tokenizers` version: computed once (~0.6 s) and kept in the cache folder, so that every later process
-    (each data-creation worker, each test) starts in milliseconds."""
+    `tokenizers` version: computed once (a scan of every code point) and kept in the cache folder, so that every later
+    process (each data-creation worker, each test) starts without it."""
     key = f"v{_TABLES_VERSION}-unicode{unicodedata.unidata_version}-tokenizers{tokenizers.__version__}"
     path = cache_dir() / "tokenizer-tables" / f"{key}.json"
     try:
@@ -269,7 +269,7 @@ ASCII, GENERAL, PATCHED = 0, 1, 2  # the three pipelines; each text goes through
 
 def _build(vocab: dict[str, int], do_lower_case: bool, pipeline: int) -> Tokenizer:
     """A Rust tokenizer equal to Google's BasicTokenizer + WordpieceTokenizer (no special tokens), for
-    ASCII-only texts (NFD and accent stripping are no-ops there: ~1.4x faster), for general texts, or
+    ASCII-only texts (NFD and accent stripping are no-ops there, so they are skipped), for general texts, or
     PATCHED for texts holding a Σ or a character whose Rust Lowercase/NFD deviates from Python."""
     classes = _char_classes()
     control = classes.ascii_control if pipeline == ASCII else classes.control

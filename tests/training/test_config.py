@@ -102,8 +102,8 @@ def test_a_dotted_key_takes_the_next_token_as_its_value_unless_that_is_a_flag():
         dotted_overrides(["text"])
 
 
-# What the README ("Failure modes", `--resume`) says a resumed run may change: checkpoint and log frequency,
-# evaluation frequency, device and loader workers. Written out here, not imported: the test is the README's.
+# What docs/failure-modes.md (`--resume`) says a resumed run may change: checkpoint and log frequency,
+# evaluation frequency, device and loader workers. Written out here, not imported: the test is the manual's.
 MAY_CHANGE_ON_RESUME = {
     "train.save_checkpoint_steps",
     "train.save_checkpoint_num",

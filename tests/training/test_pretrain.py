@@ -334,7 +334,7 @@ def test_two_process_ddp_equals_one_process_with_accumulation(news_data, tmp_pat
 @pytest.mark.slow
 def test_resume_with_another_number_of_processes_is_a_one_line_error(news_data, tmp_path, capsys):
     """A run of 2 processes resumed by 1: its data order, each rank's part and the global batch depend on
-    the number of processes, so that is refused (README), as one line naming the checkpoint. It used to
+    the number of processes, so that is refused (docs/pretraining.md), as one line naming the checkpoint. It used to
     be a ValueError traceback from the sampler."""
     out = tmp_path / "run"
     args = ["pretrain", "--config", str(TINY), "--data", str(news_data), "--output", str(out), "--quiet"]

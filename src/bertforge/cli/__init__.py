@@ -12,7 +12,7 @@ from bertforge import __version__
 from bertforge.errors import BertforgeError, Interrupted
 
 # Subcommand -> its module. A command imports only its own module, so the light ones (tokenize, extract-wiki,
-# create-pretraining-data, ...) start without loading torch (1.6 s here); --help and mistakes load them all.
+# create-pretraining-data, ...) start without loading torch, the slowest import; --help and mistakes load them all.
 SUBCOMMANDS = {
     "convert": "convert",
     "tokenize": "tokenize",

@@ -49,7 +49,7 @@ class BertEmbeddings(nn.Module):
         self.dropout = Dropout(config.hidden_dropout_prob)
         # Set by heads whose tied decoder always adds a dense gradient to the word embeddings: the lookup's
         # own gradient is then produced sparse and added into it, instead of a zero-filled (V, H) tensor
-        # plus a (V, H) sum (~170 ms per BERT-base step on 2 CPU threads).
+        # plus a (V, H) sum: two passes over the largest tensor of the model, at every step.
         self.sparse_word_gradient = False
 
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
@@ -186,8 +186,8 @@ def extended_attention_mask(
 def truncated_normal_(tensor: torch.Tensor, std: float) -> torch.Tensor:
     """N(0, std²) cut at ±2 std, as TF's truncated_normal, by redrawing the values outside (about 4.6%).
 
-    Same distribution as `nn.init.trunc_normal_`, but ~10x faster: its inverse-CDF method took 5 s for
-    a 23M-parameter model here, which every `from_pretrained` paid before overwriting the weights.
+    Same distribution as `nn.init.trunc_normal_`, but much faster: its inverse-CDF method costs several
+    transcendental functions per value, which every `from_pretrained` paid before overwriting the weights.
     """
     if tensor.is_meta:  # built without storage, for weights a checkpoint supplies (from_pretrained)
         return tensor

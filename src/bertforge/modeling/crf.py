@@ -161,7 +161,7 @@ def viterbi(
     end (T,); transitions[from, to] (T, T) -> (B, L) int64, arbitrary past each row's length.
 
     In NumPy: the per-step work is a (T, T, B) max, far too small for PyTorch's per-operation overhead
-    (4-6x faster than the same loop in torch on CPU), and prediction on any backend decodes with it. The
+    (several times faster than the same loop in torch on CPU), and prediction on any backend decodes with it. The
     batch is the innermost axis, so the max over the previous tag is an elementwise max of T contiguous
     slabs (twice as fast as reducing along a short inner axis). Only the scores are kept; the backtrace
     recomputes the argmax for the one chosen tag per row, bit for bit the sums the forward pass compared."""

@@ -216,8 +216,8 @@ class AdamW(_AdamFamily):
     @staticmethod
     def _fused_step(group: dict, params: list[torch.Tensor], grads: list[torch.Tensor], states: list[dict]) -> None:
         """The same update through PyTorch's fused AdamW kernel: one pass over memory per tensor instead of
-        ~10 foreach passes with temporaries (measured on BERT-base's 110M parameters, 2 CPU threads:
-        34 ms instead of 420 ms, and 200 ms for torch.optim.AdamW's default foreach path)."""
+        ~10 foreach passes with temporaries (and fewer than torch.optim.AdamW's default foreach path): the
+        optimizer step is bound by memory traffic (benchmarks/RESULTS.md)."""
         beta1, beta2 = group["betas"]
         for state in states:
             state["step"] += 1
