@@ -96,6 +96,7 @@ def test_bad_data_and_settings_are_found_before_the_first_step(tiny_checkpoint, 
     fails("--train", train, "--dev", unlabelled, expect="dev.csv: no labels; evaluation needs a labelled dev file")
     fails("--train", train, "--dev", train, "--seeds", "1,-2", expect="--seeds must be integers >= 0")
     fails("--train", train, "--dev", train, "--max-seq-length", 1024, expect="exceeds the 128 positions")
+    fails("--train", train, "--dev", train, "--batch-size", 128, expect="64 examples make no full step of 128")
     (tmp_path / "labels.txt").write_text("neg\npos\n")
     fails(
         "--train",

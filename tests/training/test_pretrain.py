@@ -497,3 +497,13 @@ def test_a_lagging_rank_does_not_take_the_new_run_for_an_old_one(news_data, tmp_
     ddp = subprocess.run([*torchrun, str(tmp_path / "slow_rank.py"), *args], env=env, capture_output=True, text=True,
                          timeout=600)  # fmt: skip
     assert ddp.returncode == 0, [line for line in ddp.stderr.splitlines() if "error:" in line] or ddp.stderr[-3000:]
+
+
+def test_too_little_data_for_one_step_is_refused_with_nothing_written(small_data, tmp_path):
+    """45 instances and a batch of 64: refused before anything is written, so the same --output takes the
+    corrected command (a config.yaml left behind made it 'already hold a run')."""
+    out = tmp_path / "run"
+    with pytest.raises(BertforgeError, match="45 examples make no full step of 64"):
+        pretrain(tiny(small_data, "train.train_steps=1", "train.batch_size=64"), out, progress=False)
+    assert not out.exists()
+    pretrain(tiny(small_data, "train.train_steps=1", "train.batch_size=8"), out, progress=False)

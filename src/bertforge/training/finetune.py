@@ -284,6 +284,8 @@ def _run_seed(config, task: Task, tc: TaskConfig, method: str, output: Path, see
     train = featurize_cached(task, train_examples, tc.train, tokenizer, settings, tc) if config.do_train else None
     if train is not None and len(train.inputs) == 2:
         raise BertforgeError(f"{tc.train}: no labels; training needs a labelled file")
+    if train is not None:
+        loop.check_steps(len(train), config.train, dist.world_size)
     model.to(dist.device)
     dist.barrier()  # every process has checked OUTPUT (finetune's "not empty") before the main one writes there
     output.mkdir(parents=True, exist_ok=True)

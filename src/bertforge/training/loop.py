@@ -120,6 +120,15 @@ def _stop_requested() -> tuple[list[int], contextlib.AbstractContextManager]:
     return flag, stop_signals(handler)
 
 
+def check_steps(examples: int, train_config: TrainConfig, world_size: int) -> int:
+    """Steps per epoch; none is an error, raised before a recipe writes anything into its output."""
+    steps = examples // world_size // (train_config.batch_size * train_config.accumulation_steps)
+    if steps == 0:
+        micro = f"{train_config.batch_size} × {train_config.accumulation_steps}"
+        raise BertforgeError(f"{examples} examples make no full step of {micro} micro-batches on {world_size} process(es)")
+    return steps
+
+
 def setup(
     job: Job,
     train_config: TrainConfig,
@@ -143,11 +152,7 @@ def setup(
         batch_size=train_config.batch_size,
     )
     micro = f"{train_config.batch_size} × {train_config.accumulation_steps}"  # examples × micro-batches per step
-    steps_per_epoch = len(sampler) // (train_config.batch_size * train_config.accumulation_steps)
-    if steps_per_epoch == 0:
-        raise BertforgeError(
-            f"{len(dataset)} examples make no full step of {micro} micro-batches on {dist.world_size} process(es)"
-        )
+    steps_per_epoch = check_steps(len(dataset), train_config, dist.world_size)
     total_steps = train_config.train_steps if train_config.train_steps > 0 else train_config.epochs * steps_per_epoch
     optimizer, scheduler, scaler = _optimization(model, train_config, oc, ls, total_steps, dist, job.lr_multipliers)
     step = 0

@@ -109,6 +109,7 @@ def _pretrain(config: PretrainConfig, run_dir: Path, resume: bool, progress: boo
     dataset = PretrainingDataset(config.data.path, seed=config.data.seed)
     bert_config = config.bert_config()
     dataset.check_vocab(bert_config.vocab_size)
+    loop.check_steps(len(dataset), train_config, dist.world_size)
     if previous is not None:
         model = BertForPreTraining.from_pretrained(previous)
     elif train_config.init_checkpoint:
