@@ -125,7 +125,9 @@ def check_steps(examples: int, train_config: TrainConfig, world_size: int) -> in
     steps = examples // world_size // (train_config.batch_size * train_config.accumulation_steps)
     if steps == 0:
         micro = f"{train_config.batch_size} × {train_config.accumulation_steps}"
-        raise BertforgeError(f"{examples} examples make no full step of {micro} micro-batches on {world_size} process(es)")
+        raise BertforgeError(
+            f"{examples} examples make no full step of {micro} micro-batches on {world_size} process(es)"
+        )
     return steps
 
 
