@@ -7,13 +7,17 @@ real questions of the first two SQuAD v1.1 training articles, split by paragraph
 answer and three *other questions'* gold answers from the same passage, drawn with `random.Random(0)` in file
 order and shuffled. Distractors are distinct under SQuAD's answer normalisation and never contain, or sit
 inside, the gold answer (so exactly one choice is right); a question with fewer than three such answers in its
-passage is left out. The questions are written as CLUE C3 JSON (`[[passage], [{"question", "choice", "answer"}],
-id]`) so that bertforge reads them through its public C3 reader; the first `--train-questions` (whole paragraphs)
-of the training side are used to train (cut to whole batches).
+passage is left out. The context of a question is, by default (`--context sentence`), the sentence of its
+passage that holds the gold answer, as GLUE's QNLI cuts SQuAD passages into sentences (a distractor may occur
+in it too; the others occur elsewhere in the passage), or the whole passage (`--context passage`). The
+questions are written as CLUE C3 JSON (`[[context], [{"question", "choice", "answer"}], id]`, one record per
+question) so that bertforge reads them through its public C3 reader; the first `--train-questions` of the
+training side (file order) are used to train, cut to whole batches.
 
-Recipe, the same for both: all-MiniLM-L6-v2, each choice as the pair (passage, question + " " + choice) cut
-longest-first to `MAX_LEN`, dynamic padding (`run_swag.py`'s default, `DataCollatorForMultipleChoice`), AdamW
-(eps 1e-8, weight decay 0.01 off biases and LayerNorm), warm-up 10% then linear decay, gradient clipping 1.0.
+Recipe, the same for both: all-MiniLM-L6-v2, each choice as the pair (context, question + " " + choice) cut
+longest-first to `--max-len`, dynamic padding (`run_swag.py`'s default, `DataCollatorForMultipleChoice`;
+bertforge's length-grouped batches), batch 8 questions, `--epochs`, `--lr`, AdamW (eps 1e-8, weight decay 0.01
+off biases and LayerNorm), warm-up 10% then linear decay, gradient clipping 1.0.
 
 For seeds 1, 2, 3, alternating bertforge and `transformers` (so machine-speed drift hits both):
 - bertforge: `finetune` (the Python API of `bertforge finetune multiple-choice`) trains without a dev set (the
@@ -27,7 +31,8 @@ Training examples/s: epochs × training questions / seconds of everything traini
 `finetune` call — reading, tokenizing with a fresh feature cache, training, saving; `transformers`: tokenizing,
 loading the model, `trainer.train()`); the ratio of the medians.
 
-    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_multiple_choice.py [--seeds 1,2,3] [--train-questions 120]
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_multiple_choice.py [--seeds 1,2,3] [--train-questions 800]
+        [--context sentence|passage] [--epochs 2] [--lr 5e-5] [--max-len 128] [--smoke] [--work DIR]
 """
 
 from __future__ import annotations
@@ -37,11 +42,14 @@ import json
 import os
 import platform
 import random
+import re
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,7 +66,7 @@ from bertforge.training.config import load_config  # noqa: E402
 from bertforge.training.finetune import config_class, finetune  # noqa: E402
 
 SQUAD_V1 = "dummy_data/xglue_full_dataset.tar.gz/xglue_full_dataset/MLQA/squad1.1/train-v1.1.json"
-LR, EPOCHS, BATCH, MAX_LEN, WARMUP, WEIGHT_DECAY, EPS, CHOICES = 2e-4, 3, 4, 128, 0.1, 0.01, 1e-8, 4
+LR, EPOCHS, BATCH, MAX_LEN, WARMUP, WEIGHT_DECAY, EPS, CHOICES = 5e-5, 2, 8, 128, 0.1, 0.01, 1e-8, 4
 SMOKE = 0  # --smoke: a few questions and one epoch, to check the script itself
 
 
@@ -68,17 +76,30 @@ class Question:
     question: str
     choices: list[str]
     label: int  # index of the gold answer in `choices`
+    ident: str
 
 
 # ------------------------------------------------------------------------------------------------ data
-def questions(document: dict, rng: random.Random) -> tuple[list[list], list[Question], int]:
-    """(C3 records, one per passage; the same questions as `Question`s; questions left out for want of three
-    distractors)."""
-    records, flat, left_out = [], [], 0
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+")
+
+
+def answer_sentence(passage: str, answer: dict) -> str:
+    """The sentence(s) of `passage` holding the answer, as GLUE's QNLI cuts SQuAD passages into sentences."""
+    start = answer["answer_start"]
+    if passage[start : start + len(answer["text"])] != answer["text"]:
+        start = passage.find(answer["text"])
+    bounds = [0, *(m.end() for m in _SENTENCE_END.finditer(passage)), len(passage)]
+    first = max(b for b in bounds if b <= start)
+    last = min(b for b in bounds if b >= start + len(answer["text"]))
+    return passage[first:last].strip()
+
+
+def questions(document: dict, rng: random.Random, context: str) -> tuple[list[Question], int]:
+    """(the questions of `document` as four-way choices; questions left out for want of three distractors)."""
+    flat, left_out = [], 0
     for article in document["data"]:
         for p in article["paragraphs"]:
             gold = [q["answers"][0]["text"].strip() for q in p["qas"]]
-            entries = []
             for i, q in enumerate(p["qas"]):
                 mine = normalize_answer(gold[i])
                 seen, others = {mine}, []
@@ -93,48 +114,46 @@ def questions(document: dict, rng: random.Random) -> tuple[list[list], list[Ques
                     continue
                 choices = [gold[i], *rng.sample(others, CHOICES - 1)]
                 rng.shuffle(choices)
-                entries.append({"question": q["question"].strip(), "choice": choices, "answer": gold[i]})
-                flat.append(Question(p["context"], entries[-1]["question"], choices, choices.index(gold[i])))
-            if entries:
-                records.append([[p["context"]], entries, p["qas"][0]["id"]])
-    return records, flat, left_out
+                passage = p["context"] if context == "passage" else answer_sentence(p["context"], q["answers"][0])
+                flat.append(Question(passage, q["question"].strip(), choices, choices.index(gold[i]), q["id"]))
+    return flat, left_out
 
 
-def build(out: Path, train_questions: int) -> dict:
+def c3(qs: list[Question]) -> list[list]:
+    """CLUE C3 JSON records, one per question: `[[passage], [{"question", "choice", "answer"}], id]`."""
+    return [[[q.passage], [{"question": q.question, "choice": q.choices, "answer": q.choices[q.label]}], q.ident]
+            for q in qs]  # fmt: skip
+
+
+def build(out: Path, train_questions: int, context: str) -> dict:
     """train.json / dev.json (C3), dev.jsonl (predict's input) and the questions of each side."""
     with zipfile.ZipFile(fetch("xglue-mlqa-dummy")) as zf:
         train_doc, dev_doc = split_paragraphs(json.loads(zf.read(SQUAD_V1)), 0.8, seed=0)
     rng = random.Random(0)
-    train_records, train_qs, train_out = questions(train_doc, rng)
-    dev_records, dev_qs, dev_out = questions(dev_doc, rng)
-    # whole passages until `train_questions`, the last one cut so that the count is a multiple of the batch (bertforge
-    # drops a last partial batch, Trainer does not: with whole batches both see every question once an epoch)
-    kept, count = [], 0
-    for record in train_records:
-        if count >= train_questions:
-            break
-        kept.append(record)
-        count += len(record[1])
-    excess = count % BATCH
-    if excess:
-        passage, entries, ident = kept[-1]
-        kept[-1], count = [passage, entries[:-excess], ident], count - excess
-    train_qs = train_qs[:count]
+    train_qs, train_out = questions(train_doc, rng, context)
+    dev_qs, dev_out = questions(dev_doc, rng, context)
+    # the first questions in file order, a whole number of batches (bertforge drops a last partial batch, Trainer
+    # does not: with whole batches both see every question once an epoch)
+    count = min(train_questions, len(train_qs))
+    train_qs = train_qs[: count - count % BATCH]
     if SMOKE:
-        dev_records = dev_records[:SMOKE]
-        dev_qs = dev_qs[: sum(len(r[1]) for r in dev_records)]
-    for name, records in (("train.json", kept), ("dev.json", dev_records)):
-        (out / name).write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
+        dev_qs = dev_qs[:SMOKE]
+    for name, qs in (("train.json", train_qs), ("dev.json", dev_qs)):
+        (out / name).write_text(json.dumps(c3(qs), ensure_ascii=False), encoding="utf-8")
     with open(out / "dev.jsonl", "w", encoding="utf-8") as f:
         for q in dev_qs:
             f.write(json.dumps({"context": q.passage, "question": q.question, "choices": q.choices}) + "\n")
-    info = {"train_passages": len(kept), "train_questions": len(train_qs), "dev_passages": len(dev_records),
-            "dev_questions": len(dev_qs), "left_out_train_side": train_out, "left_out_dev_side": dev_out}  # fmt: skip
+    info = {"context": context, "train_questions": len(train_qs), "dev_questions": len(dev_qs),
+            "left_out_train_side": train_out, "left_out_dev_side": dev_out}  # fmt: skip
     print(f"data: {info}")
     return {"train": train_qs, "dev": dev_qs, "info": info}
 
 
 # ------------------------------------------------------------------------------------------------ bertforge
+BERTFORGE = [sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv.pop(1)); from bertforge.cli import main; "
+             "sys.exit(main(sys.argv[1:]))", str(ROOT / "src")]  # fmt: skip
+
+
 def recipe() -> list[str]:
     return [
         f"task.max_seq_length={MAX_LEN}", f"train.epochs={EPOCHS}", f"train.batch_size={BATCH}", "train.device=cpu",
@@ -162,16 +181,47 @@ def ours(work: Path, out: Path, seed: int, dev_gold: list[int]) -> dict:
     evaluated = finetune(config, out / "eval", progress=False)["accuracy"]
     predicted = out / "predict.jsonl"
     subprocess.run(
-        [sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv.pop(1)); from bertforge.cli import main; "
-         "sys.exit(main(sys.argv[1:]))", str(ROOT / "src"), "predict", "--model", str(best), "--input",
-         str(work / "dev.jsonl"), "--output", str(predicted), "--quiet", "--batch-size", "32",
-         "--threads", str(torch.get_num_threads())],
+        [*BERTFORGE, "predict", "--model", str(best), "--input", str(work / "dev.jsonl"), "--output", str(predicted),
+         "--quiet", "--batch-size", "32", "--threads", str(torch.get_num_threads())],
         check=True,
     )  # fmt: skip
     labels = [json.loads(line)["label"] for line in predicted.read_text(encoding="utf-8").splitlines()]
     assert len(labels) == len(dev_gold), (len(labels), len(dev_gold))
     accuracy = sum(a == b for a, b in zip(labels, dev_gold)) / len(dev_gold)
     return {"train_s": trained, "accuracy": evaluated, "predict_accuracy": accuracy}
+
+
+def deploy(work: Path, best: Path, dev: list[Question], predicted: Path) -> dict:
+    """`bertforge export` of a kept model (checked against PyTorch on the dev file) and `bertforge serve` of the
+    ONNX folder answering one dev question over HTTP as `bertforge predict` did."""
+    onnx = work / "onnx"
+    subprocess.run([*BERTFORGE, "export", "--model", str(best), "--output", str(onnx), "--dev",
+                    str(work / "dev.json"), "--overwrite"], check=True)  # fmt: skip
+    report = json.loads((onnx / "export_report.json").read_text(encoding="utf-8"))
+    graphs = {name: {"max_abs_diff": max(r["max_abs_diff"].values()), "agreement": r["agreement"],
+                     "dev_delta_points": r["dev"]["delta_points"]}
+              for name, r in report.items() if isinstance(r, dict) and "max_abs_diff" in r}  # fmt: skip
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([*BERTFORGE, "serve", "--model", str(onnx), "--backend", "onnx", "--port", str(port)])
+    try:
+        for _ in range(600):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5)
+                break
+            except OSError:
+                time.sleep(1)
+        q = dev[0]
+        body = json.dumps({"inputs": {"context": q.passage, "question": q.question, "choices": q.choices}}).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/predict", body, {"Content-Type": "application/json"})
+        answer = json.loads(urllib.request.urlopen(request, timeout=60).read())
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    first = json.loads(predicted.read_text(encoding="utf-8").splitlines()[0])
+    answer = answer[0] if isinstance(answer, list) else answer
+    return {"graphs": graphs, "served": answer, "served_equals_predict": answer["label"] == first["label"]}
 
 
 # ------------------------------------------------------------------------------------------------ transformers
@@ -252,23 +302,29 @@ def summary(values: list[float]) -> str:
 
 
 def main() -> None:
+    global SMOKE, EPOCHS, LR, MAX_LEN
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", default="1,2,3")
-    parser.add_argument("--train-questions", type=int, default=120, help="questions to train on (whole passages)")
+    parser.add_argument("--train-questions", type=int, default=800, help="questions to train on (file order)")
+    parser.add_argument("--context", choices=("sentence", "passage"), default="sentence",
+                        help="the answer's sentence (as GLUE's QNLI) or the whole passage")  # fmt: skip
+    parser.add_argument("--epochs", type=int, default=EPOCHS)
+    parser.add_argument("--lr", type=float, default=LR)
+    parser.add_argument("--max-len", type=int, default=MAX_LEN)
     parser.add_argument("--smoke", action="store_true", help="a few questions, one epoch: check the script runs")
     parser.add_argument("--work", type=Path, help="keep the data and models here (default: a temporary folder)")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
-    global SMOKE, EPOCHS
+    EPOCHS, LR, MAX_LEN = args.epochs, args.lr, args.max_len
     if args.smoke:
-        SMOKE, EPOCHS, args.train_questions = 2, 1, 24
+        SMOKE, EPOCHS, args.train_questions = 8, 1, 24
     print(f"python {platform.python_version()}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, recipe: lr {LR}, {EPOCHS} epochs, batch {BATCH}, "
           f"max length {MAX_LEN}, warm-up {WARMUP}, weight decay {WEIGHT_DECAY}, eps {EPS}")  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        data = build(work, args.train_questions)
+        data = build(work, args.train_questions, args.context)
         same_inputs(work, data)
         gold = [q.label for q in data["dev"]]
         runs: dict[str, list[dict]] = {"bertforge": [], "transformers": []}
@@ -279,6 +335,11 @@ def main() -> None:
             r = hf(data, work / f"hf-{seed}", seed)
             runs["transformers"].append(r)
             print(f"seed {seed} transformers: {r}", flush=True)
+        seed = seeds[0]
+        served = deploy(
+            work, work / f"ours-{seed}" / "train" / "best", data["dev"], work / f"ours-{seed}" / "predict.jsonl"
+        )
+        print(f"seed {seed} bertforge model exported and served: {served}", flush=True)
     n = len(data["train"]) * EPOCHS
     speed = {name: [n / r["train_s"] for r in rs] for name, rs in runs.items()}
     a, b = runs["bertforge"], runs["transformers"]
@@ -292,7 +353,7 @@ def main() -> None:
     print(f"training examples/s: bertforge {', '.join(f'{x:.2f}' for x in speed['bertforge'])} (median {ma:.2f}); "
           f"transformers {', '.join(f'{x:.2f}' for x in speed['transformers'])} (median {mb:.2f}); ratio of medians "
           f"{ma / mb:.2f}x; per round {', '.join(f'{x:.2f}x' for x in ratios)}")  # fmt: skip
-    print(json.dumps({"data": data["info"], "runs": runs, "speed": speed, "ratio": ma / mb}))
+    print(json.dumps({"data": data["info"], "runs": runs, "speed": speed, "ratio": ma / mb, "deploy": served}))
 
 
 if __name__ == "__main__":
