@@ -12,23 +12,9 @@ is the baseline of the imports alone), the files in the page cache (written just
 - `model`: `load_model(DIR).save_pretrained(OUT)`, the model path that `convert` took before it streamed
   (and still takes for other sources): the checkpoint read, the model built, its state written.
 Per-process import costs are not timed (torch's meta-device machinery, imported on first use, is printed
-apart). The ratio printed is each median over the copy's median.
+apart). The ratio printed is each median over the copy's median. Results: benchmarks/RESULTS.md.
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_tf_checkpoint.py [--repeats 3] [--layers 12]
-
-Measured 2026-12-07 11:10 UTC, run once with `--repeats 3`, OMP_NUM_THREADS=2: AMD EPYC VM, 2 cores, shared
-(load average 3.44 before, 4.04 after; another job held one core throughout), ext4, torch 2.13.0+cpu, numpy
-2.4.6, safetensors 0.8.0, google-crc32c (C). Medians (runs), peak RSS:
-    copy    0.15 s  1.00x  (0.15, 0.15, 0.15)   471 MB
-    read    0.10 s  0.64x  (0.09, 0.10, 0.10)   704 MB
-    convert 0.66 s  4.29x  (0.66, 0.44, 1.29)   471 MB  (the imports' baseline: no copy of the weights)
-    warm    0.45 s  2.98x  (0.55, 0.45, 0.36)   471 MB
-    model   1.29 s  8.42x  (0.68, 1.29, 1.86)  1120 MB
-Where a streamed conversion's time goes (cProfile of fresh-process conversions, same machine and load):
-writing the 412 MB into the page cache 0.10-0.69 s (what the copy also pays; the part that varies with the
-machine's other writers), the 74 kernels' transposes 0.06-0.09 s, CRC32C 0.05 s, the model class on the
-meta device 0.02-0.03 s, the index 0.01 s. The model path also copies every tensor out of the mapping,
-transposes the kernels into 340 MB of fresh memory (0.23 s) and serializes the model's state (0.20 s).
 """
 
 from __future__ import annotations
