@@ -20,6 +20,7 @@ import torch
 
 from bertforge.errors import BertforgeError
 from bertforge.modeling.config import BertConfig
+from bertforge.modeling.name_tables import name_table, rename
 
 log = logging.getLogger("bertforge")
 
@@ -70,20 +71,8 @@ _TRAINING_STATE = re.compile(
 )
 
 
-def _template_regex(template: str) -> re.Pattern[str]:
-    return re.compile(re.escape(template).replace(re.escape("{n}"), r"(?P<n>\d+)") + "$")
-
-
-_FROM_TF = [(_template_regex(tf), hf) for tf, hf in _NAMES]
-_TO_TF = [(_template_regex(hf), tf) for tf, hf in _NAMES]
-
-
-def _rename(name: str, table: list[tuple[re.Pattern[str], str]]) -> str | None:
-    for pattern, template in table:
-        m = pattern.match(name)
-        if m:
-            return template.format(**m.groupdict())
-    return None
+_FROM_TF = name_table(_NAMES)
+_TO_TF = name_table(_NAMES, reverse=True)
 
 
 def transposed(tf_name: str) -> bool:
@@ -107,7 +96,7 @@ def google_renames(names: Iterable[str], source: str) -> dict[str, str]:
     for name in names:
         if _TRAINING_STATE.search(name):
             state.append(name)
-        elif (hf := _rename(name, _FROM_TF)) is not None:
+        elif (hf := rename(name, _FROM_TF)) is not None:
             renamed[name] = hf
         else:
             (unknown if name.startswith("bert/") else unused).append(name)
@@ -136,7 +125,7 @@ def to_google_names(state: Mapping[str, torch.Tensor]) -> dict[str, np.ndarray]:
     """Hugging Face full-model names -> Google TF names (kernels transposed back), as float32."""
     out = {}
     for name, value in state.items():
-        tf = _rename(name, _TO_TF)
+        tf = rename(name, _TO_TF)
         if tf is None:
             raise BertforgeError(f"{name} has no equivalent in Google's TensorFlow BERT")
         array = value.detach().cpu().float()

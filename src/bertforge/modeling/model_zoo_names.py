@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from bertforge.errors import BertforgeError
+from bertforge.modeling.name_tables import name_table, rename
 
 log = logging.getLogger("bertforge")
 
@@ -65,22 +66,10 @@ _ZOO_TRAINING_STATE = re.compile(
 )
 
 
-def _template_regex(template: str) -> re.Pattern[str]:
-    return re.compile(re.escape(template).replace(re.escape("{n}"), r"(?P<n>\d+)") + "$")
-
-
-_FROM_ZOO = [(_template_regex(zoo), hf) for zoo, hf in _ZOO_ENCODER]
-_FROM_ZOO_HEADS = [(_template_regex(zoo), hf) for zoo, hf in _ZOO_HEADS]
-_TO_ZOO = [(_template_regex(hf), zoo) for zoo, hf in _ZOO_ENCODER]
-_TO_ZOO_HEADS = [(_template_regex(hf), zoo) for zoo, hf in _ZOO_HEADS]
-
-
-def _rename(name: str, table: list[tuple[re.Pattern[str], str]]) -> str | None:
-    for pattern, template in table:
-        m = pattern.match(name)
-        if m:
-            return template.format(**m.groupdict())
-    return None
+_FROM_ZOO = name_table(_ZOO_ENCODER)
+_FROM_ZOO_HEADS = name_table(_ZOO_HEADS)
+_TO_ZOO = name_table(_ZOO_ENCODER, reverse=True)
+_TO_ZOO_HEADS = name_table(_ZOO_HEADS, reverse=True)
 
 
 def from_model_zoo_names(tensors: dict[str, np.ndarray], source: str) -> dict[str, torch.Tensor]:
@@ -96,12 +85,12 @@ def from_model_zoo_names(tensors: dict[str, np.ndarray], source: str) -> dict[st
     unknown, unused, state = [], [], 0
     for name, value in tensors.items():
         if name.startswith(encoder):
-            hf = _rename(name[len(encoder) :], _FROM_ZOO)
+            hf = rename(name[len(encoder) :], _FROM_ZOO)
             if hf is None:
                 unknown.append(name)
                 continue
             out["bert." + hf] = torch.from_numpy(np.ascontiguousarray(value))
-        elif name.startswith(outer) and (hf := _rename(name[len(outer) :], _FROM_ZOO_HEADS)):
+        elif name.startswith(outer) and (hf := rename(name[len(outer) :], _FROM_ZOO_HEADS)):
             out[hf] = torch.from_numpy(np.ascontiguousarray(value))
         elif _ZOO_TRAINING_STATE.match(name):
             state += 1
@@ -120,8 +109,8 @@ def to_model_zoo_names(state: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
     """Hugging Face full-model names -> the model zoo's pretraining-network names (`bert.bert.*`, `bert.cls1.*`)."""
     out = {}
     for name, value in state.items():
-        zoo = _rename(name[len("bert.") :], _TO_ZOO) if name.startswith("bert.") else None
-        zoo = "bert.bert." + zoo if zoo else (("bert." + z) if (z := _rename(name, _TO_ZOO_HEADS)) else None)
+        zoo = rename(name[len("bert.") :], _TO_ZOO) if name.startswith("bert.") else None
+        zoo = "bert.bert." + zoo if zoo else (("bert." + z) if (z := rename(name, _TO_ZOO_HEADS)) else None)
         if zoo is None:
             raise BertforgeError(f"{name} has no MindSpore model zoo equivalent")
         out[zoo] = value.detach().cpu().float().numpy()
